@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class ArtemisPortalConfig(AppConfig):
+    """Project package as an app, so its management commands and templates are found."""
+
+    name = "artemis_portal"
+    verbose_name = "Artemis portal"

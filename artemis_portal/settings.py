@@ -1,0 +1,244 @@
+"""The one settings module, driven by the environment (django-environ).
+
+Every variable is listed, with its default, in README.md and .env.example. Unsafe defaults apply only
+when DEBUG is on; in production a missing or malformed value stops start-up with one line naming it.
+"""
+
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from artemis_portal.config import (
+    ConfigError,
+    check_base_url,
+    check_database_url,
+    parse_key_list,
+    require,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A local .env (written by `python3 dev.py`) fills in what the real environment leaves unset.
+# ENV_FILE names another file; ENV_FILE= (empty) reads none, as the settings tests do.
+_env_file = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file and Path(_env_file).is_file():
+    env.read_env(_env_file, overwrite=False)
+
+
+def _parse_url(name, parser, url):
+    """Parse a service URL with django-environ, naming the variable if it cannot."""
+    try:
+        return parser(url)
+    except (ImproperlyConfigured, ValueError, KeyError) as exc:
+        raise ConfigError(f"{name} is not valid: {exc}") from None
+
+
+def _load():
+    """Read and validate everything that can be malformed; returns a dict of settings values."""
+    debug = env.bool("DEBUG", default=False)
+    secret_key = require(
+        "SECRET_KEY",
+        env.str("SECRET_KEY", default=""),
+        debug=debug,
+        dev_default="django-insecure-development-only-key-do-not-use-in-production",
+    )
+    fernet_keys = parse_key_list(
+        "FERNET_KEYS",
+        require("FERNET_KEYS", env.str("FERNET_KEYS", default=""), debug=debug, dev_default=secret_key),
+    )
+    app_base_url = check_base_url(
+        "APP_BASE_URL",
+        require(
+            "APP_BASE_URL",
+            env.str("APP_BASE_URL", default=""),
+            debug=debug,
+            dev_default="http://127.0.0.1:8000",
+        ),
+        debug=debug,
+    )
+    database_url = check_database_url(env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))
+    database = _parse_url("DATABASE_URL", env.db_url_config, database_url)
+    cache = _parse_url(
+        "CACHE_URL", env.cache_url_config, env.str("CACHE_URL", default="locmemcache://artemis")
+    )
+    email = _parse_url("EMAIL_URL", env.email_url_config, env.str("EMAIL_URL", default="consolemail://"))
+    return {
+        "debug": debug,
+        "secret_key": secret_key,
+        "fernet_keys": fernet_keys,
+        "app_base_url": app_base_url,
+        "database": database,
+        "cache": cache,
+        "email": email,
+    }
+
+
+try:
+    _cfg = _load()
+except ConfigError as exc:
+    # One line, naming the variable; never a traceback from inside a library.
+    sys.exit(f"Configuration error: {exc}")
+
+DEBUG = _cfg["debug"]
+SECRET_KEY = _cfg["secret_key"]
+FERNET_KEYS = _cfg["fernet_keys"]
+APP_BASE_URL = _cfg["app_base_url"]
+
+_app_host = urlsplit(APP_BASE_URL).hostname
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS",
+    default=["127.0.0.1", "localhost", "[::1]", _app_host] if DEBUG else [_app_host],
+)
+CSRF_TRUSTED_ORIGINS = env.list(
+    "CSRF_TRUSTED_ORIGINS", default=[APP_BASE_URL] if APP_BASE_URL.startswith("https") else []
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_tasks",
+    "django_tasks_db",
+    "artemis_portal",
+    "registrations",
+    "dsr_requests",
+]
+
+MIDDLEWARE = [
+    "artemis_portal.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "artemis_portal.urls"
+WSGI_APPLICATION = "artemis_portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": _cfg["database"]}
+# Persistent connections with health checks: a database restart costs one failed request per
+# connection, not a process restart.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0 if DEBUG else 60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": _cfg["cache"]}
+
+globals().update(_cfg["email"])  # EMAIL_BACKEND, EMAIL_HOST, ... from EMAIL_URL
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Artemis Privacy <privacy@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+
+TASKS = {
+    "default": {
+        # "immediate" runs jobs inline (embedded demo, unit tests); "database" queues them for
+        # `python manage.py db_worker` (the Procfile's worker).
+        "BACKEND": {
+            "immediate": "django_tasks.backends.immediate.ImmediateBackend",
+            "database": "django_tasks_db.DatabaseBackend",
+        }[env.str("TASKS_BACKEND", default="immediate")],
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-gb"
+LANGUAGES = [("en-gb", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env.str("TIME_ZONE", default="Europe/London")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
+
+# --- Security (production values whenever DEBUG is off) -----------------------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")  # Heroku's router terminates TLS
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # platform health probes speak plain http internally
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 60 * 60)
+X_FRAME_OPTIONS = "DENY"
+
+# --- Logging: stdout, one line per request with its id, personal data and secrets masked --------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "request_id": {"()": "artemis_portal.logging.RequestIdFilter"},
+        "redact": {"()": "artemis_portal.logging.RedactingFilter"},
+    },
+    "formatters": {
+        "line": {"format": "%(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "filters": ["request_id", "redact"],
+            "formatter": "line",
+        },
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        # Our RequestIdMiddleware writes the one access line per request; these would repeat it.
+        "django.server": {"handlers": [], "propagate": False},
+        "django.request": {"level": "ERROR"},
+        "gunicorn.access": {"handlers": [], "propagate": False},
+    },
+}

@@ -1,0 +1,73 @@
+"""Log lines: one per request with its id, and no email addresses or secrets in any line."""
+
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from artemis_portal.logging import EMAIL, RedactingFilter, redact
+
+
+@pytest.mark.parametrize(
+    ("raw", "hidden"),
+    [
+        ("user jane.doe+x@example.co.uk asked", "jane.doe+x@example.co.uk"),
+        ("Authorization: JWT eyJhbGciOi.eyJpc3MiOi.c2lnbmF0dXJl", "eyJpc3MiOi"),
+        ("sharedSecret=Zm9vYmFyYmF6cXV4", "Zm9vYmFyYmF6cXV4"),
+        ('{"password": "hunter2hunter2"}', "hunter2hunter2"),
+        (
+            "key gAAAAABlZ2V0dGluZ3RoaXNpc2F2ZXJ5bG9uZ2Zlcm5ldHRva2Vu",
+            "gAAAAABlZ2V0dGluZ3RoaXNpc2F2ZXJ5bG9uZ2Zlcm5ldHRva2Vu",
+        ),
+    ],
+)
+def test_redact_hides_emails_and_secrets(raw, hidden):
+    assert hidden not in redact(raw)
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "account 557058:f0c4e8a4-4b8c-4b1a-9f0e-1a2b3c4d5e6f",
+        "account 5b10ac8d82e05b22cc7d4ef5",
+        "client key 6f1c2d3e-aaaa-bbbb-cccc-123456789abc",
+    ],
+)
+def test_redact_keeps_account_ids_and_client_keys(kept):
+    assert redact(kept) == kept
+
+
+@given(st.text(), st.emails())
+def test_no_email_survives_redaction(prefix, email):
+    assert not EMAIL.search(redact(f"{prefix} {email} tail"))
+
+
+def test_filter_redacts_arguments_and_exception_text():
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "user %s", ("a@b.example",), None)
+    try:
+        raise ValueError("bad secret=abcdefghijkl for a@b.example")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    RedactingFilter().filter(record)
+    assert "a@b.example" not in record.getMessage()
+    assert "a@b.example" not in record.exc_text and "abcdefghijkl" not in record.exc_text
+
+
+@pytest.mark.django_db
+def test_each_request_logs_one_line_with_its_id_and_without_the_query(client, caplog):
+    caplog.set_level(logging.INFO, logger="artemis.access")
+    response = client.get("/?jwt=eyJsecret.eyJsecret.sig", HTTP_X_REQUEST_ID="router-abc-12345")
+    assert response["X-Request-ID"] == "router-abc-12345"
+    lines = [r for r in caplog.records if r.name == "artemis.access"]
+    assert len(lines) == 1
+    assert lines[0].getMessage().startswith("GET / 200")
+    assert "jwt" not in lines[0].getMessage()
+
+
+@pytest.mark.django_db
+def test_forged_request_id_is_replaced(client):
+    response = client.get("/", HTTP_X_REQUEST_ID="bad id\nINFO forged line")
+    assert "\n" not in response["X-Request-ID"] and len(response["X-Request-ID"]) == 32

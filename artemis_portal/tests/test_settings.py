@@ -1,0 +1,73 @@
+"""Start-up behaviour of the settings module, run in a separate process with a controlled environment."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "FERNET_KEYS": Fernet.generate_key().decode(),
+    "APP_BASE_URL": "https://privacy.example.com",
+}
+
+
+def manage(*args, **env):
+    """Run manage.py with only the given variables (no .env file)."""
+    clean = {"PATH": os.environ["PATH"], "ENV_FILE": "", **env}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "FERNET_KEYS", "APP_BASE_URL"])
+def test_production_refuses_to_start_without_a_required_key(missing):
+    env = {k: v for k, v in PRODUCTION.items() if k != missing}
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert missing in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("DATABASE_URL", "mysql://localhost/x"), ("FERNET_KEYS", "tooshort"), ("CACHE_URL", "bogus://x")],
+)
+def test_malformed_value_stops_start_up_with_one_line_naming_it(variable, value):
+    result = manage("check", **{**PRODUCTION, variable: value})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert variable in result.stderr or "cache" in result.stderr.lower()
+
+
+def test_development_starts_with_no_configuration_at_all():
+    result = manage("check", DEBUG="1")
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_settings_trust_heroku_forwarded_proto_and_secure_cookies():
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.SECURE_PROXY_SSL_HEADER, s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE,"
+        " s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS, s.ALLOWED_HOSTS)"
+    )
+    result = manage("shell", "-c", code, **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "('HTTP_X_FORWARDED_PROTO', 'https') True True True 31536000 ['privacy.example.com']" in result.stdout
+    )

@@ -1,0 +1,19 @@
+"""Root URLs: landing page, health check, admin, and each app's URLs."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
+
+from artemis_portal import views
+
+admin.site.site_header = _("Artemis privacy portal")
+admin.site.site_title = _("Artemis privacy portal")
+admin.site.index_title = _("Support staff")
+
+urlpatterns = [
+    path("", views.LandingView.as_view(), name="landing"),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("", include("registrations.urls")),
+    path("", include("dsr_requests.urls")),
+]

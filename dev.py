@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""One-command set-up for the Artemis privacy portal (standard library only, so it runs before the venv).
+
+    python3 dev.py serve     set up, migrate SQLite, ensure a local admin, serve on http://127.0.0.1:8000
+    python3 dev.py test      set up, lint, and run the whole test suite (arguments go to pytest)
+
+Both are idempotent: the virtual environment, installed requirements, .env and database are reused.
+"""
+
+import hashlib
+import os
+import secrets
+import subprocess
+import sys
+import venv
+from base64 import urlsafe_b64encode
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("VENV_DIR", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+ENV_FILE = ROOT / ".env"
+
+
+def say(message):
+    """Print a progress line that stands out from pip and Django output."""
+    print(f"==> {message}", flush=True)
+
+
+def run(*args, **kwargs):
+    """Run a command from the project folder and stop with its exit code if it fails."""
+    result = subprocess.run([str(a) for a in args], cwd=ROOT, **kwargs)
+    if result.returncode:
+        sys.exit(result.returncode)
+
+
+def ensure_venv(requirements):
+    """Create .venv and install the pinned requirements, unless the same file set is installed already."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"Python 3.11 or newer is needed (found {sys.version.split()[0]}).")
+    if not PYTHON.exists():
+        say(f"creating virtual environment in {VENV}")
+        venv.create(VENV, with_pip=True)
+    digest = hashlib.sha256()
+    for name in ("requirements.txt", requirements):
+        digest.update((ROOT / name).read_bytes())
+    stamp = VENV / f".installed-{requirements}"
+    if stamp.exists() and stamp.read_text() == digest.hexdigest():
+        say(f"requirements from {requirements} already installed")
+        return
+    say(f"installing {requirements}")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", ROOT / requirements)
+    stamp.write_text(digest.hexdigest())
+
+
+def new_key():
+    """A fresh Fernet-format key (32 random bytes, url-safe base64)."""
+    return urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def ensure_env_file():
+    """Write a local .env with fresh keys when there is none; never overwrite an existing one."""
+    if ENV_FILE.exists():
+        say(".env exists; keeping it")
+        return
+    say("writing .env with freshly generated keys")
+    ENV_FILE.write_text(
+        "# Local development settings, written by dev.py. Not committed (see .gitignore).\n"
+        "DEBUG=1\n"
+        f"SECRET_KEY={secrets.token_urlsafe(50)}\n"
+        f"FERNET_KEYS={new_key()}\n"
+        f"BACKUP_KEYS={new_key()}\n"
+        "APP_BASE_URL=http://127.0.0.1:8000\n"
+    )
+    ENV_FILE.chmod(0o600)
+
+
+def serve():
+    """Set up and run the portal on SQLite at http://127.0.0.1:8000."""
+    ensure_venv("requirements.txt")
+    ensure_env_file()
+    say("migrating the database")
+    run(PYTHON, "manage.py", "migrate", "--noinput")
+    run(PYTHON, "manage.py", "ensure_local_admin")
+    say("request form: http://127.0.0.1:8000/requests/new/")
+    say("admin:        http://127.0.0.1:8000/admin/")
+    os.chdir(ROOT)
+    os.execv(str(PYTHON), [str(PYTHON), "manage.py", "runserver", "127.0.0.1:8000"])
+
+
+def test(pytest_args):
+    """Set up, lint with ruff, and run the whole test suite with pytest."""
+    ensure_venv("requirements-dev.txt")
+    ensure_env_file()
+    say("linting (ruff)")
+    run(BIN / "ruff", "check", ".")
+    run(BIN / "ruff", "format", "--check", ".")
+    say("running tests on " + ("DATABASE_URL" if os.environ.get("DATABASE_URL") else "SQLite"))
+    run(PYTHON, "-m", "pytest", *pytest_args)
+
+
+def main(argv):
+    """Dispatch the sub-command."""
+    command, rest = (argv[0], argv[1:]) if argv else ("serve", [])
+    if command == "serve":
+        serve()
+    elif command == "test":
+        test(rest)
+    elif command == "setup":
+        ensure_venv("requirements-dev.txt")
+        ensure_env_file()
+    else:
+        sys.exit(f"unknown command {command!r}; use: python3 dev.py serve | test [pytest args] | setup")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class RegistrationsConfig(AppConfig):
+    """Atlassian Connect: tenant registry, descriptor, lifecycle, JWT, backups, usage counts."""
+
+    name = "registrations"
+    verbose_name = _("Connect registrations")

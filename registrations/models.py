@@ -1,0 +1,57 @@
+"""Connect tenant registry: the only customer data the policy lets the apps keep."""
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from fernet_fields import EncryptedTextField
+
+
+class Registration(models.Model):
+    """One Atlassian site (tenant) that installed the app, as its install payload described it.
+
+    ``client_key`` is an identifier, kept plain and unique so lookups by the JWT ``iss`` are one indexed
+    query. ``shared_secret`` signs every request from that site, so it is encrypted in the application
+    tier (fernet_fields, keys from ``FERNET_KEYS``) and never shown, logged or serialized in plain text.
+    """
+
+    class State(models.TextChoices):
+        INSTALLED = "installed", _("Installed")
+        ENABLED = "enabled", _("Enabled")
+        DISABLED = "disabled", _("Disabled")
+        UNINSTALLED = "uninstalled", _("Uninstalled")
+
+    client_key = models.CharField(_("client key"), max_length=255, unique=True)
+    shared_secret = EncryptedTextField(_("shared secret"))
+    base_url = models.URLField(_("site URL"), max_length=500)
+    display_url = models.URLField(_("display URL"), max_length=500, blank=True)
+    product_type = models.CharField(_("product"), max_length=50)
+    description = models.CharField(_("description"), max_length=500, blank=True)
+    service_entitlement_number = models.CharField(_("SEN"), max_length=100, blank=True)
+    plugins_version = models.CharField(_("plugins version"), max_length=100, blank=True)
+    server_version = models.CharField(_("server version"), max_length=100, blank=True)
+    oauth_client_id = models.CharField(_("OAuth client id"), max_length=255, blank=True)
+    state = models.CharField(_("state"), max_length=20, choices=State.choices, default=State.INSTALLED)
+    installed_at = models.DateTimeField(_("installed at"))
+    updated_at = models.DateTimeField(_("updated at"))
+    enabled_at = models.DateTimeField(_("enabled at"), null=True, blank=True)
+    disabled_at = models.DateTimeField(_("disabled at"), null=True, blank=True)
+    uninstalled_at = models.DateTimeField(_("uninstalled at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("registration")
+        verbose_name_plural = _("registrations")
+        ordering = ["-installed_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state__in=["installed", "enabled", "disabled", "uninstalled"]),
+                name="registration_state_valid",
+            ),
+            models.CheckConstraint(condition=~models.Q(client_key=""), name="registration_client_key_set"),
+        ]
+        indexes = [models.Index(fields=["state", "product_type"])]
+
+    def __str__(self):
+        return self.client_key
+
+    def __repr__(self):
+        # Never include the secret, even in a debugger or a traceback's locals.
+        return f"<Registration {self.client_key} {self.state}>"

@@ -1,0 +1,3 @@
+"""Connect URLs: descriptor, lifecycle callbacks and the app's JWT-protected pages."""
+
+urlpatterns = []
