@@ -183,7 +183,8 @@ def upload_document(request, token):
         return rate_limited(request)
     rights_request = _status_request_or_404(request, token)
     if _declared_length(request) > settings.DSR_UPLOAD_MAX_BYTES + 64 * 1024:
-        # Refuse before Django spools a huge body to disk; the form checks the real size below.
+        # A body this large cannot hold an acceptable file: answer 413 without opening it. The form checks
+        # the file's real size below, before reading it into memory.
         message = _("The file is too large; the limit is %(limit)s.") % {
             "limit": filesizeformat(settings.DSR_UPLOAD_MAX_BYTES)
         }
