@@ -477,3 +477,9 @@ def test_code_guessing_is_rate_limited_per_account(client, settings):
     tenant = RegistrationFactory()
     codes = [_connect_post(client, tenant, "WRONG123").status_code for _ in range(3)]
     assert codes == [400, 400, 429]
+
+
+@pytest.mark.django_db
+def test_a_submission_writes_a_bounded_number_of_queries(client, committed, django_assert_max_num_queries):
+    with django_assert_max_num_queries(10):
+        assert _submit(client, committed).status_code == 302
