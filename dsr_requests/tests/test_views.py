@@ -118,6 +118,7 @@ def test_too_many_submissions_from_one_address_get_a_clear_429(client, committed
     response = _submit(client, committed, email="p3@example.org")
     assert response.status_code == 429
     assert "Too many attempts" in response.content.decode()
+    assert 0 < int(response["Retry-After"]) <= 3600
     assert RightsRequest.objects.count() == 2
 
 
