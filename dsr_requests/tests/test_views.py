@@ -484,3 +484,10 @@ def test_code_guessing_is_rate_limited_per_account(client, settings):
 def test_a_submission_writes_a_bounded_number_of_queries(client, committed, django_assert_max_num_queries):
     with django_assert_max_num_queries(10):
         assert _submit(client, committed).status_code == 302
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("question", ["x", "-1", str(2**70), ""])
+def test_a_malformed_question_id_is_a_400_not_a_500(client, committed, mailoutbox, question):
+    status_path = _confirmed_status_path(client, committed, mailoutbox)
+    assert client.post(status_path + "answer/", {"question": question, "answer": "a"}).status_code == 400
