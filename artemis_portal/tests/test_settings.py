@@ -71,3 +71,15 @@ def test_production_settings_trust_heroku_forwarded_proto_and_secure_cookies():
     assert (
         "('HTTP_X_FORWARDED_PROTO', 'https') True True True 31536000 ['privacy.example.com']" in result.stdout
     )
+
+
+def test_healthz_answers_503_json_when_the_database_is_down():
+    # A real PostgreSQL URL on a port where nothing listens: the connection is refused.
+    code = (
+        "from django.test import Client;"
+        "r = Client().get('/healthz', HTTP_HOST='127.0.0.1');"
+        "print(r.status_code, r.content.decode())"
+    )
+    result = manage("shell", "-c", code, DEBUG="1", DATABASE_URL="postgres://postgres@127.0.0.1:1/none")
+    assert result.returncode == 0, result.stderr
+    assert '503 {"status": "error", "database": "unavailable"}' in result.stdout
