@@ -30,6 +30,10 @@ def test_minimal_install_body_is_accepted_with_optional_fields_empty(connect_set
     assert parsed.display_url == "" and parsed.oauth_client_id == ""
 
 
+def test_payload_repr_never_shows_the_secret(connect_settings):
+    assert "s" * 32 not in repr(payloads.parse(body(), event="installed"))
+
+
 def test_other_events_need_only_key_client_key_and_event_type(connect_settings):
     raw = json.dumps({"key": APP_KEY, "clientKey": "ck", "eventType": "disabled"}).encode()
     assert payloads.parse(raw, event="disabled").client_key == "ck"

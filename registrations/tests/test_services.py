@@ -90,6 +90,16 @@ def test_record_usage_is_one_statement_that_inserts_then_increments(django_asser
     assert dict(UsageCount.objects.values_list("module", "count")) == {"page": 2, "other": 1}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_record_usage_in_autocommit_is_one_statement_on_either_database(django_assert_num_queries):
+    """Outside a transaction PostgreSQL takes the asynchronous-commit variant; still one statement."""
+    day = datetime.date(2026, 1, 4)
+    for _ in range(3):
+        with django_assert_num_queries(1):
+            services.record_usage(module="page", day=day)
+    assert UsageCount.objects.get(day=day, module="page").count == 3
+
+
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_usage_increments_lose_no_count():
