@@ -257,16 +257,12 @@ class BackupReader:
                 f"(this version reads {FORMAT_VERSION}/{SCHEMA_VERSION})"
             )
         if declared[2] != row_count:
-            raise BackupError(
-                f"corrupted: the manifest declares {declared[2]} rows, the file holds {row_count}"
-            )
+            raise BackupError(f"corrupted: the manifest says {declared[2]} rows, the file holds {row_count}")
         if not hmac.compare_digest(declared_sha, sha256):
             raise BackupError("corrupted: the content does not match the manifest's SHA-256")
         unknown = set(fields) - {f.name for f in backup_fields()}
         if unknown:
-            raise BackupError(
-                f"the backup has fields this version does not know: {', '.join(sorted(unknown))}"
-            )
+            raise BackupError(f"the backup has fields this model lacks: {', '.join(sorted(unknown))}")
         return manifest
 
 
@@ -329,17 +325,19 @@ def plan_retention(names, *, now):
             ignored.append(name)
 
     keep = {}
-    newest_in = {}
-    for taken_at, name in sorted(dated):  # oldest first, so the newest in each period wins
+    past = []
+    for taken_at, name in sorted(dated):
         if taken_at > now:
-            keep.setdefault(name, []).append("taken in the future (clock skew?)")
-            continue
-        day = taken_at.date()
-        for kind, within, label in periods:
-            if within(day):
-                newest_in[(kind, label(day))] = name
-    for (kind, label), name in newest_in.items():
-        keep.setdefault(name, []).append(f"{kind} {label}")
+            keep[name] = ["taken in the future (clock skew?)"]
+        else:
+            past.append((taken_at, name))
+    for kind, within, label in periods:
+        newest_in = {}
+        for taken_at, name in past:  # oldest first, so the newest in each period wins
+            if within(taken_at.date()):
+                newest_in[label(taken_at.date())] = name
+        for period, name in newest_in.items():
+            keep.setdefault(name, []).append(f"{kind} {period}")
     delete.extend(name for _, name in sorted(dated) if name not in keep)
     return RetentionPlan(keep=keep, delete=sorted(delete), ignored=sorted(ignored))
 
@@ -450,9 +448,8 @@ def create_backup(
             size = spool.tell()
             spool.seek(0)
             saved = storage.save(name, File(spool, name=name))
-        if (
-            saved != name
-        ):  # the storage renamed it (someone wrote the same name meanwhile): unreadable by date
+        # A storage renames rather than overwrites: someone wrote the same name meanwhile.
+        if saved != name:
             storage.delete(saved)
             raise BackupError(f"a backup named {name} appeared while writing; try again")
     logger.info("backup %s written by %s: %d registrations", name, actor, manifest["row_count"])
