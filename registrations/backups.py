@@ -52,6 +52,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from registrations import tenant_cache
 from registrations.models import Registration
 
 logger = logging.getLogger(__name__)
@@ -599,6 +600,7 @@ def restore_backup(
 
 
 def _restore_batch(rows, summary, *, dry_run):
+    """Apply one batch of backed-up rows, and forget the cached records of the tenants it changed."""
     fields_by_name = {f.name: f for f in backup_fields()}
     decoded = [{name: fields_by_name[name].to_python(value) for name, value in row.items()} for row in rows]
     existing = Registration.objects.in_bulk([row["client_key"] for row in decoded], field_name="client_key")
@@ -625,6 +627,15 @@ def _restore_batch(rows, summary, *, dry_run):
     Registration.objects.bulk_create(to_create, batch_size=BATCH_SIZE)
     if to_update:
         Registration.objects.bulk_update(to_update, sorted(changed_fields), batch_size=BATCH_SIZE)
+    # Once committed, a cached record (or a cached "unknown tenant" from before the restore) is stale.
+    # Holding these keys until the commit is the one part of a restore's memory that grows with it.
+    changed = [r.client_key for r in to_create + to_update]
+    transaction.on_commit(lambda: _forget(changed))
+
+
+def _forget(client_keys):
+    for client_key in client_keys:
+        tenant_cache.forget(client_key)
 
 
 def progress_printer(write, verb):

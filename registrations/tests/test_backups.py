@@ -11,12 +11,14 @@ from django.core.files.storage import FileSystemStorage, InMemoryStorage
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registrations import backups
+from registrations import backups, tenant_cache
 from registrations.models import Registration
+from registrations.tests.conftest import request_token
 from registrations.tests.factories import RegistrationFactory
 
 UTC = dt.UTC
 FIELDS = [f.name for f in backups.backup_fields()]
+PAGE = "/connect/identity-proof/"
 
 
 def new_key():
@@ -96,23 +98,24 @@ def test_backup_then_wipe_then_restore_brings_every_tenant_back_with_its_secret(
 
 
 @pytest.mark.django_db
-def test_restored_secret_verifies_a_token_signed_with_the_original_secret(backup_settings):
-    """The tenant's JWT authenticates again: HS256 with the original secret checks out against the restore."""
-    jwt = pytest.importorskip("jwt")
+def test_after_backup_wipe_and_restore_the_tenants_jwt_authenticates_again(
+    backup_settings, client, django_capture_on_commit_callbacks
+):
+    """A token signed (PyJWT, HS256) with the secret from before the loss opens the JWT-protected page."""
     tenant = RegistrationFactory()
-    token = jwt.encode(
-        {"iss": tenant.client_key, "exp": dt.datetime.now(UTC) + dt.timedelta(minutes=3)},
-        tenant.shared_secret,
-        algorithm="HS256",
-    )
+    token = {"HTTP_AUTHORIZATION": f"JWT {request_token(tenant, url=PAGE)}"}
+    assert client.get(PAGE, **token).status_code == 200
     result = backups.create_backup(actor="test")
+
     Registration.objects.all().delete()
+    tenant_cache.forget(tenant.client_key)
+    assert client.get(PAGE, **token).status_code == 401  # and "unknown tenant" is now cached
+    with django_capture_on_commit_callbacks(execute=True):
+        backups.restore_backup(str(backup_path(backup_settings, result)), actor="test", dry_run=False)
 
-    backups.restore_backup(str(backup_path(backup_settings, result)), actor="test", dry_run=False)
-
-    restored = Registration.objects.get(client_key=tenant.client_key)
-    claims = jwt.decode(token, restored.shared_secret, algorithms=["HS256"])
-    assert claims["iss"] == tenant.client_key
+    response = client.get(PAGE, **token)
+    assert response.status_code == 200
+    assert tenant.base_url in response.content.decode()
 
 
 @pytest.mark.django_db
@@ -284,8 +287,10 @@ def peak_memory(function):
 def test_backup_and_restore_memory_does_not_grow_with_the_tenant_count(backup_settings):
     """Peak memory for 10N tenants stays close to that for N: one batch is held at a time, not the table.
 
-    Holding the rows would multiply the peak by about ten. The margin allows for Django's cyclic garbage
-    (query compilers), which the collector frees in its own time, so a peak drifts up slowly with the run.
+    Holding the rows would multiply the peak by about eight (2,000 decoded rows are some 5 MB against a
+    peak of under 1 MB for 200). The margin allows for what does grow a little: Django's cyclic garbage
+    (query compilers), freed by the collector in its own time, and a restore's list of changed client
+    keys, kept until the commit to clear the tenant cache.
     """
     small, large = 200, 2000
     peaks = {}
@@ -304,7 +309,7 @@ def test_backup_and_restore_memory_does_not_grow_with_the_tenant_count(backup_se
         assert Registration.objects.count() == count
 
     for phase in ("backup", "restore"):
-        assert peaks[(phase, large)] < 2 * peaks[(phase, small)], peaks
+        assert peaks[(phase, large)] < 3 * peaks[(phase, small)], peaks
 
 
 # --- The file format ----------------------------------------------------------------------------------
