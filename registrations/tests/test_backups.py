@@ -287,8 +287,8 @@ def peak_memory(function):
 def test_backup_and_restore_memory_does_not_grow_with_the_tenant_count(backup_settings):
     """Peak memory for 10N tenants stays close to that for N: one batch is held at a time, not the table.
 
-    Holding the rows would multiply the peak by about eight (2,000 decoded rows are some 5 MB against a
-    peak of under 1 MB for 200). The margin allows for what does grow a little: Django's cyclic garbage
+    Holding the rows would multiply the peak by four or more (2,000 rows held at once take about 3 MB,
+    against a peak under 1 MB for 200). The margin allows for what does grow a little: Django's cyclic garbage
     (query compilers), freed by the collector in its own time, and a restore's list of changed client
     keys, kept until the commit to clear the tenant cache.
     """
