@@ -516,3 +516,13 @@ def test_retention_is_stable_bounded_and_keeps_the_newest_backup(taken, now):
     assert len(past) == 0 or len(set(plan.keep) & {name_at(m) for m in past}) <= 27
     if past and max(past) > now - dt.timedelta(days=7):
         assert name_at(max(past)) in plan.keep
+
+
+def test_s3_storage_from_the_settings_is_built_without_touching_the_network(backup_settings):
+    backup_settings.BACKUP_STORAGE = "storages.backends.s3.S3Storage"
+    backup_settings.BACKUP_STORAGE_OPTIONS = {"bucket_name": "artemis-backups", "location": "registrations"}
+
+    storage = backups.backup_storage()
+
+    assert (storage.bucket_name, storage.location) == ("artemis-backups", "registrations")
+    assert backups.describe_storage(storage) == "storages.backends.s3.S3Storage"
