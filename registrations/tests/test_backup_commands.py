@@ -195,3 +195,12 @@ def test_prune_dry_run_lists_deletions_and_deletes_nothing_then_prune_deletes(ba
 @pytest.mark.django_db
 def test_prune_of_a_folder_not_yet_created_keeps_and_deletes_nothing(backup_dir):
     assert "0 kept, 0 deleted" in run("prune_backups")
+
+
+@pytest.mark.django_db
+def test_commands_are_silent_on_success_at_verbosity_zero_as_cron_expects(backup_dir):
+    RegistrationFactory()
+
+    assert run("backup_registrations", "-v", "0") == ""
+    assert run("prune_backups", "-v", "0") == ""
+    assert run("verify_backups", "-v", "0") == ""

@@ -29,9 +29,10 @@ class Command(BaseCommand):
             )
         except backups.BackupError as exc:
             raise CommandError(f"Backup failed: {exc}") from None
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Wrote {result.name} to {result.location}: {result.row_count:,} registrations, "
-                f"{result.size:,} bytes, content SHA-256 {result.sha256}"
+        if verbosity:  # -v 0: silent on success, as cron expects
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Wrote {result.name} to {result.location}: {result.row_count:,} registrations, "
+                    f"{result.size:,} bytes, content SHA-256 {result.sha256}"
+                )
             )
-        )

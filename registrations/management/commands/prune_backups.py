@@ -23,6 +23,8 @@ class Command(BaseCommand):
         if verbosity > 1 or dry_run:
             for name, reasons in sorted(plan.keep.items()):
                 self.stdout.write(f"keep    {name} ({', '.join(reasons)})")
+        if not (verbosity or dry_run):  # -v 0: silent on success, as cron expects
+            return
         for name in plan.delete:
             self.stdout.write(f"delete  {name}")
         for name in plan.ignored:
