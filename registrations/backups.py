@@ -551,7 +551,10 @@ class RestoreSummary:
 def open_backup(path):
     """Open a backup for reading: a local file path, or else the name of a backup in the backup storage."""
     if os.path.isfile(path):
-        return open(path, "rb")  # noqa: SIM115 (the caller closes it)
+        try:
+            return open(path, "rb")  # noqa: SIM115 (the caller closes it)
+        except OSError as exc:
+            raise BackupError(f"cannot read {path}: {exc.strerror or exc}") from None
     storage = backup_storage()
     try:
         if parse_backup_name(os.path.basename(path)) and storage.exists(path):
@@ -611,7 +614,7 @@ def _restore_batch(rows, summary, *, dry_run):
             to_create.append(Registration(**row))
             summary.add("new", row["client_key"])
             continue
-        differing = {name for name, value in row.items() if getattr(current, name) != value}
+        differing = {name for name, value in row.items() if not _same(name, getattr(current, name), value)}
         if not differing:
             summary.add("unchanged", row["client_key"])
         elif current.updated_at > row["updated_at"]:
@@ -631,6 +634,12 @@ def _restore_batch(rows, summary, *, dry_run):
     # Holding these keys until the commit is the one part of a restore's memory that grows with it.
     changed = [r.client_key for r in to_create + to_update]
     transaction.on_commit(lambda: _forget(changed))
+
+
+def _same(field_name, current, restored):
+    if field_name == "shared_secret":  # a secret is compared in constant time, even here
+        return hmac.compare_digest(current.encode(), restored.encode())
+    return current == restored
 
 
 def _forget(client_keys):
