@@ -526,3 +526,16 @@ def test_s3_storage_from_the_settings_is_built_without_touching_the_network(back
 
     assert (storage.bucket_name, storage.location) == ("artemis-backups", "registrations")
     assert backups.describe_storage(storage) == "storages.backends.s3.S3Storage"
+
+
+@given(
+    st.lists(
+        st.text(max_size=60) | st.from_regex(r"\.?registrations-[0-9]{8}T[0-9]{6}Z\.backup.*", fullmatch=True)
+    )
+)
+def test_retention_accepts_any_file_names_and_never_deletes_one_it_does_not_recognise(names):
+    plan = backups.plan_retention(names, now=dt.datetime(2026, 2, 4, tzinfo=UTC))
+
+    for name in plan.delete:
+        assert backups.parse_backup_name(name) or backups.PARTIAL_RE.fullmatch(name)
+    assert set(plan.keep) | set(plan.delete) | set(plan.ignored) == set(names)
