@@ -35,8 +35,9 @@ def backup_settings(settings, tmp_path):
     return settings
 
 
-def backup_path(settings, result):
-    return settings.BACKUP_DIR / getattr(result, "name", result)
+def backup_path(settings, result_or_name):
+    """Where a backup (a BackupResult, or a name) lies in the local backup folder."""
+    return settings.BACKUP_DIR / getattr(result_or_name, "name", result_or_name)
 
 
 def snapshot():
@@ -234,21 +235,22 @@ def test_a_backup_that_dies_midway_leaves_no_file_behind(backup_settings):
 
 @pytest.mark.django_db
 def test_rotated_keys_still_read_old_backups_and_new_backups_use_the_first_key(backup_settings):
-    old_key, new_key_ = backup_settings.BACKUP_KEYS[0], new_key()
+    retired, current = backup_settings.BACKUP_KEYS[0], new_key()
     RegistrationFactory()
-    old = backups.create_backup(actor="test", now=dt.datetime(2026, 3, 1, tzinfo=UTC))
+    old = backup_path(
+        backup_settings, backups.create_backup(actor="test", now=dt.datetime(2026, 3, 1, tzinfo=UTC))
+    )
 
-    backup_settings.BACKUP_KEYS = [new_key_, old_key]
-    new = backups.create_backup(actor="test", now=dt.datetime(2026, 3, 2, tzinfo=UTC))
+    backup_settings.BACKUP_KEYS = [current, retired]
+    new = backup_path(
+        backup_settings, backups.create_backup(actor="test", now=dt.datetime(2026, 3, 2, tzinfo=UTC))
+    )
 
     assert [r.ok for r in backups.verify_backups()] == [True, True]
-    with backup_path(backup_settings, new).open("rb") as fileobj:
-        backups.read_manifest(fileobj, fernet=backups.fernet_for([new_key_]))
-    with (
-        pytest.raises(backups.BackupError, match="BACKUP_KEYS"),
-        backup_path(backup_settings, old).open("rb") as f,
-    ):
-        backups.read_manifest(f, fernet=backups.fernet_for([new_key_]))
+    only_current = backups.fernet_for([current])
+    assert backups.read_manifest(io.BytesIO(new.read_bytes()), fernet=only_current)["row_count"] == 1
+    with pytest.raises(backups.BackupError, match="BACKUP_KEYS"):
+        backups.read_manifest(io.BytesIO(old.read_bytes()), fernet=only_current)
 
 
 @pytest.mark.django_db
