@@ -177,18 +177,20 @@ def test_prune_dry_run_lists_deletions_and_deletes_nothing_then_prune_deletes(ba
     for name in names:
         (backup_dir / name).write_bytes(b"")
     (backup_dir / "notes.txt").write_text("kept by hand")
+    crashed = f".{names[0]}.k2j4h5.partial"  # what a killed backup leaves behind
+    (backup_dir / crashed).write_bytes(b"ARTEMIS")
 
     with time_machine.travel(start + dt.timedelta(days=19, hours=1)):
         dry = run("prune_backups", "--dry-run")
-        assert len(list(backup_dir.iterdir())) == 21
+        assert len(list(backup_dir.iterdir())) == 22
         real = run("prune_backups")
 
     # Jan 1-20: dailies 14-20, weekly Sundays 4, 11 (and 18), monthly = 20; so 1-3, 5-10, 12, 13 go.
-    deleted = [names[d - 1] for d in (1, 2, 3, 5, 6, 7, 8, 9, 10, 12, 13)]
+    deleted = [crashed] + [names[d - 1] for d in (1, 2, 3, 5, 6, 7, 8, 9, 10, 12, 13)]
     assert [line.split()[1] for line in dry.splitlines() if line.startswith("delete")] == deleted
-    assert "9 kept, 11 would be deleted (dry run: nothing was deleted)" in dry
+    assert "9 kept, 12 would be deleted (dry run: nothing was deleted)" in dry
     assert "ignored notes.txt" in dry
-    assert "9 kept, 11 deleted" in real
+    assert "9 kept, 12 deleted" in real
     assert sorted(p.name for p in backup_dir.iterdir()) == sorted(set(names) - set(deleted) | {"notes.txt"})
 
 
