@@ -242,3 +242,33 @@ LOGGING = {
         "gunicorn.access": {"handlers": [], "propagate": False},
     },
 }
+
+
+# --- Rights requests: workflow and deadlines ------------------------------------------------------
+# The policy's promise in working days, and the public-holiday calendar that says which days are working
+# days (ISO 3166 country code and optional subdivision, as the holidays library names them).
+def _dsr_calendar():
+    """Read and check the deadline settings; a wrong value stops start-up with one line naming it."""
+    import holidays
+
+    try:
+        working_days = env.int("DSR_WORKING_DAYS", default=30)
+    except ValueError:
+        working_days = 0
+    if working_days < 1:
+        raise ConfigError("DSR_WORKING_DAYS must be a whole number of at least 1.")
+    country = env.str("DSR_HOLIDAY_COUNTRY", default="GB").upper()
+    subdiv = env.str("DSR_HOLIDAY_SUBDIV", default="").upper() or None
+    try:
+        holidays.country_holidays(country, subdiv=subdiv)
+    except NotImplementedError as exc:
+        raise ConfigError(
+            f"DSR_HOLIDAY_COUNTRY / DSR_HOLIDAY_SUBDIV are not a known calendar: {exc}."
+        ) from None
+    return working_days, country, subdiv
+
+
+try:
+    DSR_WORKING_DAYS, DSR_HOLIDAY_COUNTRY, DSR_HOLIDAY_SUBDIV = _dsr_calendar()
+except ConfigError as exc:
+    sys.exit(f"Configuration error: {exc}")
