@@ -243,6 +243,48 @@ LOGGING = {
     },
 }
 
+# --- Rights requests: intake ---------------------------------------------------------------------
+import json as _json  # noqa: E402
+
+# Key of the email blind index and account-code hashes. Empty: derived from SECRET_KEY; set it in
+# production so SECRET_KEY can rotate without losing the index.
+DSR_BLIND_INDEX_KEY = env.str("DSR_BLIND_INDEX_KEY", default="")
+DSR_CONFIRMATION_MAX_AGE_HOURS = env.int("DSR_CONFIRMATION_MAX_AGE_HOURS", default=48)
+DSR_REMINDER_AFTER_DAYS = env.int("DSR_REMINDER_AFTER_DAYS", default=3)
+DSR_CLOSE_UNVERIFIED_AFTER_DAYS = env.int("DSR_CLOSE_UNVERIFIED_AFTER_DAYS", default=7)
+DSR_ACCOUNT_CODE_TTL_MINUTES = env.int("DSR_ACCOUNT_CODE_TTL_MINUTES", default=30)
+DSR_UPLOAD_MAX_BYTES = env.int("DSR_UPLOAD_MAX_BYTES", default=5 * 1024 * 1024)
+DSR_EMAIL_MAX_ATTEMPTS = env.int("DSR_EMAIL_MAX_ATTEMPTS", default=6)
+# Behind exactly one proxy (Heroku's router): the client IP is the last X-Forwarded-For hop.
+DSR_BEHIND_PROXY = env.bool("DSR_BEHIND_PROXY", default=False)
+# Rate limits as "<count>/<seconds>".
+DSR_RATE_SUBMIT_PER_IP = env.str("DSR_RATE_SUBMIT_PER_IP", default="20/3600")
+DSR_RATE_SUBMIT_PER_EMAIL = env.str("DSR_RATE_SUBMIT_PER_EMAIL", default="5/3600")
+DSR_RATE_STATUS_PER_IP = env.str("DSR_RATE_STATUS_PER_IP", default="300/60")
+DSR_RATE_CODE_PER_ACCOUNT = env.str("DSR_RATE_CODE_PER_ACCOUNT", default="10/900")
+# Identity proof per request type: a list of requirements, each a list of steps of which one must pass.
+_DSR_DEFAULT_STEPS = [["email"], ["account", "document"]]
+DSR_IDENTITY_STEPS = {
+    "processing": [["email"]],
+    "review": _DSR_DEFAULT_STEPS,
+    "change": _DSR_DEFAULT_STEPS,
+    "copy": _DSR_DEFAULT_STEPS,
+    "transfer": _DSR_DEFAULT_STEPS,
+    "delete": _DSR_DEFAULT_STEPS,
+}
+try:
+    DSR_IDENTITY_STEPS.update(_json.loads(env.str("DSR_IDENTITY_STEPS", default="{}")))
+    for _rate in ("SUBMIT_PER_IP", "SUBMIT_PER_EMAIL", "STATUS_PER_IP", "CODE_PER_ACCOUNT"):
+        _count, _seconds = globals()[f"DSR_RATE_{_rate}"].split("/")
+        if int(_count) < 1 or int(_seconds) < 1:
+            raise ValueError(f"DSR_RATE_{_rate} must be <count>/<seconds>, both positive")
+    for _type, _requirements in DSR_IDENTITY_STEPS.items():
+        if _type not in ("processing", "review", "change", "copy", "transfer", "delete") or not all(
+            isinstance(group, list) and group and set(group) <= {"email", "account", "document"}
+            for group in _requirements
+        ):
+            raise ValueError(f"DSR_IDENTITY_STEPS has an invalid entry for {_type!r}")
+except (ValueError, TypeError, AttributeError) as exc:
 
 # --- Rights requests: workflow and deadlines ------------------------------------------------------
 # The policy's promise in working days, and the public-holiday calendar that says which days are working

@@ -1,0 +1,325 @@
+"""Rights requests from data subjects, the proof of who they are, and the emails sent to them.
+
+Personal data (name, email, free text, identity documents, email bodies) is encrypted in the application
+tier with fernet_fields; lookups go through keyed hashes (``email_hash``, ``status_token_hash``,
+``code_hash``) so nothing has to be decrypted to find a row. Every write goes through ``services.py``.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+from fernet_fields import EncryptedEmailField, EncryptedTextField
+
+
+class RequestType(models.TextChoices):
+    """The rights the privacy policy grants, one per request."""
+
+    REVIEW = "review", _("Review the personal data you hold about me")
+    CHANGE = "change", _("Change (correct) my personal data")
+    DELETE = "delete", _("Delete my personal data")
+    PROCESSING = "processing", _("Tell me how you process my personal data")
+    COPY = "copy", _("Give me a copy of my personal data")
+    TRANSFER = "transfer", _("Transfer my personal data")
+
+
+class RequestState(models.TextChoices):
+    """Every state of the design's workflow; the labels are what the requester reads."""
+
+    SUBMITTED = "submitted", _("Waiting for email confirmation")
+    VERIFYING = "verifying", _("Checking identity")
+    IN_REVIEW = "in_review", _("In review")
+    APPROVED = "approved", _("Approved")
+    FULFILLING = "fulfilling", _("Being carried out")
+    COMPLETED = "completed", _("Completed")
+    REJECTED = "rejected", _("Rejected")
+    WITHDRAWN = "withdrawn", _("Withdrawn")
+    CLOSED_UNVERIFIED = "closed_unverified", _("Closed: email never confirmed")
+    ON_HOLD = "on_hold", _("On hold: waiting for you")
+
+
+class Concerns(models.TextChoices):
+    """What the request is about, so staff know where to look."""
+
+    ACCOUNT = "account", _("My Atlassian account")
+    SITE = "site", _("An Atlassian site I administer")
+    OTHER = "other", _("Something else, or I am not sure")
+
+
+class TransferTo(models.TextChoices):
+    """Where a transfer (portability) request sends the data."""
+
+    REQUESTER = "requester", _("To me")
+    ORGANISATION = "organisation", _("To another organisation")
+
+
+class RightsRequest(models.Model):
+    """One request by one person to exercise one of the rights the privacy policy grants."""
+
+    Type = RequestType
+    State = RequestState
+    Concerns = Concerns
+    TransferTo = TransferTo
+
+    reference = models.CharField(_("reference"), max_length=16, unique=True, editable=False)
+    request_type = models.CharField(_("request type"), max_length=20, choices=Type.choices)
+    state = models.CharField(_("state"), max_length=20, choices=State.choices, default=State.SUBMITTED)
+    # Where an on_hold request returns to; empty whenever the request is not on hold.
+    held_from_state = models.CharField(
+        _("held from state"), max_length=20, choices=State.choices, blank=True, default=""
+    )
+
+    name = EncryptedTextField(_("name"), blank=True)
+    email = EncryptedEmailField(_("email"), blank=True)
+    # Blind index: HMAC-SHA256 of the normalized email; empty once the personal data is erased.
+    email_hash = models.CharField(_("email hash"), max_length=64, blank=True, db_index=True, editable=False)
+    site_url = EncryptedTextField(_("Atlassian site URL"), blank=True)
+    concerns = models.CharField(_("concerns"), max_length=20, choices=Concerns.choices, blank=True)
+    details = EncryptedTextField(_("details"), blank=True)
+    transfer_to = models.CharField(_("transfer to"), max_length=20, choices=TransferTo.choices, blank=True)
+    transfer_email = EncryptedEmailField(_("receiving organisation's email"), blank=True)
+    country = models.CharField(_("country"), max_length=2, blank=True, help_text=_("ISO 3166-1 alpha-2"))
+
+    received_at = models.DateTimeField(_("received at"))
+    policy_due_on = models.DateField(_("policy due date"), null=True, blank=True)
+    email_confirmed_at = models.DateTimeField(_("email confirmed at"), null=True, blank=True)
+    reminder_sent_at = models.DateTimeField(_("reminder sent at"), null=True, blank=True)
+    # Set when the email is confirmed (the link goes out then); only the SHA-256 is kept.
+    status_token_hash = models.CharField(
+        _("status token hash"), max_length=64, unique=True, null=True, blank=True, editable=False
+    )
+
+    # Bound by the Atlassian account proof (the Connect JWT's sub and iss).
+    account_id = models.CharField(_("Atlassian account ID"), max_length=128, blank=True)
+    site_client_key = models.CharField(_("site client key"), max_length=255, blank=True)
+    verified_site_url = models.URLField(_("verified site URL"), max_length=500, blank=True)
+
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("rights request")
+        verbose_name_plural = _("rights requests")
+        ordering = ["-received_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(request_type__in=RequestType.values), name="dsr_request_type_valid"
+            ),
+            models.CheckConstraint(condition=Q(state__in=RequestState.values), name="dsr_state_valid"),
+            models.CheckConstraint(
+                condition=(Q(state="on_hold") & ~Q(held_from_state__in=["", "on_hold"]))
+                | (~Q(state="on_hold") & Q(held_from_state="")),
+                name="dsr_held_from_state_only_on_hold",
+            ),
+            models.CheckConstraint(
+                condition=Q(request_type="transfer") | Q(transfer_to=""), name="dsr_transfer_to_only_transfer"
+            ),
+            models.CheckConstraint(condition=~Q(reference=""), name="dsr_reference_set"),
+        ]
+        indexes = [models.Index(fields=["state", "received_at"])]
+
+    def __str__(self):
+        return self.reference
+
+    def __repr__(self):
+        # Never the name or email, even in a debugger or a traceback's locals.
+        return f"<RightsRequest {self.reference} {self.request_type} {self.state}>"
+
+
+class RequestEvent(models.Model):
+    """One entry in a request's history: a state change, or a note with from_state == to_state.
+
+    Public events make up the timeline on the requester's status page; the rest are for staff only.
+    """
+
+    class ActorKind(models.TextChoices):
+        REQUESTER = "requester", _("Requester")
+        STAFF = "staff", _("Staff")
+        SYSTEM = "system", _("System")
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(
+        _("from state"), max_length=20, choices=RightsRequest.State.choices, blank=True
+    )
+    to_state = models.CharField(_("to state"), max_length=20, choices=RightsRequest.State.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    actor_kind = models.CharField(_("actor kind"), max_length=20, choices=ActorKind.choices)
+    note = models.TextField(_("note"), blank=True)
+    public = models.BooleanField(_("shown to the requester"), default=False)
+    created_at = models.DateTimeField(_("at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("request event")
+        verbose_name_plural = _("request events")
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(actor__isnull=True) | Q(actor_kind="staff"), name="dsr_event_actor_is_staff"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.from_state or '-'} -> {self.to_state}"
+
+
+class IdentityStep(models.TextChoices):
+    """The identity-proof steps of the design."""
+
+    EMAIL = "email", _("Email control")
+    ACCOUNT = "account", _("Atlassian account")
+    DOCUMENT = "document", _("Staff document check")
+
+
+class CheckOutcome(models.TextChoices):
+    """The result of one identity-proof step."""
+
+    PASSED = "passed", _("Passed")
+    FAILED = "failed", _("Failed")
+
+
+class IdentityCheck(models.Model):
+    """The outcome of one identity-proof step: who checked, how, when, and what they concluded."""
+
+    Step = IdentityStep
+    Outcome = CheckOutcome
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="identity_checks")
+    step = models.CharField(_("step"), max_length=20, choices=Step.choices)
+    method = models.CharField(_("method"), max_length=200)
+    outcome = models.CharField(_("outcome"), max_length=10, choices=Outcome.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    note = models.TextField(_("note"), blank=True)
+    checked_at = models.DateTimeField(_("checked at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("identity check")
+        verbose_name_plural = _("identity checks")
+        ordering = ["checked_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(step__in=IdentityStep.values), name="dsr_check_step_valid"),
+            models.CheckConstraint(
+                condition=Q(outcome__in=CheckOutcome.values), name="dsr_check_outcome_valid"
+            ),
+            # A staff document check names the staff member who made it.
+            models.CheckConstraint(
+                condition=~Q(step="document") | Q(actor__isnull=False), name="dsr_document_check_has_actor"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.step}: {self.outcome}"
+
+
+class IdentityDocument(models.Model):
+    """A document the requester uploaded for the staff check; deleted once staff record their decision.
+
+    The bytes are kept base64-encoded inside an encrypted text field, so they are never on disk or in
+    the database in the clear, and the portal never serves them back.
+    """
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="identity_documents")
+    content = EncryptedTextField(_("content (encrypted, base64)"))
+    content_type = models.CharField(_("content type"), max_length=50)
+    size = models.PositiveIntegerField(_("size in bytes"))
+    uploaded_at = models.DateTimeField(_("uploaded at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("identity document")
+        verbose_name_plural = _("identity documents")
+        ordering = ["uploaded_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(content_type__in=["application/pdf", "image/png", "image/jpeg"]),
+                name="dsr_document_type_allowed",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.content_type}, {self.size} bytes"
+
+
+class AccountProofCode(models.Model):
+    """A one-time code the requester enters inside the Connect app to bind their Atlassian account."""
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="account_codes")
+    code_hash = models.CharField(_("code hash"), max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires at"))
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("account proof code")
+        verbose_name_plural = _("account proof codes")
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"code for {self.request_id}"
+
+
+class StaffQuestion(models.Model):
+    """A question staff put to the requester, and the requester's answer from the status page."""
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="questions")
+    question = EncryptedTextField(_("question"))
+    asked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    asked_at = models.DateTimeField(_("asked at"), auto_now_add=True)
+    answer = EncryptedTextField(_("answer"), blank=True)
+    answered_at = models.DateTimeField(_("answered at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("question to the requester")
+        verbose_name_plural = _("questions to the requester")
+        ordering = ["asked_at", "id"]
+
+    def __str__(self):
+        return f"question {self.pk} on {self.request_id}"
+
+
+class EmailStatus(models.TextChoices):
+    """Where an outbound email stands."""
+
+    PENDING = "pending", _("Pending")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed (gave up)")
+
+
+class OutboundEmail(models.Model):
+    """An email to a requester, rendered when queued and sent by a task that retries.
+
+    Queuing inside the transaction that changes the request means a failed send never blocks or loses
+    the request; ``send_pending_emails`` sweeps what the task could not send. Bodies hold links with
+    secrets, so they are encrypted and cleared once the message is sent.
+    """
+
+    Status = EmailStatus
+
+    request = models.ForeignKey(
+        RightsRequest, on_delete=models.CASCADE, null=True, blank=True, related_name="emails"
+    )
+    event = models.CharField(_("event"), max_length=50)
+    to = EncryptedEmailField(_("to"))
+    subject = models.CharField(_("subject"), max_length=200)
+    body_text = EncryptedTextField(_("plain-text body"), blank=True)
+    body_html = EncryptedTextField(_("HTML body"), blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    last_error = models.CharField(_("last error"), max_length=200, blank=True)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("outbound email")
+        verbose_name_plural = _("outbound emails")
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=EmailStatus.values), name="dsr_email_status_valid"),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self):
+        return f"{self.event} ({self.status})"

@@ -1,0 +1,36 @@
+"""Factories for rights requests and what hangs off them."""
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from dsr_requests import tokens
+from dsr_requests.models import RequestState, RequestType, RightsRequest
+
+
+class StaffUserFactory(factory.django.DjangoModelFactory):
+    """A support-staff user (admin access)."""
+
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"staff{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.username}@artemis.example")
+    is_staff = True
+
+
+class RightsRequestFactory(factory.django.DjangoModelFactory):
+    """A review request just submitted, email not yet confirmed."""
+
+    class Meta:
+        model = RightsRequest
+
+    reference = factory.LazyFunction(tokens.new_reference)
+    request_type = RequestType.REVIEW
+    state = RequestState.SUBMITTED
+    name = factory.Faker("name")
+    email = factory.Sequence(lambda n: f"person{n}@example.org")
+    email_hash = factory.LazyAttribute(lambda o: tokens.email_blind_index(o.email))
+    details = "Please show me what you hold."
+    received_at = factory.LazyFunction(timezone.now)
