@@ -243,6 +243,36 @@ LOGGING = {
     },
 }
 
+
+# --- Rights requests: workflow and deadlines ------------------------------------------------------
+# The policy's promise in working days, and the public-holiday calendar that says which days are working
+# days (ISO 3166 country code and optional subdivision, as the holidays library names them).
+def _dsr_calendar():
+    """Read and check the deadline settings; a wrong value stops start-up with one line naming it."""
+    import holidays
+
+    try:
+        working_days = env.int("DSR_WORKING_DAYS", default=30)
+    except ValueError:
+        working_days = 0
+    if working_days < 1:
+        raise ConfigError("DSR_WORKING_DAYS must be a whole number of at least 1.")
+    country = env.str("DSR_HOLIDAY_COUNTRY", default="GB").upper()
+    subdiv = env.str("DSR_HOLIDAY_SUBDIV", default="").upper() or None
+    try:
+        holidays.country_holidays(country, subdiv=subdiv)
+    except NotImplementedError as exc:
+        raise ConfigError(
+            f"DSR_HOLIDAY_COUNTRY / DSR_HOLIDAY_SUBDIV are not a known calendar: {exc}."
+        ) from None
+    return working_days, country, subdiv
+
+
+try:
+    DSR_WORKING_DAYS, DSR_HOLIDAY_COUNTRY, DSR_HOLIDAY_SUBDIV = _dsr_calendar()
+except ConfigError as exc:
+    sys.exit(f"Configuration error: {exc}")
+
 # --- Rights requests: intake ---------------------------------------------------------------------
 import json as _json  # noqa: E402
 
@@ -273,7 +303,7 @@ DSR_IDENTITY_STEPS = {
     "delete": _DSR_DEFAULT_STEPS,
 }
 try:
-    DSR_IDENTITY_STEPS.update(_json.loads(env.str("DSR_IDENTITY_STEPS", default="{}")))
+    DSR_IDENTITY_STEPS.update(_json.loads(env.str("DSR_IDENTITY_STEPS", default="") or "{}"))
     for _rate in ("SUBMIT_PER_IP", "SUBMIT_PER_EMAIL", "STATUS_PER_IP", "CODE_PER_ACCOUNT"):
         _count, _seconds = globals()[f"DSR_RATE_{_rate}"].split("/")
         if int(_count) < 1 or int(_seconds) < 1:
@@ -285,32 +315,4 @@ try:
         ):
             raise ValueError(f"DSR_IDENTITY_STEPS has an invalid entry for {_type!r}")
 except (ValueError, TypeError, AttributeError) as exc:
-
-# --- Rights requests: workflow and deadlines ------------------------------------------------------
-# The policy's promise in working days, and the public-holiday calendar that says which days are working
-# days (ISO 3166 country code and optional subdivision, as the holidays library names them).
-def _dsr_calendar():
-    """Read and check the deadline settings; a wrong value stops start-up with one line naming it."""
-    import holidays
-
-    try:
-        working_days = env.int("DSR_WORKING_DAYS", default=30)
-    except ValueError:
-        working_days = 0
-    if working_days < 1:
-        raise ConfigError("DSR_WORKING_DAYS must be a whole number of at least 1.")
-    country = env.str("DSR_HOLIDAY_COUNTRY", default="GB").upper()
-    subdiv = env.str("DSR_HOLIDAY_SUBDIV", default="").upper() or None
-    try:
-        holidays.country_holidays(country, subdiv=subdiv)
-    except NotImplementedError as exc:
-        raise ConfigError(
-            f"DSR_HOLIDAY_COUNTRY / DSR_HOLIDAY_SUBDIV are not a known calendar: {exc}."
-        ) from None
-    return working_days, country, subdiv
-
-
-try:
-    DSR_WORKING_DAYS, DSR_HOLIDAY_COUNTRY, DSR_HOLIDAY_SUBDIV = _dsr_calendar()
-except ConfigError as exc:
     sys.exit(f"Configuration error: {exc}")
