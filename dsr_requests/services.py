@@ -6,15 +6,38 @@ the person behind the status page and for scheduled jobs. Each state change goes
 ``select_for_update`` and writes one ``RequestEvent``, so two people acting at once cannot both succeed.
 """
 
+import base64
+import logging
+import smtplib
 from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.core.mail import EmailMultiAlternatives
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 
-from dsr_requests import deadlines
-from dsr_requests.models import RequestEvent, RequestState, RequestType, RightsRequest, StaffQuestion
+from dsr_requests import deadlines, emails, tokens
+from dsr_requests.models import (
+    AccountProofCode,
+    CheckOutcome,
+    EmailStatus,
+    IdentityCheck,
+    IdentityDocument,
+    IdentityStep,
+    OutboundEmail,
+    RequestEvent,
+    RequestState,
+    RequestType,
+    RightsRequest,
+    StaffQuestion,
+)
+
+logger = logging.getLogger(__name__)
 
 S = RequestState
 REQUESTER = RequestEvent.ActorKind.REQUESTER
@@ -105,6 +128,444 @@ def transition(rights_request, *, to_state, actor, note="", public=True):
     return locked
 
 
+# --- Emails -----------------------------------------------------------------------------------------
+
+
+def queue_requester_email(rights_request, *, event, **context):
+    """Render a requester email into the outbox and send it once the transaction commits.
+
+    Queuing in the same transaction as the change it reports means the email exists exactly when the
+    change does; if sending fails (or the queue is down), ``send_due_emails`` tries again later.
+    """
+    subject, text, html = emails.render(event, rights_request, **context)
+    email = OutboundEmail.objects.create(
+        request=rights_request,
+        event=event,
+        to=rights_request.email,
+        subject=subject,
+        body_text=text,
+        body_html=html,
+        next_attempt_at=timezone.now(),
+    )
+    transaction.on_commit(lambda: _enqueue_send(email.pk))
+    return email
+
+
+def _enqueue_send(email_id):
+    """Hand an outbox row to the task queue; a queue failure leaves it for the sweep."""
+    from dsr_requests import tasks  # tasks call services; import here to avoid a cycle
+
+    try:
+        tasks.send_requester_email.enqueue(email_id)
+    except Exception:  # the sweep is the safety net; the request itself is already stored
+        logger.warning("could not enqueue requester email %s; the sweep will send it", email_id)
+
+
+def deliver_email(*, email_id, now=None):
+    """Try to send one pending outbox email; on failure schedule a retry with exponential backoff.
+
+    Returns the email's status afterwards. The row is locked while sending so the task and the sweep
+    never send the same email twice. Error text from SMTP servers can quote the address, so only the
+    exception's class is kept.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        email = (
+            OutboundEmail.objects.select_for_update().filter(pk=email_id, status=EmailStatus.PENDING).first()
+        )
+        if email is None:
+            return None
+        message = EmailMultiAlternatives(email.subject, email.body_text, to=[email.to])
+        message.attach_alternative(email.body_html, "text/html")
+        email.attempts += 1
+        try:
+            message.send()
+        except (smtplib.SMTPException, OSError) as exc:
+            email.last_error = type(exc).__name__[:200]
+            if email.attempts >= settings.DSR_EMAIL_MAX_ATTEMPTS:
+                email.status = EmailStatus.FAILED
+                email.next_attempt_at = None
+                logger.error("requester email %s (%s) failed for good", email.pk, email.event)
+            else:
+                email.next_attempt_at = now + timedelta(minutes=2**email.attempts)
+                logger.warning("requester email %s (%s) failed; will retry", email.pk, email.event)
+        else:
+            email.status = EmailStatus.SENT
+            email.sent_at = now
+            email.next_attempt_at = None
+            email.last_error = ""
+            # The bodies carry confirmation and status links: no need to keep secrets once delivered.
+            email.body_text = email.body_html = ""
+        email.save()
+        return email.status
+
+
+def send_due_emails(*, now=None, limit=500):
+    """Send every pending email whose retry time has come; returns (sent, still pending, failed)."""
+    now = now or timezone.now()
+    due = OutboundEmail.objects.filter(status=EmailStatus.PENDING, next_attempt_at__lte=now)
+    outcome = {EmailStatus.SENT: 0, EmailStatus.PENDING: 0, EmailStatus.FAILED: 0}
+    for email_id in due.order_by("next_attempt_at").values_list("pk", flat=True)[:limit]:
+        status = deliver_email(email_id=email_id, now=now)
+        if status:
+            outcome[status] += 1
+    return outcome[EmailStatus.SENT], outcome[EmailStatus.PENDING], outcome[EmailStatus.FAILED]
+
+
+# --- Intake -----------------------------------------------------------------------------------------
+
+
+class ActionRefused(Exception):
+    """An action that cannot be done now (requester or staff); the message says why, for the page to show."""
+
+
+def confirmation_max_age():
+    """How long an email confirmation link stays valid, in seconds."""
+    return settings.DSR_CONFIRMATION_MAX_AGE_HOURS * 3600
+
+
+def _confirmation_email_context(rights_request):
+    return {
+        "confirm_url": emails.absolute_url(
+            "dsr_requests:confirm", query={"token": tokens.confirmation_token(rights_request)}
+        ),
+        "hours": settings.DSR_CONFIRMATION_MAX_AGE_HOURS,
+        "close_after_days": settings.DSR_CLOSE_UNVERIFIED_AFTER_DAYS,
+    }
+
+
+@sensitive_variables("name", "email", "details", "transfer_email", "site_url")
+def submit_request(
+    *,
+    request_type,
+    name,
+    email,
+    details="",
+    site_url="",
+    concerns="",
+    transfer_to="",
+    transfer_email="",
+    country="",
+    actor=REQUESTER,
+    now=None,
+):
+    """Store a new request (state ``submitted``) and email the link that confirms the address.
+
+    The reference is random; a clash with an existing one (about one in 10^8 per pair) is retried.
+    """
+    now = now or timezone.now()
+    for _attempt in range(5):
+        reference = tokens.new_reference()
+        try:
+            with transaction.atomic():
+                rights_request = RightsRequest.objects.create(
+                    reference=reference,
+                    request_type=RequestType(request_type),
+                    name=name,
+                    email=email,
+                    email_hash=tokens.email_blind_index(email),
+                    details=details,
+                    site_url=site_url,
+                    concerns=concerns,
+                    transfer_to=transfer_to,
+                    transfer_email=transfer_email,
+                    country=country,
+                    received_at=now,
+                    **initial_deadline_fields(received_at=now, country=country),
+                )
+                _event(
+                    rights_request,
+                    actor=actor,
+                    note=_("Request received"),
+                    from_state="",
+                    to_state=S.SUBMITTED,
+                )
+                queue_requester_email(
+                    rights_request, event="received", **_confirmation_email_context(rights_request)
+                )
+                return rights_request
+        except IntegrityError:
+            if not RightsRequest.objects.filter(reference=reference).exists():
+                raise
+    raise RuntimeError("could not find a free request reference")
+
+
+def required_identity_steps(request_type):
+    """The requirements for a request type: a list of groups, one step of each group must pass."""
+    return settings.DSR_IDENTITY_STEPS[request_type]
+
+
+def passed_identity_steps(rights_request):
+    """The set of identity steps this request has passed."""
+    return set(
+        rights_request.identity_checks.filter(outcome=CheckOutcome.PASSED).values_list("step", flat=True)
+    )
+
+
+def outstanding_identity_steps(rights_request):
+    """The requirement groups not yet met, e.g. ``[["account", "document"]]``."""
+    passed = passed_identity_steps(rights_request)
+    return [
+        group for group in required_identity_steps(rights_request.request_type) if not passed & set(group)
+    ]
+
+
+def _advance_if_verified(locked):
+    """Move a verifying request whose every identity requirement is met to ``in_review``."""
+    if locked.state != S.VERIFYING or outstanding_identity_steps(locked):
+        return False
+    _transition(locked, to_state=S.IN_REVIEW, actor=SYSTEM, note=_("Identity verified"), public=True)
+    return True
+
+
+def confirm_email(*, reference, actor=REQUESTER, now=None):
+    """Record email control, move the request to ``verifying`` and email the status-page link.
+
+    Single use: a request already past ``submitted`` refuses the link. Returns the request and the new
+    status token (its only plain-text copy besides the email).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = RightsRequest.objects.select_for_update().filter(reference=reference).first()
+        if locked is None or locked.state != S.SUBMITTED:
+            raise ActionRefused(_("This confirmation link has already been used or is no longer valid."))
+        token, token_hash = tokens.new_status_token()
+        locked.email_confirmed_at = now
+        locked.status_token_hash = token_hash
+        locked.save(update_fields=["email_confirmed_at", "status_token_hash", "updated_at"])
+        IdentityCheck.objects.create(
+            request=locked, step=IdentityStep.EMAIL, method="signed email link", outcome=CheckOutcome.PASSED
+        )
+        _transition(locked, to_state=S.VERIFYING, actor=actor, note=_("Email address confirmed"))
+        verified = _advance_if_verified(locked)
+        queue_requester_email(
+            locked,
+            event="confirmed",
+            status_url=emails.absolute_url("dsr_requests:status", token=token),
+            verified=verified,
+        )
+        return locked, token
+
+
+def record_identity_step(*, rights_request, step, outcome, method, actor, note=""):
+    """Record the outcome of an identity step and move the request on when every requirement is met.
+
+    Staff record the document check here: the uploaded documents are deleted in the same transaction,
+    because once the decision is recorded there is no reason to keep them.
+    """
+    with transaction.atomic():
+        locked = _lock(rights_request)
+        if locked.state not in (S.VERIFYING, S.ON_HOLD):
+            raise ActionRefused(_("Identity can only be checked while the request is being verified."))
+        user, _kind = _actor_fields(actor)
+        check = IdentityCheck.objects.create(
+            request=locked, step=step, method=method, outcome=outcome, actor=user, note=note
+        )
+        if step == IdentityStep.DOCUMENT:
+            locked.identity_documents.all().delete()
+        label = IdentityStep(step).label
+        _event(
+            locked,
+            actor=actor,
+            note=_("%(step)s: passed") % {"step": label}
+            if outcome == CheckOutcome.PASSED
+            else _("%(step)s: not accepted") % {"step": label},
+        )
+        if _advance_if_verified(locked):
+            queue_requester_email(locked, event="identity_verified")
+        return check
+
+
+def issue_account_code(*, rights_request, actor=REQUESTER, now=None):
+    """A new one-time code for the Atlassian account proof; earlier unused codes stop working."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _lock(rights_request)
+        if locked.state != S.VERIFYING or not any(
+            IdentityStep.ACCOUNT in group for group in outstanding_identity_steps(locked)
+        ):
+            raise ActionRefused(_("This request does not need an Atlassian account proof now."))
+        locked.account_codes.filter(used_at__isnull=True).delete()
+        code, code_hash = tokens.new_account_code()
+        AccountProofCode.objects.create(
+            request=locked,
+            code_hash=code_hash,
+            expires_at=now + timedelta(minutes=settings.DSR_ACCOUNT_CODE_TTL_MINUTES),
+        )
+        _event(locked, actor=actor, note=_("Atlassian account code created"), public=False)
+        return code
+
+
+def _same_site(claimed_url, site_url):
+    """Whether the site the requester named is the site the code came from (host match)."""
+    return (urlsplit(claimed_url).hostname or "").lower() == (urlsplit(site_url).hostname or "").lower()
+
+
+@sensitive_variables("code")
+def redeem_account_code(*, code, client_key, site_url, account_id, actor=REQUESTER, now=None):
+    """Bind the Atlassian account and site of a Connect JWT to the request whose code was entered.
+
+    A code works once, before it expires, and only from the site the request named (when it named one).
+    Returns the request.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        proof = (
+            AccountProofCode.objects.select_for_update()
+            .filter(code_hash=tokens.account_code_hash(code))
+            .select_related("request")
+            .first()
+        )
+        if proof is None:
+            raise ActionRefused(
+                _("This code is not valid. Check it, or get a new one from your status page.")
+            )
+        if proof.used_at is not None:
+            raise ActionRefused(_("This code has already been used."))
+        if proof.expires_at <= now:
+            raise ActionRefused(_("This code has expired. Get a new one from your status page."))
+        locked = _lock(proof.request)
+        if locked.site_url and not _same_site(locked.site_url, site_url):
+            raise ActionRefused(_("This code belongs to a request about another Atlassian site."))
+        if locked.state != S.VERIFYING:
+            raise ActionRefused(_("This request does not need an Atlassian account proof now."))
+        proof.used_at = now
+        proof.save(update_fields=["used_at"])
+        locked.account_id = account_id
+        locked.site_client_key = client_key
+        locked.verified_site_url = site_url
+        locked.save(update_fields=["account_id", "site_client_key", "verified_site_url", "updated_at"])
+        IdentityCheck.objects.create(
+            request=locked,
+            step=IdentityStep.ACCOUNT,
+            method="one-time code in the Connect app",
+            outcome=CheckOutcome.PASSED,
+        )
+        _event(locked, actor=actor, note=_("Atlassian account confirmed"))
+        if _advance_if_verified(locked):
+            queue_requester_email(locked, event="identity_verified")
+        return locked
+
+
+MAX_DOCUMENTS_PER_REQUEST = 5
+
+
+def add_identity_document(*, rights_request, content, content_type, actor=REQUESTER):
+    """Store an identity document, encrypted, for the staff check; the caller has checked type and size."""
+    with transaction.atomic():
+        locked = _lock(rights_request)
+        if locked.state != S.VERIFYING or not any(
+            IdentityStep.DOCUMENT in group for group in outstanding_identity_steps(locked)
+        ):
+            raise ActionRefused(_("This request does not need an identity document now."))
+        if locked.identity_documents.count() >= MAX_DOCUMENTS_PER_REQUEST:
+            raise ActionRefused(_("You have already sent the most documents we accept for one request."))
+        document = IdentityDocument.objects.create(
+            request=locked,
+            content=base64.b64encode(content).decode("ascii"),
+            content_type=content_type,
+            size=len(content),
+        )
+        _event(locked, actor=actor, note=_("Identity document received; our staff will check it"))
+        return document
+
+
+def answer_question(*, question, answer, actor=REQUESTER, now=None):
+    """Store the requester's answer; a request on hold for it goes back to where it was."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _lock(question.request)
+        question = StaffQuestion.objects.select_for_update().get(pk=question.pk)
+        if question.answered_at is not None:
+            raise ActionRefused(_("This question has already been answered."))
+        if locked.state not in OPEN_STATES:
+            raise ActionRefused(_("This request is closed."))
+        question.answer = answer
+        question.answered_at = now
+        question.save(update_fields=["answer", "answered_at"])
+        _event(locked, actor=actor, note=_("You answered our question"))
+        if locked.state == S.ON_HOLD and not locked.questions.filter(answered_at__isnull=True).exists():
+            _transition(
+                locked, to_state=locked.held_from_state, actor=actor, note=_("Resumed after your answer")
+            )
+        return question
+
+
+def _drop_proof_material(locked):
+    """Delete what identity proof left behind: uploaded documents and unused codes."""
+    locked.identity_documents.all().delete()
+    locked.account_codes.filter(used_at__isnull=True).delete()
+
+
+def withdraw(*, rights_request, actor=REQUESTER):
+    """Withdraw a request at the requester's wish and tell them by email."""
+    with transaction.atomic():
+        locked = _lock(rights_request)
+        _transition(locked, to_state=S.WITHDRAWN, actor=actor, note=_("Withdrawn by the requester"))
+        _drop_proof_material(locked)
+        queue_requester_email(locked, event="withdrawn")
+        return locked
+
+
+def send_confirmation_reminders(*, now=None):
+    """Send the one reminder to requests unconfirmed for DSR_REMINDER_AFTER_DAYS; returns how many."""
+    now = now or timezone.now()
+    due = RightsRequest.objects.filter(
+        state=S.SUBMITTED,
+        reminder_sent_at__isnull=True,
+        received_at__lte=now - timedelta(days=settings.DSR_REMINDER_AFTER_DAYS),
+        received_at__gt=now - timedelta(days=settings.DSR_CLOSE_UNVERIFIED_AFTER_DAYS),
+    )
+    sent = 0
+    for pk in due.values_list("pk", flat=True):
+        with transaction.atomic():
+            locked = RightsRequest.objects.select_for_update().get(pk=pk)
+            if locked.state != S.SUBMITTED or locked.reminder_sent_at:
+                continue
+            locked.reminder_sent_at = now
+            locked.save(update_fields=["reminder_sent_at", "updated_at"])
+            queue_requester_email(locked, event="confirm_reminder", **_confirmation_email_context(locked))
+            sent += 1
+    return sent
+
+
+def close_unverified_requests(*, now=None, actor=SYSTEM):
+    """Close requests unconfirmed for DSR_CLOSE_UNVERIFIED_AFTER_DAYS and erase their personal data.
+
+    Nobody proved the address was theirs, so nothing is kept that could identify anyone: only the
+    reference, type, dates and the event history remain.
+    """
+    now = now or timezone.now()
+    stale = RightsRequest.objects.filter(
+        state=S.SUBMITTED, received_at__lte=now - timedelta(days=settings.DSR_CLOSE_UNVERIFIED_AFTER_DAYS)
+    )
+    closed = 0
+    for pk in stale.values_list("pk", flat=True):
+        with transaction.atomic():
+            locked = RightsRequest.objects.select_for_update().get(pk=pk)
+            if locked.state != S.SUBMITTED:
+                continue
+            _transition(
+                locked,
+                to_state=S.CLOSED_UNVERIFIED,
+                actor=actor,
+                note=_("Closed: the email address was never confirmed"),
+            )
+            _erase_personal_data(locked)
+            closed += 1
+    return closed
+
+
+def _erase_personal_data(locked):
+    """Blank every field that could identify the requester, and their emails and proof material."""
+    for field in ("name", "email", "email_hash", "details", "site_url", "transfer_email"):
+        setattr(locked, field, "")
+    locked.save()
+    _drop_proof_material(locked)
+    locked.questions.all().delete()
+    locked.emails.update(to="", body_text="", body_html="")
+
+
 # =====================================================================================================
 # Staff workflow: deadlines, holds, extensions, and one function per staff action.
 #
@@ -116,10 +577,6 @@ def transition(rights_request, *, to_state, actor, note="", public=True):
 
 FINAL_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if not targets)
 HOLDABLE_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if S.ON_HOLD in targets)
-
-
-class ActionRefused(Exception):
-    """A staff action the rules refuse (no reason given, too late to extend, ...); nothing was changed."""
 
 
 def apply_due_dates(rights_request):
@@ -142,6 +599,18 @@ def apply_due_dates(rights_request):
     rights_request.statutory_due_on = statutory
     rights_request.effective_due_on = min(policy, statutory)
     return ["policy_due_on", "statutory_due_on", "effective_due_on"]
+
+
+def initial_deadline_fields(*, received_at, country):
+    """Regime (from the requester's country) and due dates of a request received at ``received_at``."""
+    probe = RightsRequest(received_at=received_at, regime=deadlines.regime_for_country(country))
+    apply_due_dates(probe)
+    return {
+        "regime": probe.regime,
+        "policy_due_on": probe.policy_due_on,
+        "statutory_due_on": probe.statutory_due_on,
+        "effective_due_on": probe.effective_due_on,
+    }
 
 
 def _track_clock(rights_request, *, from_state, to_state):

@@ -7,5 +7,12 @@ from dsr_requests import views
 app_name = "dsr_requests"
 
 urlpatterns = [
-    path("requests/new/", views.RequestFormPlaceholderView.as_view(), name="new"),
+    path("requests/new/", views.new_request, name="new"),
+    path("requests/sent/", views.submitted, name="submitted"),
+    path("requests/confirm/", views.confirm, name="confirm"),
+    path("requests/status/<str:token>/", views.status, name="status"),
+    path("requests/status/<str:token>/code/", views.new_account_code, name="account-code"),
+    path("requests/status/<str:token>/document/", views.upload_document, name="document"),
+    path("requests/status/<str:token>/answer/", views.answer, name="answer"),
+    path("requests/status/<str:token>/withdraw/", views.withdraw, name="withdraw"),
 ]

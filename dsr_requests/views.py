@@ -1,9 +1,245 @@
-"""Public pages of the rights-request workflow."""
+"""Public pages of rights requests: the form, email confirmation, and the status page.
 
-from django.views.generic import TemplateView
+Views only parse input, apply rate limits and call ``services``. Pages that carry a secret in their URL
+or show a person's request send ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer``.
+"""
+
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.core import signing
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_POST
+
+from dsr_requests import ratelimit, selectors, services, tokens
+from dsr_requests.forms import AnswerForm, IdentityDocumentForm, RightsRequestForm, WithdrawForm
+from dsr_requests.models import StaffQuestion
 
 
-class RequestFormPlaceholderView(TemplateView):
-    """Until the intake form lands, say how to make a request meanwhile."""
+def sensitive_page(view):
+    """No caching anywhere, and no Referer header carrying the URL's secret to other sites."""
 
-    template_name = "dsr_requests/placeholder.html"
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        response["Referrer-Policy"] = "no-referrer"
+        return response
+
+    return never_cache(wrapped)
+
+
+def rate_limited(request):
+    """The 429 page: what happened and when to try again."""
+    response = render(request, "dsr_requests/rate_limited.html", status=429)
+    response["Retry-After"] = "60"
+    return response
+
+
+def error_page(request, message, *, status=400):
+    """A short page with one clear reason, for links that cannot be used."""
+    return render(request, "dsr_requests/error.html", {"message": message}, status=status)
+
+
+@sensitive_page
+@sensitive_post_parameters("name", "email", "details", "transfer_email", "site_url")
+def new_request(request):
+    """The request form; a valid submission is stored and the requester is sent to a 'what next' page."""
+    form = RightsRequestForm(request.POST or None)
+    if request.method == "POST":
+        if ratelimit.hit("submit-ip", ratelimit.client_ip(request), settings.DSR_RATE_SUBMIT_PER_IP):
+            return rate_limited(request)
+        if form.is_valid():
+            if form.is_bot:
+                # Look like success so the bot learns nothing; store nothing.
+                return redirect("dsr_requests:submitted")
+            data = form.cleaned_data
+            email_key = tokens.email_blind_index(data["email"])
+            if ratelimit.hit("submit-email", email_key, settings.DSR_RATE_SUBMIT_PER_EMAIL):
+                return rate_limited(request)
+            services.submit_request(
+                request_type=data["request_type"],
+                name=data["name"],
+                email=data["email"],
+                details=data["details"],
+                site_url=data["site_url"],
+                concerns=data["concerns"],
+                transfer_to=data["transfer_to"],
+                transfer_email=data["transfer_email"],
+                country=data["country"],
+                actor=services.REQUESTER,
+            )
+            return redirect("dsr_requests:submitted")
+    return render(request, "dsr_requests/request_form.html", {"form": form})
+
+
+def submitted(request):
+    """After submitting: what happens next, the same words whoever the requester is."""
+    return render(
+        request,
+        "dsr_requests/submitted.html",
+        {
+            "hours": settings.DSR_CONFIRMATION_MAX_AGE_HOURS,
+            "close_after_days": settings.DSR_CLOSE_UNVERIFIED_AFTER_DAYS,
+        },
+    )
+
+
+@sensitive_page
+def confirm(request):
+    """Email confirmation: GET shows a button (link scanners must not use up the link), POST confirms.
+
+    The signed token travels in the query string, which the access log never records.
+    """
+    token = request.GET.get("token", "")
+    if ratelimit.hit("status-ip", ratelimit.client_ip(request), settings.DSR_RATE_STATUS_PER_IP):
+        return rate_limited(request)
+    try:
+        reference = tokens.read_confirmation_token(token, max_age=services.confirmation_max_age())
+    except signing.SignatureExpired:
+        return error_page(
+            request,
+            _("This confirmation link has expired. Use a newer link we emailed you, or make a new request."),
+        )
+    except signing.BadSignature:
+        return error_page(request, _("This confirmation link is not valid. Check that you copied all of it."))
+    if request.method != "POST":
+        return render(request, "dsr_requests/confirm.html", {"reference": reference})
+    try:
+        _rights_request, status_token = services.confirm_email(reference=reference, actor=services.REQUESTER)
+    except services.ActionRefused as exc:
+        return error_page(request, str(exc))
+    return redirect("dsr_requests:status", token=status_token)
+
+
+def _status_request_or_404(request, token):
+    """The request behind a status token; the same 404 for any wrong token."""
+    rights_request = selectors.request_for_status_token(token)
+    if rights_request is None:
+        raise Http404(_("No request matches this link."))
+    return rights_request
+
+
+def _render_status(request, rights_request, token, *, status=200, **extra):
+    context = selectors.status_page_context(rights_request)
+    context.update(
+        token=token,
+        document_form=IdentityDocumentForm(),
+        answer_form=AnswerForm(),
+        withdraw_form=WithdrawForm(),
+        upload_limit=settings.DSR_UPLOAD_MAX_BYTES,
+        code_minutes=settings.DSR_ACCOUNT_CODE_TTL_MINUTES,
+        **extra,
+    )
+    return render(request, "dsr_requests/status.html", context, status=status)
+
+
+def _status_rate_limited(request):
+    return ratelimit.hit("status-ip", ratelimit.client_ip(request), settings.DSR_RATE_STATUS_PER_IP)
+
+
+@sensitive_page
+def status(request, token):
+    """The requester's status page."""
+    if _status_rate_limited(request):
+        return rate_limited(request)
+    return _render_status(request, _status_request_or_404(request, token), token)
+
+
+@sensitive_page
+@require_POST
+def new_account_code(request, token):
+    """Show a fresh one-time code for the Atlassian account proof (on this response only)."""
+    if _status_rate_limited(request):
+        return rate_limited(request)
+    rights_request = _status_request_or_404(request, token)
+    try:
+        code = services.issue_account_code(rights_request=rights_request, actor=services.REQUESTER)
+    except services.ActionRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("dsr_requests:status", token=token)
+    return _render_status(request, rights_request, token, account_code=code)
+
+
+@sensitive_page
+@require_POST
+def upload_document(request, token):
+    """Accept one identity document for the staff check."""
+    if _status_rate_limited(request):
+        return rate_limited(request)
+    rights_request = _status_request_or_404(request, token)
+    if _declared_length(request) > settings.DSR_UPLOAD_MAX_BYTES + 64 * 1024:
+        # Refuse before Django spools a huge body to disk; the form checks the real size below.
+        message = _("The file is too large; the limit is %(limit)s.") % {
+            "limit": filesizeformat(settings.DSR_UPLOAD_MAX_BYTES)
+        }
+        return error_page(request, message, status=413)
+    form = IdentityDocumentForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _render_status(request, rights_request, token, document_form=form, status=400)
+    try:
+        services.add_identity_document(
+            rights_request=rights_request,
+            content=form.cleaned_data["document"],
+            content_type=form.cleaned_data["content_type"],
+            actor=services.REQUESTER,
+        )
+    except services.ActionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Thank you: we received your document. Our staff will check it."))
+    return redirect("dsr_requests:status", token=token)
+
+
+def _declared_length(request):
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+@sensitive_page
+@sensitive_post_parameters("answer")
+@require_POST
+def answer(request, token):
+    """Store the requester's answer to a question staff asked."""
+    if _status_rate_limited(request):
+        return rate_limited(request)
+    rights_request = _status_request_or_404(request, token)
+    form = AnswerForm(request.POST)
+    if not form.is_valid():
+        return _render_status(request, rights_request, token, answer_form=form, status=400)
+    question = get_object_or_404(StaffQuestion, pk=form.cleaned_data["question"], request=rights_request)
+    try:
+        services.answer_question(
+            question=question, answer=form.cleaned_data["answer"], actor=services.REQUESTER
+        )
+    except services.ActionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Thank you: we received your answer."))
+    return redirect("dsr_requests:status", token=token)
+
+
+@sensitive_page
+@require_POST
+def withdraw(request, token):
+    """Withdraw the request, once the requester has ticked the box."""
+    if _status_rate_limited(request):
+        return rate_limited(request)
+    rights_request = _status_request_or_404(request, token)
+    form = WithdrawForm(request.POST)
+    if not form.is_valid():
+        return _render_status(request, rights_request, token, withdraw_form=form, status=400)
+    try:
+        services.withdraw(rights_request=rights_request, actor=services.REQUESTER)
+    except services.InvalidTransition:
+        messages.error(request, _("This request can no longer be withdrawn."))
+    else:
+        messages.success(request, _("Your request has been withdrawn."))
+    return redirect("dsr_requests:status", token=token)

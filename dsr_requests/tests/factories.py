@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from dsr_requests import tokens
+from dsr_requests.services import apply_due_dates
 from dsr_requests.models import RequestState, RequestType, RightsRequest
 
 
@@ -34,3 +35,13 @@ class RightsRequestFactory(factory.django.DjangoModelFactory):
     email_hash = factory.LazyAttribute(lambda o: tokens.email_blind_index(o.email))
     details = "Please show me what you hold."
     received_at = factory.LazyFunction(timezone.now)
+    held_since = factory.LazyAttribute(lambda o: timezone.now() if o.state == RequestState.ON_HOLD else None)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        """Store the due dates the services would have stored on receipt (unless a test sets them)."""
+        rights_request = model_class(*args, **kwargs)
+        if rights_request.effective_due_on is None:
+            apply_due_dates(rights_request)
+        rights_request.save(force_insert=True)
+        return rights_request

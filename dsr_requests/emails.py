@@ -1,0 +1,48 @@
+"""Requester emails: one template pair per event (``templates/emails/<event>.txt`` and ``.html``).
+
+Rendered when queued, so what is sent is exactly what the request looked like at that moment, and the
+sender needs no database access beyond the outbox row.
+"""
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+SUBJECTS = {
+    "received": _("Please confirm your email address for request %(reference)s"),
+    "confirm_reminder": _("Reminder: please confirm your email address for request %(reference)s"),
+    "confirmed": _("Request %(reference)s: your email address is confirmed"),
+    "more_information": _("Request %(reference)s: we need more information from you"),
+    "identity_verified": _("Request %(reference)s: your identity is verified"),
+    "rejected": _("Request %(reference)s has been rejected"),
+    "extended": _("Request %(reference)s: we need more time"),
+    "completed": _("Request %(reference)s is complete"),
+    "withdrawn": _("Request %(reference)s has been withdrawn"),
+}
+
+
+def absolute_url(viewname, *, query=None, **kwargs):
+    """A link for an email, built from APP_BASE_URL (the request's own host is not trusted)."""
+    url = settings.APP_BASE_URL.rstrip("/") + reverse(viewname, kwargs=kwargs)
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+def render(event, rights_request, **context):
+    """Return (subject, text body, HTML body) of one requester email."""
+    if event not in SUBJECTS:
+        raise ValueError(f"unknown requester email event {event!r}")
+    context = {
+        "reference": rights_request.reference,
+        "request_type": rights_request.get_request_type_display(),
+        "name": rights_request.name,
+        "policy_due_on": rights_request.policy_due_on,
+        "portal_url": settings.APP_BASE_URL.rstrip("/") + "/",
+        **context,
+    }
+    subject = str(SUBJECTS[event] % {"reference": rights_request.reference})
+    text = render_to_string(f"emails/{event}.txt", context)
+    html = render_to_string(f"emails/{event}.html", context)
+    return subject, text, html

@@ -1,0 +1,183 @@
+"""Forms of the public rights-request pages: the request form, identity upload, answers, withdrawal."""
+
+from django import forms
+from django.conf import settings
+from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext_lazy as _
+
+from dsr_requests.models import Concerns, RequestType, TransferTo
+
+# Where the requester lives decides which law's time limit applies (EU/EEA GDPR, UK GDPR, CCPA); the
+# list covers those regimes and the countries most of our customers are in, "other" covers the rest.
+COUNTRIES = [
+    ("", _("Prefer not to say / other")),
+    ("AT", _("Austria")),
+    ("AU", _("Australia")),
+    ("BE", _("Belgium")),
+    ("BG", _("Bulgaria")),
+    ("BR", _("Brazil")),
+    ("CA", _("Canada")),
+    ("CH", _("Switzerland")),
+    ("CY", _("Cyprus")),
+    ("CZ", _("Czechia")),
+    ("DE", _("Germany")),
+    ("DK", _("Denmark")),
+    ("EE", _("Estonia")),
+    ("ES", _("Spain")),
+    ("FI", _("Finland")),
+    ("FR", _("France")),
+    ("GB", _("United Kingdom")),
+    ("GR", _("Greece")),
+    ("HR", _("Croatia")),
+    ("HU", _("Hungary")),
+    ("IE", _("Ireland")),
+    ("IN", _("India")),
+    ("IS", _("Iceland")),
+    ("IT", _("Italy")),
+    ("JP", _("Japan")),
+    ("LI", _("Liechtenstein")),
+    ("LT", _("Lithuania")),
+    ("LU", _("Luxembourg")),
+    ("LV", _("Latvia")),
+    ("MT", _("Malta")),
+    ("NL", _("Netherlands")),
+    ("NO", _("Norway")),
+    ("NZ", _("New Zealand")),
+    ("PL", _("Poland")),
+    ("PT", _("Portugal")),
+    ("RO", _("Romania")),
+    ("SE", _("Sweden")),
+    ("SI", _("Slovenia")),
+    ("SK", _("Slovakia")),
+    ("US", _("United States")),
+]
+
+MAX_TEXT = 5000
+
+
+class RightsRequestForm(forms.Form):
+    """The public request form. ``website`` is a honeypot: hidden from people, filled in by bots."""
+
+    request_type = forms.ChoiceField(
+        label=_("What would you like us to do?"), choices=RequestType.choices, widget=forms.RadioSelect
+    )
+    name = forms.CharField(label=_("Your name"), max_length=200)
+    email = forms.EmailField(
+        label=_("Your email address"),
+        max_length=254,
+        help_text=_("We will send a link to this address to confirm it is yours."),
+    )
+    country = forms.ChoiceField(label=_("Where do you live?"), choices=COUNTRIES, required=False)
+    site_url = forms.URLField(
+        label=_("Atlassian site (optional)"),
+        max_length=500,
+        required=False,
+        assume_scheme="https",
+        help_text=_("For example https://your-company.atlassian.net"),
+    )
+    concerns = forms.ChoiceField(
+        label=_("What does the request concern? (optional)"),
+        choices=Concerns.choices,
+        required=False,
+        widget=forms.RadioSelect,
+    )
+    details = forms.CharField(
+        label=_("Details (optional)"),
+        max_length=MAX_TEXT,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text=_("Anything that helps us find your data or understand your request."),
+    )
+    transfer_to = forms.ChoiceField(
+        label=_("For a transfer: where should the data go?"),
+        choices=TransferTo.choices,
+        required=False,
+        widget=forms.RadioSelect,
+    )
+    transfer_email = forms.EmailField(
+        label=_("For a transfer to another organisation: their email address"),
+        max_length=254,
+        required=False,
+    )
+    website = forms.CharField(
+        label=_("Leave this field empty"),
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
+    )
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if any(ord(ch) < 32 for ch in name):
+            raise forms.ValidationError(_("Please enter your name without control characters."))
+        return name
+
+    def clean(self):
+        data = super().clean()
+        if data.get("request_type") == RequestType.TRANSFER:
+            if not data.get("transfer_to"):
+                self.add_error("transfer_to", _("Please choose where the data should go."))
+            elif data["transfer_to"] == TransferTo.ORGANISATION and not data.get("transfer_email"):
+                self.add_error("transfer_email", _("Please give the other organisation's email address."))
+        else:
+            # Transfer details only mean something for a transfer; drop what a changed mind left behind.
+            data["transfer_to"] = ""
+            data["transfer_email"] = ""
+        if data.get("transfer_to") == TransferTo.REQUESTER:
+            data["transfer_email"] = ""
+        return data
+
+    @property
+    def is_bot(self):
+        """True when the honeypot was filled in."""
+        return bool(self.cleaned_data.get("website"))
+
+
+# File signatures ("magic bytes") of the formats accepted; the name and the browser's type are not trusted.
+SIGNATURES = [
+    (b"%PDF-", "application/pdf"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+]
+
+
+def sniff_content_type(head):
+    """The content type a file's first bytes prove, or None."""
+    for signature, content_type in SIGNATURES:
+        if head.startswith(signature):
+            return content_type
+    return None
+
+
+class IdentityDocumentForm(forms.Form):
+    """One identity document: PDF, PNG or JPEG, recognised by content, within the size limit."""
+
+    document = forms.FileField(label=_("Identity document (PDF, PNG or JPEG)"))
+
+    def clean_document(self):
+        upload = self.cleaned_data["document"]
+        if upload.size > settings.DSR_UPLOAD_MAX_BYTES:
+            raise forms.ValidationError(
+                _("The file is too large; the limit is %(limit)s.")
+                % {"limit": filesizeformat(settings.DSR_UPLOAD_MAX_BYTES)}
+            )
+        content = upload.read()
+        content_type = sniff_content_type(content[:16])
+        if content_type is None:
+            raise forms.ValidationError(_("Please upload a PDF, PNG or JPEG file."))
+        self.cleaned_data["content_type"] = content_type
+        return content
+
+
+class AnswerForm(forms.Form):
+    """The requester's answer to a question staff asked."""
+
+    question = forms.IntegerField(widget=forms.HiddenInput)
+    answer = forms.CharField(
+        label=_("Your answer"), max_length=MAX_TEXT, widget=forms.Textarea(attrs={"rows": 4})
+    )
+
+
+class WithdrawForm(forms.Form):
+    """Withdrawal needs an explicit tick, so a stray click cannot end a request."""
+
+    confirm = forms.BooleanField(label=_("Yes, withdraw my request"))

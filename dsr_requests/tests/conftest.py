@@ -1,0 +1,27 @@
+"""Fixtures shared by the rights-request tests."""
+
+import re
+
+import pytest
+from django.core.cache import cache
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters live in the cache; each test starts with none."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """Run on-commit callbacks (email sending) as a real commit would, inside the test transaction."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+def link_in(body, path_prefix):
+    """The path and query of the first link in ``body`` under ``path_prefix``."""
+    match = re.search(r"https?://[^/\s]+(" + re.escape(path_prefix) + r"[^\s\"<]*)", body)
+    assert match, f"no {path_prefix} link in the email"
+    return match.group(1).replace("&amp;", "&")
