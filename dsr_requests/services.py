@@ -698,8 +698,8 @@ def reject(rights_request, *, actor, reason, expected_state=None):
     reason = _required_text(reason, _("A rejection needs a reason; it is sent to the requester."))
     locked = _lock_for_action(rights_request, expected_state=expected_state)
     locked.rejection_reason = reason
+    locked.save(update_fields=["rejection_reason"])  # first: a rejected row must carry its reason
     _transition(locked, to_state=S.REJECTED, actor=actor, note=reason, public=True)
-    locked.save(update_fields=["rejection_reason"])
     _notify_requester(locked, "rejected", reason=reason)
     return locked
 
@@ -710,8 +710,8 @@ def approve(rights_request, *, actor, note="", expected_state=None):
     _require(actor, "approve_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
     locked.approved_by = actor
-    _transition(locked, to_state=S.APPROVED, actor=actor, note=note, public=True)
     locked.save(update_fields=["approved_by"])
+    _transition(locked, to_state=S.APPROVED, actor=actor, note=note, public=True)
     return locked
 
 

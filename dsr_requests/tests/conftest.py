@@ -25,3 +25,13 @@ def link_in(body, path_prefix):
     match = re.search(r"https?://[^/\s]+(" + re.escape(path_prefix) + r"[^\s\"<]*)", body)
     assert match, f"no {path_prefix} link in the email"
     return match.group(1).replace("&amp;", "&")
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only(request):
+    """Skip, with the reason, a test marked ``postgres_only`` when the database is not PostgreSQL."""
+    if request.node.get_closest_marker("postgres_only"):
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            pytest.skip("needs PostgreSQL: SQLite has no row locks (select_for_update is a no-op)")

@@ -2,11 +2,12 @@
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from dsr_requests import tokens
-from dsr_requests.services import apply_due_dates
 from dsr_requests.models import RequestState, RequestType, RightsRequest
+from dsr_requests.services import apply_due_dates
 
 
 class StaffUserFactory(factory.django.DjangoModelFactory):
@@ -15,10 +16,17 @@ class StaffUserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"staff{n}")
     email = factory.LazyAttribute(lambda o: f"{o.username}@artemis.example")
     is_staff = True
+
+    @factory.post_generation
+    def roles(self, create, extracted, **kwargs):
+        """``StaffUserFactory(roles=[roles.APPROVER])`` puts the user in those role groups."""
+        if create and extracted:
+            self.groups.add(*Group.objects.filter(name__in=extracted))
 
 
 class RightsRequestFactory(factory.django.DjangoModelFactory):
