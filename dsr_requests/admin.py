@@ -236,6 +236,12 @@ class RightsRequestAdmin(admin.ModelAdmin):
         expected = request.POST.get("expected_state") or None
         text = request.POST.get("text", "")
         calls = {
+            "document_passed": lambda: services.record_document_check(
+                obj, actor=request.user, passed=True, note=text
+            ),
+            "document_failed": lambda: services.record_document_check(
+                obj, actor=request.user, passed=False, note=text
+            ),
             "approve": lambda: services.approve(obj, actor=request.user, expected_state=expected),
             "approve_erasure": lambda: services.approve_erasure(
                 obj, actor=request.user, expected_state=expected

@@ -850,6 +850,20 @@ def assign(rights_request, *, actor, assignee):
     return locked
 
 
+def record_document_check(rights_request, *, actor, passed, note):
+    """Record staff's decision on the requester's identity document (the upload is deleted with it)."""
+    _require(actor, "verify_identity")
+    note = _required_text(note, _("Say what you checked and why you decided so."))
+    return record_identity_step(
+        rights_request=rights_request,
+        step=IdentityStep.DOCUMENT,
+        outcome=CheckOutcome.PASSED if passed else CheckOutcome.FAILED,
+        method=str(_("Staff review of an uploaded document")),
+        actor=actor,
+        note=note,
+    )
+
+
 @dataclass(frozen=True)
 class StaffAction:
     """An action staff can take on a request now; ``text`` names the field it needs, if any."""
@@ -861,6 +875,8 @@ class StaffAction:
 
 
 STAFF_ACTIONS = (
+    StaffAction("document_passed", _("Identity document accepted"), "verify_identity", text="note"),
+    StaffAction("document_failed", _("Identity document not accepted"), "verify_identity", text="note"),
     StaffAction("approve", _("Approve"), "approve_request"),
     StaffAction("approve_erasure", _("Give second approval of the erasure"), "approve_erasure"),
     StaffAction("start_fulfilment", _("Start fulfilment"), "fulfil_request"),
@@ -880,7 +896,12 @@ def available_actions(rights_request, user):
     state = rights_request.state
     targets = ALLOWED_TRANSITIONS[state]
     is_delete = rights_request.request_type == RequestType.DELETE
+    document_open = state == S.VERIFYING and any(
+        IdentityStep.DOCUMENT in group for group in outstanding_identity_steps(rights_request)
+    )
     possible = {
+        "document_passed": document_open,
+        "document_failed": document_open,
         "approve": S.APPROVED in targets and state != S.ON_HOLD,
         "approve_erasure": is_delete
         and state == S.APPROVED

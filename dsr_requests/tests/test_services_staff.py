@@ -495,3 +495,29 @@ def test_two_staff_acting_at_once_exactly_one_succeeds_and_one_email_goes_out(se
     expected_emails = 1 if rights_request.state == S.REJECTED else 0
     assert OutboundEmail.objects.filter(request=rights_request).count() == expected_emails
     assert len(mail.outbox) == expected_emails
+
+
+# --- staff identity check ----------------------------------------------------------------------------
+
+
+def test_reviewer_records_the_document_check_and_the_request_moves_to_review():
+    from dsr_requests.models import CheckOutcome, IdentityCheck, IdentityStep
+
+    reviewer = StaffUserFactory(roles=[roles.REVIEWER])
+    rights_request = _request_in(S.VERIFYING)
+    IdentityCheck.objects.create(
+        request=rights_request, step=IdentityStep.EMAIL, method="link", outcome=CheckOutcome.PASSED
+    )
+    assert [a.name for a in services.available_actions(rights_request, reviewer)][:2] == [
+        "document_passed",
+        "document_failed",
+    ]
+    with pytest.raises(services.ActionRefused):
+        services.record_document_check(rights_request, actor=reviewer, passed=True, note="")
+    with pytest.raises(PermissionDenied):
+        services.record_document_check(rights_request, actor=StaffUserFactory(), passed=True, note="ok")
+    services.record_document_check(rights_request, actor=reviewer, passed=True, note="Passport matches.")
+    rights_request.refresh_from_db()
+    assert rights_request.state == S.IN_REVIEW
+    check = rights_request.identity_checks.get(step=IdentityStep.DOCUMENT)
+    assert (check.actor, check.note) == (reviewer, "Passport matches.")
