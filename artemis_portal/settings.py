@@ -316,3 +316,18 @@ try:
             raise ValueError(f"DSR_IDENTITY_STEPS has an invalid entry for {_type!r}")
 except (ValueError, TypeError, AttributeError) as exc:
     sys.exit(f"Configuration error: {exc}")
+
+# --- Connect (registrations) --------------------------------------------------------------------
+# The descriptor at /atlassian-connect.json is built from these; see registrations/README.md.
+CONNECT_APP_KEY = env.str("CONNECT_APP_KEY", default="com.artemis-software.privacy")
+CONNECT_APP_NAME = env.str("CONNECT_APP_NAME", default="Artemis Privacy")
+CONNECT_VENDOR_NAME = env.str("CONNECT_VENDOR_NAME", default="Artemis Software")
+CONNECT_VENDOR_URL = env.str("CONNECT_VENDOR_URL", default=APP_BASE_URL)
+CONNECT_SCOPES = env.list("CONNECT_SCOPES", default=["READ"])
+CONNECT_INSTALL_KEYS_URL = env.str(
+    "CONNECT_INSTALL_KEYS_URL", default="https://connect-install-keys.atlassian.com"
+).rstrip("/")
+CONNECT_INSTALL_KEYS_TIMEOUT = env.float("CONNECT_INSTALL_KEYS_TIMEOUT", default=5.0)
+CONNECT_JWT_LEEWAY = env.int("CONNECT_JWT_LEEWAY", default=30)
+CONNECT_TENANT_CACHE_SECONDS = env.int("CONNECT_TENANT_CACHE_SECONDS", default=300)
+CONNECT_OUTBOUND_TIMEOUT = env.float("CONNECT_OUTBOUND_TIMEOUT", default=10.0)

@@ -126,6 +126,7 @@ def _status_request_or_404(request, token):
 
 
 def _render_status(request, rights_request, token, *, status=200, **extra):
+    """Render the status page; ``extra`` replaces blank forms with bound ones or adds the account code."""
     context = selectors.status_page_context(rights_request)
     context.update(
         token=token,
@@ -134,8 +135,8 @@ def _render_status(request, rights_request, token, *, status=200, **extra):
         withdraw_form=WithdrawForm(),
         upload_limit=settings.DSR_UPLOAD_MAX_BYTES,
         code_minutes=settings.DSR_ACCOUNT_CODE_TTL_MINUTES,
-        **extra,
     )
+    context.update(extra)
     return render(request, "dsr_requests/status.html", context, status=status)
 
 

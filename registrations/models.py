@@ -55,3 +55,28 @@ class Registration(models.Model):
     def __repr__(self):
         # Never include the secret, even in a debugger or a traceback's locals.
         return f"<Registration {self.client_key} {self.state}>"
+
+
+class UsageCount(models.Model):
+    """Total uses of one app feature (Connect module) on one day: the policy's anonymized usage statistics.
+
+    Deliberately holds no account ID, client key or site: only the day, the module key and a count, so
+    the table is not personal data and never needs exporting or erasing for a rights request.
+    """
+
+    day = models.DateField(_("day"))
+    module = models.CharField(_("module"), max_length=100)
+    count = models.PositiveBigIntegerField(_("uses"), default=0)
+
+    class Meta:
+        verbose_name = _("usage count")
+        verbose_name_plural = _("usage counts")
+        ordering = ["-day", "module"]
+        constraints = [
+            # The upsert in services.record_usage conflicts on exactly this pair.
+            models.UniqueConstraint(fields=["day", "module"], name="usagecount_day_module_unique"),
+            models.CheckConstraint(condition=~models.Q(module=""), name="usagecount_module_set"),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.module}: {self.count}"

@@ -1,0 +1,367 @@
+"""Atlassian Connect JWT: the query string hash, inbound request authentication, outbound signing.
+
+Atlassian signs every call to the app with a JWT: HS256 with the tenant's shared secret for page loads
+and API calls (this module), RS256 with an Atlassian key for the signed install (``verify_install_token``,
+keys from ``install_keys``). The token's ``qsh`` claim binds it to one request (method, path, query), so a
+token lifted from one URL cannot be replayed against another; Connect page loads instead carry the literal
+``context-qsh``, which only views marked ``allow_context_qsh`` accept.
+
+Every failure raises ``ConnectAuthError`` with a short reason for the caller and a stable code for the
+log; the decorator and mixin turn it into a 401. Nothing in here may raise anything else on bad input.
+"""
+
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from functools import wraps
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+import jwt as pyjwt
+from django.conf import settings
+from django.http import JsonResponse
+from django.utils.encoding import escape_uri_path
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.csrf import csrf_exempt
+from jwt.utils import base64url_decode
+
+from registrations import install_keys, tenant_cache
+from registrations.models import Registration
+
+logger = logging.getLogger("artemis.connect")
+
+CONTEXT_QSH = "context-qsh"
+# Connect tokens are a few hundred bytes; anything much larger is not one and is not worth parsing.
+MAX_TOKEN_LENGTH = 8192
+# More query parameters than any Connect URL sends; bounds the work an anonymous request can cause.
+MAX_QUERY_FIELDS = 200
+# States in which a tenant's pages and APIs may be used (Atlassian sends "enabled" right after "installed").
+ACTIVE_STATES = frozenset({Registration.State.INSTALLED, Registration.State.ENABLED})
+# Client keys and account IDs are logged only when they look like one, so a forged token cannot write
+# arbitrary text (or personal data) into the log.
+SAFE_LOG_VALUE = re.compile(r"^[A-Za-z0-9:._-]{1,128}$")
+
+
+class ConnectAuthError(Exception):
+    """A Connect JWT was missing or did not verify; ``message`` is safe to show, ``code`` to log."""
+
+    status = 401
+
+    def __init__(self, code, message):
+        super().__init__(code)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ConnectContext:
+    """What a verified request token establishes: the tenant (site) and the Atlassian account, if any."""
+
+    tenant: Registration
+    account_id: str | None
+    claims: dict = field(repr=False)
+
+
+# --- query string hash -------------------------------------------------------------------------------
+
+
+def _encode(value):
+    """RFC 3986 percent-encoding, spaces as ``%20`` (not ``+``), only unreserved characters left alone."""
+    return quote(value, safe="~")
+
+
+def canonical_path(path):
+    """The canonical URI of Atlassian's spec: never empty, no trailing slash, ``&`` written ``%26``."""
+    path = path.rstrip("/").replace("&", "%26")
+    if not path.startswith("/"):
+        path = "/" + path
+    return path
+
+
+def canonical_query(query):
+    """Canonical query: ``jwt`` dropped, names sorted, each name's values sorted and joined with ``,``.
+
+    Names and values are compared in their encoded form, as the issue's spec says. ``query`` is a raw
+    query string (as received) or a mapping / list of pairs (as about to be sent).
+    """
+    if not isinstance(query, str):
+        query = urlencode(query, doseq=True, quote_via=quote)
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:
+        raise ConnectAuthError("query", _("Too many query parameters.")) from None
+    grouped = {}
+    for name, value in pairs:
+        if name != "jwt":
+            grouped.setdefault(_encode(name), []).append(_encode(value))
+    return "&".join(f"{name}={','.join(sorted(values))}" for name, values in sorted(grouped.items()))
+
+
+def canonical_request(method, path, query=""):
+    """``METHOD&path&query`` as Atlassian hashes it; ``path`` is relative to the base URL it was sent to."""
+    return f"{method.upper()}&{canonical_path(path)}&{canonical_query(query)}"
+
+
+def canonical_query_string_hash(method, path, query=""):
+    """The ``qsh`` claim for a request: SHA-256 (hex) of ``canonical_request(method, path, query)``."""
+    return hashlib.sha256(canonical_request(method, path, query).encode()).hexdigest()
+
+
+def app_relative_path_of(path):
+    """``path`` (URL-encoded, from the site root) relative to ``APP_BASE_URL``, which may have a path."""
+    base_path = urlsplit(settings.APP_BASE_URL).path.rstrip("/")
+    if base_path and (path == base_path or path.startswith(base_path + "/")):
+        path = path[len(base_path) :]
+    return path
+
+
+def app_relative_path(request):
+    """The request's path relative to ``APP_BASE_URL``, URL-encoded as it was sent."""
+    return app_relative_path_of(escape_uri_path(request.path))
+
+
+def request_qsh(request):
+    """The ``qsh`` a token for this incoming request must carry."""
+    return canonical_query_string_hash(
+        request.method, app_relative_path(request), request.META.get("QUERY_STRING", "")
+    )
+
+
+# --- inbound ------------------------------------------------------------------------------------------
+
+
+def token_from_request(request):
+    """The raw token from ``Authorization: JWT <token>`` or, failing that, the ``jwt`` query parameter."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header:
+        scheme, _sep, token = header.partition(" ")
+        if scheme.lower() != "jwt" or not token.strip():
+            raise ConnectAuthError("scheme", _("The Authorization header must be 'JWT <token>'."))
+        token = token.strip()
+    else:
+        token = request.GET.get("jwt", "")
+    if not token:
+        raise ConnectAuthError("missing", _("A Connect JWT is required."))
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise ConnectAuthError("malformed", _("The JWT is malformed."))
+    return token
+
+
+def _unverified(token):
+    """Header and claims, unverified: just enough to pick the key. Bad input is a 401, never a 500."""
+    try:
+        header_b64, payload_b64, _signature = token.split(".")
+        header = json.loads(base64url_decode(header_b64))
+        claims = json.loads(base64url_decode(payload_b64))
+    except (ValueError, TypeError, binascii.Error, RecursionError):
+        raise ConnectAuthError("malformed", _("The JWT is malformed.")) from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise ConnectAuthError("malformed", _("The JWT is malformed."))
+    return header, claims
+
+
+def token_algorithm(request):
+    """The ``alg`` the request's token claims (unverified) or ``None``: only to choose which check applies."""
+    try:
+        return _unverified(token_from_request(request))[0].get("alg")
+    except ConnectAuthError:
+        return None
+
+
+def _verify(token, key, algorithm, *, require):
+    """Verify signature, ``exp`` (required) and the standard claims with PyJWT, algorithm pinned."""
+    try:
+        return pyjwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            leeway=settings.CONNECT_JWT_LEEWAY,
+            # aud is checked by the caller where Atlassian sends one (the signed install).
+            options={"require": require, "verify_aud": False},
+        )
+    except pyjwt.ExpiredSignatureError:
+        raise ConnectAuthError("expired", _("The JWT has expired.")) from None
+    except pyjwt.MissingRequiredClaimError as exc:
+        raise ConnectAuthError("claims", _("The JWT lacks the '%s' claim.") % exc.claim) from None
+    except pyjwt.InvalidSignatureError:
+        raise ConnectAuthError("signature", _("The JWT signature does not verify.")) from None
+    except (pyjwt.InvalidTokenError, ValueError, TypeError):
+        raise ConnectAuthError("invalid", _("The JWT is not valid.")) from None
+
+
+def _check_qsh(claims, request, *, allow_context_qsh):
+    """The token's ``qsh`` must match this request, or be ``context-qsh`` where the view allows that."""
+    qsh = claims.get("qsh")
+    if not isinstance(qsh, str):
+        raise ConnectAuthError("qsh", _("The JWT's qsh claim does not match the request."))
+    if qsh == CONTEXT_QSH:
+        if allow_context_qsh:
+            return
+        raise ConnectAuthError("context-qsh", _("A context JWT is not accepted here."))
+    if not hmac.compare_digest(qsh.encode(), request_qsh(request).encode()):
+        raise ConnectAuthError("qsh", _("The JWT's qsh claim does not match the request."))
+
+
+def authenticate_request(request, *, allow_context_qsh=False, states=ACTIVE_STATES):
+    """Verify the request's HS256 Connect JWT and return a ``ConnectContext``.
+
+    The tenant comes from the (cached) registry by the token's ``iss`` and must be in one of ``states``;
+    its shared secret is the only key tried and HS256 the only algorithm, so neither ``alg: none`` nor an
+    RS256 header can change how the signature is checked.
+    """
+    token = token_from_request(request)
+    header, unverified = _unverified(token)
+    if header.get("alg") != "HS256":
+        raise ConnectAuthError("algorithm", _("Only HS256 JWTs are accepted."))
+    client_key = unverified.get("iss")
+    if not isinstance(client_key, str) or not client_key:
+        raise ConnectAuthError("claims", _("The JWT lacks the 'iss' claim."))
+    tenant = tenant_cache.get(client_key)
+    if tenant is None or tenant.state not in states:
+        raise ConnectAuthError("tenant", _("The site is not installed or not enabled."))
+    claims = _verify(token, tenant.shared_secret, "HS256", require=["exp", "iss", "qsh"])
+    _check_qsh(claims, request, allow_context_qsh=allow_context_qsh)
+    account_id = claims.get("sub")
+    return ConnectContext(tenant=tenant, account_id=account_id or None, claims=claims)
+
+
+def verify_install_token(request, *, client_key):
+    """Verify a signed-install (RS256) lifecycle token for the body's ``client_key``; returns its claims.
+
+    The key is fetched by the header's ``kid`` from ``CONNECT_INSTALL_KEYS_URL`` (cached); a key service
+    that cannot answer raises ``install_keys.KeyServiceUnavailable`` (a 503, so Atlassian retries) rather
+    than a ``ConnectAuthError``. ``aud`` must be our base URL and ``iss`` the body's ``clientKey``: the
+    body is not signed, so this is what ties it to the token.
+    """
+    token = token_from_request(request)
+    header, _claims = _unverified(token)
+    if header.get("alg") != "RS256":
+        raise ConnectAuthError("algorithm", _("Lifecycle callbacks must be signed with RS256."))
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not install_keys.valid_kid(kid):
+        raise ConnectAuthError("kid", _("The JWT has no valid 'kid' header."))
+    public_key = install_keys.public_key(kid)
+    if public_key is None:
+        raise ConnectAuthError("kid", _("The JWT's signing key is unknown."))
+    claims = _verify(token, public_key, "RS256", require=["exp", "iss", "qsh", "aud"])
+    audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+    expected = settings.APP_BASE_URL.rstrip("/")
+    if not any(isinstance(aud, str) and aud.rstrip("/") == expected for aud in audiences):
+        raise ConnectAuthError("aud", _("The JWT's audience is not this app."))
+    if claims["iss"] != client_key:
+        raise ConnectAuthError("iss", _("The JWT's issuer does not match the clientKey."))
+    _check_qsh(claims, request, allow_context_qsh=False)
+    return claims
+
+
+def log_value(value):
+    """``value`` if it is safe to write to the log as an identifier, else ``-``."""
+    return value if isinstance(value, str) and SAFE_LOG_VALUE.match(value) else "-"
+
+
+def auth_failure(request, error):
+    """Log a failed authentication (client key and account ID only) and build the 401 response."""
+    try:
+        _header, claims = _unverified(token_from_request(request))
+    except ConnectAuthError:
+        claims = {}
+    logger.warning(
+        "connect auth failed reason=%s client_key=%s account_id=%s",
+        error.code,
+        log_value(claims.get("iss")),
+        log_value(claims.get("sub")),
+    )
+    response = JsonResponse({"error": str(error.message)}, status=error.status)
+    response["WWW-Authenticate"] = "JWT"
+    return response
+
+
+def _authenticate_view(request, *, allow_context_qsh, module):
+    """Shared body of the decorator and the mixin: ``None`` on success (``request.connect`` set)."""
+    from registrations import services  # services imports this module for the lifecycle
+
+    try:
+        request.connect = authenticate_request(request, allow_context_qsh=allow_context_qsh)
+    except ConnectAuthError as error:
+        return auth_failure(request, error)
+    services.record_usage(module=module or _module_for(request))
+    return None
+
+
+def _module_for(request):
+    """Usage-count key of a view that did not name its module: its URL name."""
+    match = request.resolver_match
+    return (match.url_name if match and match.url_name else "unnamed")[:100]
+
+
+def _frame_for_tenant(request, response):
+    """Connect pages live in an iframe on the tenant's site: allow exactly that site to frame them."""
+    parts = urlsplit(request.connect.tenant.base_url)
+    response.xframe_options_exempt = True
+    response.headers.setdefault("Content-Security-Policy", f"frame-ancestors {parts.scheme}://{parts.netloc}")
+    return response
+
+
+def connect_jwt_required(view=None, *, allow_context_qsh=False, module=None):
+    """Protect a view with Connect JWT authentication; usable bare or with arguments.
+
+    ``allow_context_qsh`` accepts Atlassian's page-load tokens (``qsh: context-qsh``); ``module`` names the
+    Connect module for the usage count (default: the URL name). The view is CSRF-exempt: a request that
+    carries a tenant-signed token is not something a third-party site can forge with ambient cookies.
+    """
+
+    def decorate(view_func):
+        @wraps(view_func)
+        def wrapped(request, *args, **kwargs):
+            failure = _authenticate_view(request, allow_context_qsh=allow_context_qsh, module=module)
+            if failure is not None:
+                return failure
+            return _frame_for_tenant(request, view_func(request, *args, **kwargs))
+
+        return csrf_exempt(wrapped)
+
+    return decorate(view) if view is not None else decorate
+
+
+class ConnectJWTRequiredMixin:
+    """Class-based-view form of ``connect_jwt_required``; set ``allow_context_qsh`` and ``connect_module``."""
+
+    allow_context_qsh = False
+    connect_module = None
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        """CSRF-exempt for the same reason as the decorator."""
+        return csrf_exempt(super().as_view(**initkwargs))
+
+    def dispatch(self, request, *args, **kwargs):
+        """Authenticate before any handler runs."""
+        failure = _authenticate_view(
+            request, allow_context_qsh=self.allow_context_qsh, module=self.connect_module
+        )
+        if failure is not None:
+            return failure
+        return _frame_for_tenant(request, super().dispatch(request, *args, **kwargs))
+
+
+# --- outbound -----------------------------------------------------------------------------------------
+
+
+def sign_outbound(tenant, method, path, query="", *, expires_in=180):
+    """A JWT for one call from the app to ``tenant``'s REST API (``iss`` = our app key, HS256).
+
+    ``path`` is relative to the tenant's ``base_url`` (e.g. ``/rest/api/content``) and ``query`` the
+    parameters that will be sent, so the ``qsh`` covers exactly that request.
+    """
+    now = int(time.time())
+    claims = {
+        "iss": settings.CONNECT_APP_KEY,
+        "iat": now,
+        "exp": now + expires_in,
+        "qsh": canonical_query_string_hash(method, path, query),
+    }
+    return pyjwt.encode(claims, tenant.shared_secret, algorithm="HS256")

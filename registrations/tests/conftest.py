@@ -1,0 +1,136 @@
+"""Fixtures for the Connect tests: a real HTTP install-key service on loopback, run-time RSA keys,
+and token builders that use PyJWT directly (independent of the code under test)."""
+
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt as pyjwt
+import pytest
+from atlassian_jwt.url_utils import hash_url
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.core.cache import cache
+
+APP_BASE_URL = "https://privacy.example.test"
+APP_KEY = "com.artemis-software.privacy.test"
+
+
+@pytest.fixture(autouse=True)
+def connect_settings(settings):
+    """Fixed app identity for every test, and an empty cache (tenants and install keys are cached)."""
+    settings.APP_BASE_URL = APP_BASE_URL
+    settings.CONNECT_APP_KEY = APP_KEY
+    settings.CONNECT_JWT_LEEWAY = 30
+    settings.CONNECT_INSTALL_KEYS_TIMEOUT = 0.5
+    cache.clear()
+    yield settings
+    cache.clear()
+
+
+class RsaKey:
+    """An RSA key pair generated for the test run; never written to disk."""
+
+    def __init__(self):
+        self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.public_pem = (
+            self.private.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+
+
+@pytest.fixture(scope="session")
+def rsa_key():
+    return RsaKey()
+
+
+@pytest.fixture(scope="session")
+def other_rsa_key():
+    return RsaKey()
+
+
+class KeyService:
+    """What the stand-in for connect-install-keys.atlassian.com serves: ``keys`` by kid, or a forced
+    ``status`` / ``delay`` / ``body`` to simulate an outage. ``requests`` counts the fetches."""
+
+    def __init__(self):
+        self.keys = {}
+        self.status = None
+        self.delay = 0
+        self.body = None
+        self.requests = []
+
+
+@pytest.fixture
+def key_service(settings):
+    """A real HTTP server on 127.0.0.1 serving keys at ``/<kid>``; CONNECT_INSTALL_KEYS_URL points at it."""
+    state = KeyService()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            state.requests.append(self.path)
+            if state.delay:
+                time.sleep(state.delay)
+            kid = self.path.lstrip("/")
+            if state.status is not None:
+                status, body = state.status, b"error"
+            elif state.body is not None:
+                status, body = 200, state.body
+            elif kid in state.keys:
+                status, body = 200, state.keys[kid].encode()
+            else:
+                status, body = 404, b"not found"
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-pem-file")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout tests)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.CONNECT_INSTALL_KEYS_URL = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def request_token(tenant, method="GET", url="/connect/identity-proof/", *, secret=None, qsh=None, **claims):
+    """An HS256 request token as Atlassian makes it; ``qsh`` from atlassian-jwt unless given."""
+    now = int(time.time())
+    payload = {
+        "iss": tenant.client_key,
+        "iat": now,
+        "exp": now + 180,
+        "qsh": hash_url(method, url) if qsh is None else qsh,
+        "sub": "557058:" + str(uuid.uuid4()),
+    }
+    payload.update(claims)
+    payload = {k: v for k, v in payload.items() if v is not Ellipsis}
+    return pyjwt.encode(payload, secret or tenant.shared_secret, algorithm="HS256")
+
+
+def install_token(
+    key, kid, client_key, url="/connect/installed", *, method="POST", qsh=None, headers=None, **claims
+):
+    """An RS256 signed-install token as Atlassian makes it; a claim set to ``...`` is left out."""
+    now = int(time.time())
+    payload = {
+        "iss": client_key,
+        "aud": APP_BASE_URL,
+        "iat": now,
+        "exp": now + 180,
+        "qsh": hash_url(method, url) if qsh is None else qsh,
+    }
+    payload.update(claims)
+    payload = {k: v for k, v in payload.items() if v is not Ellipsis}
+    return pyjwt.encode(payload, key.private, algorithm="RS256", headers={"kid": kid, **(headers or {})})
