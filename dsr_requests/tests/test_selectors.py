@@ -1,7 +1,4 @@
-"""Staff-side reads in selectors.py: days left, completion times, monthly counts, dashboard figures.
-
-(The public-page reads are tested in test_selectors.py.)
-"""
+"""Reads in selectors.py for staff: days left, completion times, monthly counts, dashboard figures."""
 
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
