@@ -181,3 +181,13 @@ class WithdrawForm(forms.Form):
     """Withdrawal needs an explicit tick, so a stray click cannot end a request."""
 
     confirm = forms.BooleanField(label=_("Yes, withdraw my request"))
+
+
+class AccountCodeForm(forms.Form):
+    """The one-time code from the status page, typed inside the Connect app."""
+
+    code = forms.CharField(
+        label=_("Code from your status page"),
+        max_length=20,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autocapitalize": "characters"}),
+    )

@@ -4,6 +4,7 @@ Views only parse input, apply rate limits and call ``services``. Pages that carr
 or show a person's request send ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer``.
 """
 
+import re
 from functools import wraps
 
 from django.conf import settings
@@ -18,8 +19,15 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from dsr_requests import ratelimit, selectors, services, tokens
-from dsr_requests.forms import AnswerForm, IdentityDocumentForm, RightsRequestForm, WithdrawForm
+from dsr_requests.forms import (
+    AccountCodeForm,
+    AnswerForm,
+    IdentityDocumentForm,
+    RightsRequestForm,
+    WithdrawForm,
+)
 from dsr_requests.models import StaffQuestion
+from registrations.jwt import connect_jwt_required
 
 
 def sensitive_page(view):
@@ -175,7 +183,8 @@ def upload_document(request, token):
         return rate_limited(request)
     rights_request = _status_request_or_404(request, token)
     if _declared_length(request) > settings.DSR_UPLOAD_MAX_BYTES + 64 * 1024:
-        # Refuse before Django spools a huge body to disk; the form checks the real size below.
+        # A body this large cannot hold an acceptable file: answer 413 without opening it. The form checks
+        # the file's real size below, before reading it into memory.
         message = _("The file is too large; the limit is %(limit)s.") % {
             "limit": filesizeformat(settings.DSR_UPLOAD_MAX_BYTES)
         }
@@ -244,3 +253,49 @@ def withdraw(request, token):
     else:
         messages.success(request, _("Your request has been withdrawn."))
     return redirect("dsr_requests:status", token=token)
+
+
+# Atlassian account IDs ("557058:uuid", or a 24-character hex id); the column holds 128 characters.
+ACCOUNT_ID_SHAPE = re.compile(r"[A-Za-z0-9:._-]{1,128}")
+
+
+@connect_jwt_required(allow_context_qsh=True, module="identity-proof")
+@sensitive_post_parameters("code")
+def account_proof(request):
+    """The Connect app's identity page: entering a status-page code binds this account and site.
+
+    Atlassian loads it in an iframe with a JWT whose ``sub`` is the signed-in account and whose ``iss``
+    is the site, so whoever can enter the code here controls that account on that site.
+    """
+    tenant, account_id = request.connect.tenant, request.connect.account_id
+    if not isinstance(account_id, str) or not ACCOUNT_ID_SHAPE.fullmatch(account_id):
+        account_id = None  # a token without a usable sub: an anonymous visitor
+    context = {"site_url": tenant.base_url, "account_id": account_id}
+    if not account_id:
+        return render(
+            request, "dsr_requests/account_proof.html", context, status=403 if request.POST else 200
+        )
+    form = AccountCodeForm(request.POST or None)
+    if request.method == "POST":
+        if ratelimit.hit(
+            "account-code", f"{tenant.client_key}:{account_id}", settings.DSR_RATE_CODE_PER_ACCOUNT
+        ):
+            return render(
+                request, "dsr_requests/account_proof.html", {**context, "limited": True}, status=429
+            )
+        if form.is_valid():
+            try:
+                rights_request = services.redeem_account_code(
+                    code=form.cleaned_data["code"],
+                    client_key=tenant.client_key,
+                    site_url=tenant.base_url,
+                    account_id=account_id,
+                    actor=services.REQUESTER,
+                )
+            except services.ActionRefused as exc:
+                form.add_error("code", str(exc))
+            else:
+                context["reference"] = rights_request.reference
+                return render(request, "dsr_requests/account_proof_done.html", context)
+        return render(request, "dsr_requests/account_proof.html", {**context, "form": form}, status=400)
+    return render(request, "dsr_requests/account_proof.html", {**context, "form": form})

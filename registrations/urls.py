@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from dsr_requests import views as dsr_views
 from registrations import views
 
 app_name = "registrations"
@@ -12,5 +13,6 @@ urlpatterns = [
         path(f"connect/{event}", views.lifecycle, {"event": event}, name=event)
         for event in ("installed", "uninstalled", "enabled", "disabled")
     ),
-    path("connect/identity-proof/", views.identity_proof, name="identity-proof"),
+    # The account proof belongs to the rights-request intake; its URL stays with the Connect pages.
+    path("connect/identity-proof/", dsr_views.account_proof, name="identity-proof"),
 ]

@@ -8,7 +8,6 @@ unavailable, so Atlassian retries), 204 (done or a harmless repeat).
 import logging
 
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
@@ -20,7 +19,6 @@ from registrations.jwt import (
     ConnectAuthError,
     auth_failure,
     authenticate_request,
-    connect_jwt_required,
     token_algorithm,
     verify_install_token,
 )
@@ -74,13 +72,3 @@ def lifecycle(request, event):
     else:
         services.apply_event(client_key=payload.client_key, event=event, actor="atlassian")
     return HttpResponse(status=204)
-
-
-@connect_jwt_required(allow_context_qsh=True, module="identity-proof")
-def identity_proof(request):
-    """Placeholder for the identity-proof page: shows the site and account the JWT verified."""
-    return render(
-        request,
-        "registrations/identity_proof.html",
-        {"site_url": request.connect.tenant.base_url, "account_id": request.connect.account_id},
-    )

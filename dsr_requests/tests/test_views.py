@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
 
 from dsr_requests import services, tokens
-from dsr_requests.models import RequestState, RightsRequest, StaffQuestion
+from dsr_requests.models import IdentityCheck, RequestState, RightsRequest, StaffQuestion
 from dsr_requests.tests.conftest import link_in
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
+from dsr_requests.tests.test_journey import page_token
+from registrations.models import Registration
+from registrations.tests.factories import RegistrationFactory
 
 VALID = {"request_type": "review", "name": "Ada Lovelace", "email": "ada@example.org", "details": "Hello"}
 
@@ -389,6 +392,16 @@ class TestFormNeverFails(HypothesisTestCase):
         response = self.client.get(f"/requests/status/{token}/")
         assert response.status_code == 404
 
+    @hypothesis_settings(max_examples=60)
+    @given(st.text(max_size=60))
+    def test_any_account_code(self, code):
+        from django.core.cache import cache
+
+        cache.clear()
+        tenant = Registration.objects.first() or RegistrationFactory()
+        response = _connect_post(self.client, tenant, code)
+        assert response.status_code == 400
+
     @hypothesis_settings(max_examples=40)
     @given(st.binary(max_size=200))
     def test_any_uploaded_bytes(self, content):
@@ -401,3 +414,66 @@ class TestFormNeverFails(HypothesisTestCase):
         upload = SimpleUploadedFile("f", content)
         response = self.client.post(f"/requests/status/{token}/document/", {"document": upload})
         assert response.status_code in (302, 400)
+
+
+# --- The Connect app's account-proof page ----------------------------------------------------------
+
+
+def _code_for(site_url=""):
+    request = RightsRequestFactory(state=RequestState.VERIFYING, site_url=site_url)
+    IdentityCheck.objects.create(request=request, step="email", method="test", outcome="passed")
+    return request, services.issue_account_code(rights_request=request)
+
+
+def _connect_post(client, tenant, code, *, sub="557058:abc"):
+    token = page_token(tenant, sub=sub)
+    return client.post(f"/connect/identity-proof/?jwt={token}", {"code": code})
+
+
+@pytest.mark.django_db
+def test_connect_page_needs_a_valid_tenant_jwt(client):
+    assert client.post("/connect/identity-proof/", {"code": "ABCD"}).status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_code_entered_twice_is_refused_the_second_time(client):
+    request, code = _code_for()
+    tenant = RegistrationFactory()
+    assert _connect_post(client, tenant, code).status_code == 200
+    response = _connect_post(client, tenant, code)
+    assert response.status_code == 400 and "already been used" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_code_entered_from_another_site_than_the_request_names_is_refused(client):
+    request, code = _code_for(site_url="https://navy.atlassian.net")
+    response = _connect_post(client, RegistrationFactory(base_url="https://army.atlassian.net/wiki"), code)
+    assert response.status_code == 400 and "another Atlassian site" in response.content.decode()
+    request.refresh_from_db()
+    assert request.state == RequestState.VERIFYING and request.account_id == ""
+
+
+@pytest.mark.django_db
+def test_a_wrong_code_gets_a_field_error(client):
+    _code_for()
+    response = _connect_post(client, RegistrationFactory(), "WRONG123")
+    assert response.status_code == 400 and "This code is not valid" in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("sub", [..., "", "x" * 200, "<script>"])
+def test_without_a_usable_account_the_page_asks_to_log_in_and_binds_nothing(client, sub):
+    request, code = _code_for()
+    response = _connect_post(client, RegistrationFactory(), code, sub=sub)
+    assert response.status_code == 403 and "Log in to this Atlassian site" in response.content.decode()
+    request.refresh_from_db()
+    assert request.account_id == ""
+
+
+@pytest.mark.django_db
+def test_code_guessing_is_rate_limited_per_account(client, settings):
+    settings.DSR_RATE_CODE_PER_ACCOUNT = "2/900"
+    _code_for()
+    tenant = RegistrationFactory()
+    codes = [_connect_post(client, tenant, "WRONG123").status_code for _ in range(3)]
+    assert codes == [400, 400, 429]
