@@ -6,15 +6,17 @@ current, so each read is a fixed number of queries whatever the number of reques
 """
 
 import hmac
+import math
 import re
-import statistics
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q
+from django.db import connection
+from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, Q
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from dsr_requests import deadlines, services, tokens
 from dsr_requests.models import RequestState, RequestType, RightsRequest
@@ -110,41 +112,70 @@ def days_left(rights_request, today: date) -> DaysLeft | None:
     due = rights_request.effective_due_on
     if due < today:
         late = (today - due).days
-        return DaysLeft(str(_("%(days)d days overdue") % {"days": late}), "overdue")
+        text = ngettext("%(days)d day overdue", "%(days)d days overdue", late) % {"days": late}
+        return DaysLeft(text, "overdue")
     left = deadlines.working_days_between(today, due)
     level = "soon" if left <= DUE_SOON_WORKING_DAYS else "ok"
-    return DaysLeft(str(_("%(days)d working days") % {"days": left}), level)
+    return DaysLeft(ngettext("%(days)d working day", "%(days)d working days", left) % {"days": left}, level)
 
 
 # --- Dashboard ---------------------------------------------------------------------------------------
 
 
-def _percentile(sorted_values, fraction):
-    """The nearest-rank percentile of already sorted values."""
-    rank = max(1, round(fraction * len(sorted_values) + 0.4999))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
+class _PercentileDisc(Aggregate):
+    """PostgreSQL's ``percentile_disc``: the nearest-rank percentile, computed in the database."""
+
+    function = "PERCENTILE_DISC"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = DurationField()
+
+    def __init__(self, expression, *, fraction, **extra):
+        super().__init__(expression, fraction=float(fraction), **extra)
+
+
+def _nearest_rank(sorted_values, fraction):
+    """The nearest-rank percentile of sorted values: the same definition as ``percentile_disc``."""
+    rank = math.ceil(fraction * len(sorted_values))
+    return sorted_values[max(rank, 1) - 1]
 
 
 def completion_times(now, *, months=12):
-    """Median and 90th-percentile days from receipt to completion, per type, over the last ``months``."""
+    """Median and 90th-percentile days from receipt to completion, per type, over the last ``months``.
+
+    Both are nearest-rank percentiles (a median is then always a real request's time). PostgreSQL works
+    them out itself; elsewhere (SQLite, the embedded demo) the durations are read and ranked here.
+    """
     since = now - timedelta(days=round(months * 365.25 / 12))
-    durations = (
-        RightsRequest.objects.filter(state=S.COMPLETED, closed_at__gte=since)
-        .annotate(taken=ExpressionWrapper(F("closed_at") - F("received_at"), output_field=DurationField()))
-        .values_list("request_type", "taken")
-    )
-    by_type = {}
-    for request_type, taken in durations.iterator(chunk_size=5000):
-        by_type.setdefault(request_type, []).append(taken.total_seconds() / 86400)
+    taken = ExpressionWrapper(F("closed_at") - F("received_at"), output_field=DurationField())
+    completed = RightsRequest.objects.filter(state=S.COMPLETED, closed_at__gte=since).order_by()
+    stats = {}
+    if connection.vendor == "postgresql":
+        for row in completed.values("request_type").annotate(
+            count=Count("id"),
+            median=_PercentileDisc(taken, fraction=0.5),
+            p90=_PercentileDisc(taken, fraction=0.9),
+        ):
+            stats[row["request_type"]] = (row["count"], row["median"], row["p90"])
+    else:
+        by_type = {}
+        for request_type, duration in completed.annotate(taken=taken).values_list("request_type", "taken"):
+            by_type.setdefault(request_type, []).append(duration)
+        for request_type, values in by_type.items():
+            values.sort()
+            stats[request_type] = (len(values), _nearest_rank(values, 0.5), _nearest_rank(values, 0.9))
+
+    def days(duration):
+        return round(duration.total_seconds() / 86400, 1)
+
     rows = []
     for request_type in RequestType:
-        values = sorted(by_type.get(request_type, []))
+        count, median, p90 = stats.get(request_type, (0, None, None))
         rows.append(
             {
                 "type": request_type.label,
-                "count": len(values),
-                "median": round(statistics.median(values), 1) if values else None,
-                "p90": round(_percentile(values, 0.9), 1) if values else None,
+                "count": count,
+                "median": days(median) if count else None,
+                "p90": days(p90) if count else None,
             }
         )
     return rows
