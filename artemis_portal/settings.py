@@ -272,6 +272,9 @@ try:
     DSR_WORKING_DAYS, DSR_HOLIDAY_COUNTRY, DSR_HOLIDAY_SUBDIV = _dsr_calendar()
 except ConfigError as exc:
     sys.exit(f"Configuration error: {exc}")
+# Who gets the daily staff digest (`manage.py dsr_reminders`). Empty: every active staff member with
+# an email who may view rights requests.
+DSR_DIGEST_TO = env.list("DSR_DIGEST_TO", default=[])
 
 # --- Rights requests: intake ---------------------------------------------------------------------
 import json as _json  # noqa: E402
