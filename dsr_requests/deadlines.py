@@ -37,6 +37,58 @@ class Regime(models.TextChoices):
     CCPA = "ccpa", _("CCPA (California)")
 
 
+# EU member states and the other EEA states, where the GDPR applies.
+GDPR_COUNTRIES = frozenset(
+    [
+        "AT",
+        "BE",
+        "BG",
+        "CY",
+        "CZ",
+        "DE",
+        "DK",
+        "EE",
+        "ES",
+        "FI",
+        "FR",
+        "GR",
+        "HR",
+        "HU",
+        "IE",
+        "IT",
+        "LT",
+        "LU",
+        "LV",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SE",
+        "SI",
+        "SK",
+        "IS",
+        "LI",
+        "NO",
+    ]
+)
+
+
+def regime_for_country(country: str) -> Regime:
+    """The regime to start from, given the requester's ISO country code; staff can change it.
+
+    EU/EEA: GDPR. United States: CCPA (the only US law here with a fixed answer time; staff correct it
+    for a requester outside California). Anywhere else, or unknown: UK GDPR, the law Artemis, a UK
+    controller, answers to in any case.
+    """
+    country = (country or "").strip().upper()
+    if country in GDPR_COUNTRIES:
+        return Regime.GDPR
+    if country == "US":
+        return Regime.CCPA
+    return Regime.UK_GDPR
+
+
 MONTH_REGIMES = frozenset({Regime.GDPR, Regime.UK_GDPR})
 CCPA_PERIOD_DAYS = 45
 # The furthest each regime lets the first period be extended (GDPR Art. 12(3); CCPA Civ. Code 1798.130).

@@ -7,9 +7,11 @@ tier with fernet_fields; lookups go through keyed hashes (``email_hash``, ``stat
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 from fernet_fields import EncryptedEmailField, EncryptedTextField
+
+from dsr_requests.deadlines import Regime
 
 
 class RequestType(models.TextChoices):
@@ -97,10 +99,69 @@ class RightsRequest(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
+    # --- Staff workflow and deadlines: written only by the staff-workflow services -------------------
+    Regime = Regime
+    regime = models.CharField(_("regime"), max_length=10, choices=Regime.choices, default=Regime.UK_GDPR)
+    # Stored so lists, filters and the digest read indexed columns; recomputed by the services whenever
+    # receipt, regime, holds or an extension change them (deadlines.py holds the counting rules).
+    statutory_due_on = models.DateField(_("statutory due date"), null=True, blank=True)
+    effective_due_on = models.DateField(
+        _("due date"), null=True, blank=True, db_index=True, help_text=_("The earlier of the two due dates.")
+    )
+    held_since = models.DateTimeField(_("on hold since"), null=True, blank=True)
+    # Completed holds, added up as they end: working days move the policy date, calendar days the
+    # statutory date.
+    hold_working_days = models.PositiveIntegerField(_("working days on hold"), default=0)
+    hold_calendar_days = models.PositiveIntegerField(_("calendar days on hold"), default=0)
+    extended_at = models.DateTimeField(_("extended at"), null=True, blank=True)
+    extension_calendar_days = models.PositiveIntegerField(_("extension (calendar days)"), default=0)
+    extension_working_days = models.PositiveIntegerField(_("extension (working days)"), default=0)
+    extension_reason = models.TextField(_("extension reason"), blank=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("assignee"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_rights_requests",
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("approved by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # Erasure needs a second staff member's approval (four eyes), never the first approver's.
+    erasure_approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("erasure approved by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    rejection_reason = models.TextField(_("reason for rejection"), blank=True)
+    # When the request reached a final state (completed, rejected, withdrawn, closed unverified).
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+
     class Meta:
         verbose_name = _("rights request")
         verbose_name_plural = _("rights requests")
         ordering = ["-received_at"]
+        permissions = [
+            ("view_personal_data", _("Can see requesters' personal data")),
+            ("verify_identity", _("Can record identity checks")),
+            ("hold_request", _("Can put requests on hold and resume them")),
+            ("reject_request", _("Can reject requests")),
+            ("assign_request", _("Can assign requests")),
+            ("approve_request", _("Can approve requests")),
+            ("approve_erasure", _("Can give the second approval of an erasure")),
+            ("extend_deadline", _("Can extend deadlines and change the regime")),
+            ("fulfil_request", _("Can start and complete fulfilment")),
+            ("export_request_log", _("Can export the request log")),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(request_type__in=RequestType.values), name="dsr_request_type_valid"
@@ -115,8 +176,43 @@ class RightsRequest(models.Model):
                 condition=Q(request_type="transfer") | Q(transfer_to=""), name="dsr_transfer_to_only_transfer"
             ),
             models.CheckConstraint(condition=~Q(reference=""), name="dsr_reference_set"),
+            models.CheckConstraint(condition=Q(regime__in=Regime.values), name="dsr_regime_valid"),
+            models.CheckConstraint(
+                condition=Q(state="on_hold", held_since__isnull=False)
+                | (~Q(state="on_hold") & Q(held_since__isnull=True)),
+                name="dsr_held_since_only_on_hold",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    extended_at__isnull=True,
+                    extension_calendar_days=0,
+                    extension_working_days=0,
+                    extension_reason="",
+                )
+                | (Q(extended_at__isnull=False, extension_calendar_days__gt=0) & ~Q(extension_reason="")),
+                name="dsr_extension_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(erasure_approved_by__isnull=True)
+                | (Q(request_type="delete") & ~Q(erasure_approved_by=F("approved_by"))),
+                name="dsr_erasure_second_approver",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state="rejected") | ~Q(rejection_reason=""), name="dsr_rejection_has_reason"
+            ),
+            models.CheckConstraint(
+                condition=Q(effective_due_on__isnull=True)
+                | Q(effective_due_on=F("policy_due_on"), effective_due_on__lte=F("statutory_due_on"))
+                | Q(effective_due_on=F("statutory_due_on"), effective_due_on__lte=F("policy_due_on")),
+                name="dsr_effective_due_is_earlier_date",
+            ),
         ]
-        indexes = [models.Index(fields=["state", "received_at"])]
+        indexes = [
+            models.Index(fields=["state", "received_at"]),
+            models.Index(fields=["received_at"], name="dsr_received_at_idx"),
+            models.Index(fields=["state", "effective_due_on"], name="dsr_state_due_idx"),
+            models.Index(fields=["request_type", "closed_at"], name="dsr_type_closed_idx"),
+        ]
 
     def __str__(self):
         return self.reference

@@ -1,10 +1,26 @@
-"""Reads for the public pages: finding a request by its status token, and what its page shows."""
+"""Non-trivial reads of rights requests.
+
+Public pages: finding a request by its status token, and what its page shows. Staff side: deadline
+lists, the dashboard and the digest, all reading the stored, indexed due-date columns the services keep
+current, so each read is a fixed number of queries whatever the number of requests.
+"""
 
 import hmac
+import math
 import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 
-from dsr_requests import services, tokens
-from dsr_requests.models import RightsRequest
+from django.db import connection
+from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, Q
+from django.db.models.functions import TruncMonth
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from dsr_requests import deadlines, services, tokens
+from dsr_requests.models import RequestState, RequestType, RightsRequest
+from dsr_requests.services import FINAL_STATES, OPEN_STATES
 
 _TOKEN_SHAPE = re.compile(r"[0-9a-f]{64}")
 
@@ -36,4 +52,202 @@ def status_page_context(rights_request):
         "needs_document": rights_request.state == "verifying" and "document" in open_steps,
         "documents_sent": rights_request.identity_documents.count(),
         "can_withdraw": "withdrawn" in services.ALLOWED_TRANSITIONS[rights_request.state],
+    }
+
+
+# --- Staff side ---------------------------------------------------------------------------------------
+
+S = RequestState
+# The clock runs in these states (it stops on hold, and closed requests are answered).
+RUNNING_STATES = frozenset(OPEN_STATES - {S.ON_HOLD})
+DUE_SOON_WORKING_DAYS = 5
+
+
+def end_of_week(today: date) -> date:
+    """The Sunday that ends ``today``'s week."""
+    return today + timedelta(days=6 - today.weekday())
+
+
+def running(queryset=None):
+    """Requests whose clock is running (of ``queryset``, default all)."""
+    queryset = RightsRequest.objects.all() if queryset is None else queryset
+    return queryset.filter(state__in=RUNNING_STATES)
+
+
+def overdue(today: date, queryset=None):
+    """Running requests past their effective due date."""
+    return running(queryset).filter(effective_due_on__lt=today)
+
+
+def due_this_week(today: date, queryset=None):
+    """Running requests due from today to the end of this week."""
+    return running(queryset).filter(effective_due_on__gte=today, effective_due_on__lte=end_of_week(today))
+
+
+def due_soon(today: date, queryset=None):
+    """Running requests due within the next DUE_SOON_WORKING_DAYS working days (not yet overdue)."""
+    horizon = deadlines.add_working_days(today, DUE_SOON_WORKING_DAYS)
+    return running(queryset).filter(effective_due_on__gte=today, effective_due_on__lte=horizon)
+
+
+def policy_after_statutory(queryset=None):
+    """Running requests whose policy date falls after the statutory one with no extension granted."""
+    return running(queryset).filter(extended_at__isnull=True, policy_due_on__gt=F("statutory_due_on"))
+
+
+@dataclass(frozen=True)
+class DaysLeft:
+    """How a due date looks in a list: a short text and a colour class (ok, soon, overdue, paused)."""
+
+    text: str
+    level: str
+
+
+def days_left(rights_request, today: date) -> DaysLeft | None:
+    """Working days left before the effective due date, or how far past it; None when not tracked."""
+    if rights_request.state in FINAL_STATES or rights_request.effective_due_on is None:
+        return None
+    if rights_request.state == S.ON_HOLD:
+        return DaysLeft(str(_("on hold")), "paused")
+    due = rights_request.effective_due_on
+    if due < today:
+        late = (today - due).days
+        text = ngettext("%(days)d day overdue", "%(days)d days overdue", late) % {"days": late}
+        return DaysLeft(text, "overdue")
+    left = deadlines.working_days_between(today, due)
+    level = "soon" if left <= DUE_SOON_WORKING_DAYS else "ok"
+    return DaysLeft(ngettext("%(days)d working day", "%(days)d working days", left) % {"days": left}, level)
+
+
+# --- Dashboard ---------------------------------------------------------------------------------------
+
+
+class _PercentileDisc(Aggregate):
+    """PostgreSQL's ``percentile_disc``: the nearest-rank percentile, computed in the database."""
+
+    function = "PERCENTILE_DISC"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = DurationField()
+
+    def __init__(self, expression, *, fraction, **extra):
+        super().__init__(expression, fraction=float(fraction), **extra)
+
+
+def _nearest_rank(sorted_values, fraction):
+    """The nearest-rank percentile of sorted values: the same definition as ``percentile_disc``."""
+    rank = math.ceil(fraction * len(sorted_values))
+    return sorted_values[max(rank, 1) - 1]
+
+
+def completion_times(now, *, months=12):
+    """Median and 90th-percentile days from receipt to completion, per type, over the last ``months``.
+
+    Both are nearest-rank percentiles (a median is then always a real request's time). PostgreSQL works
+    them out itself; elsewhere (SQLite, the embedded demo) the durations are read and ranked here.
+    """
+    since = now - timedelta(days=round(months * 365.25 / 12))
+    taken = ExpressionWrapper(F("closed_at") - F("received_at"), output_field=DurationField())
+    completed = RightsRequest.objects.filter(state=S.COMPLETED, closed_at__gte=since).order_by()
+    stats = {}
+    if connection.vendor == "postgresql":
+        for row in completed.values("request_type").annotate(
+            count=Count("id"),
+            median=_PercentileDisc(taken, fraction=0.5),
+            p90=_PercentileDisc(taken, fraction=0.9),
+        ):
+            stats[row["request_type"]] = (row["count"], row["median"], row["p90"])
+    else:
+        by_type = {}
+        for request_type, duration in completed.annotate(taken=taken).values_list("request_type", "taken"):
+            by_type.setdefault(request_type, []).append(duration)
+        for request_type, values in by_type.items():
+            values.sort()
+            stats[request_type] = (len(values), _nearest_rank(values, 0.5), _nearest_rank(values, 0.9))
+
+    def days(duration):
+        return round(duration.total_seconds() / 86400, 1)
+
+    rows = []
+    for request_type in RequestType:
+        count, median, p90 = stats.get(request_type, (0, None, None))
+        rows.append(
+            {
+                "type": request_type.label,
+                "count": count,
+                "median": days(median) if count else None,
+                "p90": days(p90) if count else None,
+            }
+        )
+    return rows
+
+
+def _month_starts(today: date, months: int):
+    first = today.replace(day=1)
+    return [deadlines.add_months(first, -offset) for offset in range(months - 1, -1, -1)]
+
+
+def monthly_counts(now, *, months=12):
+    """Requests received and completed per calendar month, oldest first, with bar heights (0-100)."""
+    today = timezone.localdate(now)
+    starts = _month_starts(today, months)
+    since = timezone.make_aware(datetime.combine(starts[0], time.min))
+
+    def per_month(queryset, field):
+        rows = (
+            queryset.filter(**{f"{field}__gte": since})
+            .annotate(month=TruncMonth(field))
+            .values("month")
+            .annotate(n=Count("id"))
+        )
+        return {timezone.localdate(row["month"]): row["n"] for row in rows}
+
+    received = per_month(RightsRequest.objects.all(), "received_at")
+    completed = per_month(RightsRequest.objects.filter(state=S.COMPLETED), "closed_at")
+    peak = max([1, *received.values(), *completed.values()])
+    return [
+        {
+            "month": start,
+            "received": received.get(start, 0),
+            "completed": completed.get(start, 0),
+            # In steps of 5%, one CSS class each: no inline styles, so a strict CSP still draws it.
+            "received_height": 5 * round(20 * received.get(start, 0) / peak),
+            "completed_height": 5 * round(20 * completed.get(start, 0) / peak),
+        }
+        for start in starts
+    ]
+
+
+def dashboard(now=None):
+    """Everything the staff dashboard shows, in a fixed number of queries."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    by_state = dict(
+        RightsRequest.objects.filter(state__in=OPEN_STATES)
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
+    )
+    counts = RightsRequest.objects.aggregate(
+        overdue=Count("id", filter=Q(state__in=RUNNING_STATES, effective_due_on__lt=today)),
+        due_this_week=Count(
+            "id",
+            filter=Q(
+                state__in=RUNNING_STATES,
+                effective_due_on__gte=today,
+                effective_due_on__lte=end_of_week(today),
+            ),
+        ),
+    )
+    return {
+        "today": today,
+        "open_by_state": [
+            {"state": state, "label": state.label, "count": by_state.get(state, 0)}
+            for state in RequestState
+            if state in OPEN_STATES
+        ],
+        "open_total": sum(by_state.values()),
+        "overdue": counts["overdue"],
+        "due_this_week": counts["due_this_week"],
+        "completion_times": completion_times(now),
+        "months": monthly_counts(now),
     }

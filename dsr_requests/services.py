@@ -9,10 +9,12 @@ the person behind the status page and for scheduled jobs. Each state change goes
 import base64
 import logging
 import smtplib
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -113,7 +115,8 @@ def _transition(rights_request, *, to_state, actor, note="", public=True):
         raise InvalidTransition(rights_request, to_state)
     rights_request.held_from_state = from_state if to_state == S.ON_HOLD else ""
     rights_request.state = to_state
-    rights_request.save(update_fields=["state", "held_from_state", "updated_at"])
+    clock_fields = _track_clock(rights_request, from_state=from_state, to_state=to_state)
+    rights_request.save(update_fields=["state", "held_from_state", "updated_at", *clock_fields])
     return _event(rights_request, actor=actor, note=note, public=public, from_state=from_state)
 
 
@@ -213,7 +216,7 @@ def send_due_emails(*, now=None, limit=500):
 
 
 class ActionRefused(Exception):
-    """A requester action that cannot be done now; the message says why, for the page to show."""
+    """An action that cannot be done now (requester or staff); the message says why, for the page to show."""
 
 
 def confirmation_max_age():
@@ -268,7 +271,7 @@ def submit_request(
                     transfer_email=transfer_email,
                     country=country,
                     received_at=now,
-                    policy_due_on=deadlines.policy_due_date(timezone.localdate(now)),
+                    **initial_deadline_fields(received_at=now, country=country),
                 )
                 _event(
                     rights_request,
@@ -561,3 +564,437 @@ def _erase_personal_data(locked):
     _drop_proof_material(locked)
     locked.questions.all().delete()
     locked.emails.update(to="", body_text="", body_html="")
+
+
+# =====================================================================================================
+# Staff workflow: deadlines, holds, extensions, and one function per staff action.
+#
+# Each action checks the actor's permission (the roles are groups of these permissions), locks the row,
+# refuses what the rules do not allow with InvalidTransition / ActionRefused / PermissionDenied before
+# changing anything, writes one event, and queues any requester email in the same transaction, so of two
+# staff acting at once exactly one succeeds and exactly one email goes out.
+# =====================================================================================================
+
+FINAL_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if not targets)
+HOLDABLE_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if S.ON_HOLD in targets)
+
+
+def apply_due_dates(rights_request):
+    """Set the stored due dates from receipt, regime, completed holds and extension; does not save.
+
+    Returns the names of the fields it set, for ``save(update_fields=...)``. Call it on receipt and
+    whenever one of those inputs changes; lists, filters and the digest read only the stored columns.
+    """
+    received_on = timezone.localdate(rights_request.received_at)
+    policy = deadlines.policy_due_date(
+        received_on,
+        extra_working_days=rights_request.hold_working_days + rights_request.extension_working_days,
+    )
+    statutory = deadlines.statutory_due_date(
+        received_on,
+        regime=rights_request.regime,
+        extra_calendar_days=rights_request.hold_calendar_days + rights_request.extension_calendar_days,
+    )
+    rights_request.policy_due_on = policy
+    rights_request.statutory_due_on = statutory
+    rights_request.effective_due_on = min(policy, statutory)
+    return ["policy_due_on", "statutory_due_on", "effective_due_on"]
+
+
+def initial_deadline_fields(*, received_at, country):
+    """Regime (from the requester's country) and due dates of a request received at ``received_at``."""
+    probe = RightsRequest(received_at=received_at, regime=deadlines.regime_for_country(country))
+    apply_due_dates(probe)
+    return {
+        "regime": probe.regime,
+        "policy_due_on": probe.policy_due_on,
+        "statutory_due_on": probe.statutory_due_on,
+        "effective_due_on": probe.effective_due_on,
+    }
+
+
+def _track_clock(rights_request, *, from_state, to_state):
+    """Stop the clock on hold, restart it (moving the due dates) on leaving hold, stamp closing.
+
+    Called by ``_transition`` before it saves, so every way in and out of on_hold (staff, requester,
+    system) keeps the deadlines right. Returns the extra fields to save.
+    """
+    now = timezone.now()
+    fields = []
+    if to_state == S.ON_HOLD:
+        rights_request.held_since = now
+        fields.append("held_since")
+    elif from_state == S.ON_HOLD:
+        held_on, resumed_on = timezone.localdate(rights_request.held_since), timezone.localdate(now)
+        rights_request.hold_working_days += deadlines.working_days_between(held_on, resumed_on)
+        rights_request.hold_calendar_days += (resumed_on - held_on).days
+        rights_request.held_since = None
+        fields += ["held_since", "hold_working_days", "hold_calendar_days", *apply_due_dates(rights_request)]
+    if to_state in FINAL_STATES:
+        rights_request.closed_at = now
+        fields.append("closed_at")
+    return fields
+
+
+def _require(actor, permission):
+    """Refuse unless ``actor`` is an active staff user holding ``dsr_requests.<permission>``."""
+    if not (getattr(actor, "is_authenticated", False) and actor.is_staff and actor.is_active):
+        raise PermissionDenied(_("Only staff can do this."))
+    if not actor.has_perm(f"dsr_requests.{permission}"):
+        raise PermissionDenied(_("You do not have permission to do this."))
+
+
+def _lock_for_action(rights_request, *, expected_state):
+    """Lock the request; refuse when it is no longer in the state the staff member saw."""
+    locked = _lock(rights_request)
+    if expected_state and locked.state != expected_state:
+        raise ActionRefused(
+            _("Request %(reference)s changed meanwhile: it is now “%(state)s”. Nothing was done.")
+            % {"reference": locked.reference, "state": locked.get_state_display()}
+        )
+    return locked
+
+
+def _required_text(value, message):
+    """The stripped text, or ActionRefused with ``message`` when it is blank."""
+    value = (value or "").strip()
+    if not value:
+        raise ActionRefused(message)
+    return value
+
+
+def _notify_requester(rights_request, event, **context):
+    """Queue the requester email for ``event`` in the current transaction (it is sent after commit)."""
+    queue_requester_email(rights_request, event=event, **context)
+
+
+@transaction.atomic
+def put_on_hold(rights_request, *, actor, message, expected_state=None):
+    """Ask the requester for something and stop the clock until they answer or staff resume."""
+    _require(actor, "hold_request")
+    message = _required_text(message, _("Say what the requester needs to send or answer."))
+    locked = _lock_for_action(rights_request, expected_state=expected_state)
+    _transition(locked, to_state=S.ON_HOLD, actor=actor, note=message, public=True)
+    StaffQuestion.objects.create(request=locked, question=message, asked_by=actor)
+    _notify_requester(locked, "more_information", question=message)
+    return locked
+
+
+@transaction.atomic
+def resume(rights_request, *, actor, note="", expected_state=S.ON_HOLD):
+    """Take a request off hold, back to the state it was held from; the due dates move by the hold."""
+    _require(actor, "hold_request")
+    locked = _lock_for_action(rights_request, expected_state=expected_state)
+    if locked.state != S.ON_HOLD:
+        raise InvalidTransition(locked, locked.state)
+    _transition(locked, to_state=locked.held_from_state, actor=actor, note=note, public=False)
+    return locked
+
+
+@transaction.atomic
+def reject(rights_request, *, actor, reason, expected_state=None):
+    """Refuse the request; the reason is recorded and sent to the requester."""
+    _require(actor, "reject_request")
+    reason = _required_text(reason, _("A rejection needs a reason; it is sent to the requester."))
+    locked = _lock_for_action(rights_request, expected_state=expected_state)
+    locked.rejection_reason = reason
+    locked.save(update_fields=["rejection_reason"])  # first: a rejected row must carry its reason
+    _transition(locked, to_state=S.REJECTED, actor=actor, note=reason, public=True)
+    _notify_requester(locked, "rejected", reason=reason)
+    return locked
+
+
+@transaction.atomic
+def approve(rights_request, *, actor, note="", expected_state=None):
+    """Approve a reviewed request so it can be fulfilled."""
+    _require(actor, "approve_request")
+    locked = _lock_for_action(rights_request, expected_state=expected_state)
+    locked.approved_by = actor
+    locked.save(update_fields=["approved_by"])
+    _transition(locked, to_state=S.APPROVED, actor=actor, note=note, public=True)
+    return locked
+
+
+@transaction.atomic
+def approve_erasure(rights_request, *, actor, note="", expected_state=S.APPROVED):
+    """Give the second approval an erasure needs, from someone other than the first approver."""
+    _require(actor, "approve_erasure")
+    locked = _lock_for_action(rights_request, expected_state=expected_state)
+    if locked.request_type != RequestType.DELETE or locked.state != S.APPROVED:
+        raise ActionRefused(_("Only an approved deletion request takes a second approval."))
+    if locked.erasure_approved_by_id:
+        raise ActionRefused(_("This erasure already has its second approval."))
+    if locked.approved_by_id == actor.pk:
+        raise ActionRefused(_("The second approval must come from someone other than the first approver."))
+    locked.erasure_approved_by = actor
+    locked.save(update_fields=["erasure_approved_by", "updated_at"])
+    _event(
+        locked, actor=actor, note=note or str(_("Erasure approved by a second staff member.")), public=False
+    )
+    return locked
+
+
+@transaction.atomic
+def start_fulfilment(rights_request, *, actor, note="", expected_state=S.APPROVED):
+    """Start carrying out an approved request (an erasure only after its second approval)."""
+    _require(actor, "fulfil_request")
+    locked = _lock_for_action(rights_request, expected_state=expected_state)
+    if locked.request_type == RequestType.DELETE and not locked.erasure_approved_by_id:
+        raise ActionRefused(_("An erasure needs a second staff member's approval first."))
+    _transition(locked, to_state=S.FULFILLING, actor=actor, note=note, public=True)
+    return locked
+
+
+@transaction.atomic
+def complete(rights_request, *, actor, note="", expected_state=S.FULFILLING):
+    """Record that the request has been carried out, and tell the requester."""
+    _require(actor, "fulfil_request")
+    locked = _lock_for_action(rights_request, expected_state=expected_state)
+    _transition(locked, to_state=S.COMPLETED, actor=actor, note=note, public=True)
+    _notify_requester(locked, "completed")
+    return locked
+
+
+def extension_window_closes(rights_request):
+    """The last day an extension may be granted: the end of the first statutory period, holds included."""
+    return deadlines.statutory_due_date(
+        timezone.localdate(rights_request.received_at),
+        regime=rights_request.regime,
+        extra_calendar_days=rights_request.hold_calendar_days,
+    )
+
+
+@transaction.atomic
+def extend_deadline(rights_request, *, actor, reason, months=None, expected_state=None):
+    """Extend the time limit once, within the law's limits and window; the requester is told why.
+
+    GDPR and UK GDPR: one or two further months, granted within the first month. CCPA: one further 45
+    days (``months`` must be None), granted within the first 45 days. Both due dates move.
+    """
+    _require(actor, "extend_deadline")
+    reason = _required_text(reason, _("An extension needs a reason; it is sent to the requester."))
+    locked = _lock_for_action(rights_request, expected_state=expected_state)
+    if locked.state in FINAL_STATES:
+        raise ActionRefused(_("A closed request cannot be extended."))
+    if locked.extended_at:
+        raise ActionRefused(_("This request has already been extended."))
+    if timezone.localdate() > extension_window_closes(locked):
+        raise ActionRefused(
+            _("Too late: a %(regime)s extension must be made by %(date)s.")
+            % {"regime": locked.get_regime_display(), "date": extension_window_closes(locked).isoformat()}
+        )
+    try:
+        allowance = deadlines.extension_allowance(
+            timezone.localdate(locked.received_at), regime=locked.regime, months=months
+        )
+    except ValueError as exc:
+        raise ActionRefused(str(exc)) from None
+    locked.extended_at = timezone.now()
+    locked.extension_calendar_days = allowance.calendar_days
+    locked.extension_working_days = allowance.working_days
+    locked.extension_reason = reason
+    fields = apply_due_dates(locked)
+    locked.save(
+        update_fields=[
+            "extended_at",
+            "extension_calendar_days",
+            "extension_working_days",
+            "extension_reason",
+            "updated_at",
+            *fields,
+        ]
+    )
+    _event(locked, actor=actor, note=reason, public=True)
+    _notify_requester(locked, "extended", reason=reason, due_on=locked.effective_due_on)
+    return locked
+
+
+@transaction.atomic
+def change_regime(rights_request, *, actor, regime, expected_state=None):
+    """Set the regime staff decided applies, and recompute the statutory date from it."""
+    _require(actor, "extend_deadline")
+    regime = RightsRequest.Regime(regime)
+    locked = _lock_for_action(rights_request, expected_state=expected_state)
+    if locked.state in FINAL_STATES:
+        raise ActionRefused(_("A closed request keeps the regime it was answered under."))
+    if locked.extended_at:
+        raise ActionRefused(_("The regime cannot change after an extension granted under it."))
+    if locked.regime == regime:
+        return locked
+    previous = locked.get_regime_display()
+    locked.regime = regime
+    fields = apply_due_dates(locked)
+    locked.save(update_fields=["regime", "updated_at", *fields])
+    _event(
+        locked,
+        actor=actor,
+        note=str(_("Regime changed from %(old)s to %(new)s.") % {"old": previous, "new": regime.label}),
+        public=False,
+    )
+    return locked
+
+
+@transaction.atomic
+def assign(rights_request, *, actor, assignee):
+    """Give the request to a staff member (or to nobody, with ``assignee=None``)."""
+    _require(actor, "assign_request")
+    if assignee is not None and not (assignee.is_staff and assignee.is_active):
+        raise ActionRefused(_("Requests can only be assigned to active staff."))
+    locked = _lock(rights_request)
+    if locked.assignee_id == getattr(assignee, "pk", None):
+        return locked
+    locked.assignee = assignee
+    locked.save(update_fields=["assignee", "updated_at"])
+    who = assignee.get_username() if assignee else str(_("nobody"))
+    _event(locked, actor=actor, note=str(_("Assigned to %(who)s.") % {"who": who}), public=False)
+    return locked
+
+
+def record_document_check(rights_request, *, actor, passed, note):
+    """Record staff's decision on the requester's identity document (the upload is deleted with it)."""
+    _require(actor, "verify_identity")
+    note = _required_text(note, _("Say what you checked and why you decided so."))
+    return record_identity_step(
+        rights_request=rights_request,
+        step=IdentityStep.DOCUMENT,
+        outcome=CheckOutcome.PASSED if passed else CheckOutcome.FAILED,
+        method=str(_("Staff review of an uploaded document")),
+        actor=actor,
+        note=note,
+    )
+
+
+@dataclass(frozen=True)
+class StaffAction:
+    """An action staff can take on a request now; ``text`` names the field it needs, if any."""
+
+    name: str
+    label: str
+    permission: str
+    text: str = ""
+
+
+STAFF_ACTIONS = (
+    StaffAction("document_passed", _("Identity document accepted"), "verify_identity", text="note"),
+    StaffAction("document_failed", _("Identity document not accepted"), "verify_identity", text="note"),
+    StaffAction("approve", _("Approve"), "approve_request"),
+    StaffAction("approve_erasure", _("Give second approval of the erasure"), "approve_erasure"),
+    StaffAction("start_fulfilment", _("Start fulfilment"), "fulfil_request"),
+    StaffAction("complete", _("Mark completed"), "fulfil_request"),
+    StaffAction("put_on_hold", _("Put on hold: ask the requester"), "hold_request", text="message"),
+    StaffAction("resume", _("Resume"), "hold_request"),
+    StaffAction("extend_deadline", _("Extend the deadline"), "extend_deadline", text="reason"),
+    StaffAction("reject", _("Reject"), "reject_request", text="reason"),
+)
+
+
+def available_actions(rights_request, user):
+    """The staff actions ``user`` may take on ``rights_request`` as it stands; the admin shows only these.
+
+    The services enforce the same rules again under the row lock; this only decides which buttons to show.
+    """
+    state = rights_request.state
+    targets = ALLOWED_TRANSITIONS[state]
+    is_delete = rights_request.request_type == RequestType.DELETE
+    document_open = state == S.VERIFYING and any(
+        IdentityStep.DOCUMENT in group for group in outstanding_identity_steps(rights_request)
+    )
+    possible = {
+        "document_passed": document_open,
+        "document_failed": document_open,
+        "approve": S.APPROVED in targets and state != S.ON_HOLD,
+        "approve_erasure": is_delete
+        and state == S.APPROVED
+        and not rights_request.erasure_approved_by_id
+        and rights_request.approved_by_id != user.pk,
+        "start_fulfilment": state == S.APPROVED
+        and (not is_delete or bool(rights_request.erasure_approved_by_id)),
+        "complete": S.COMPLETED in targets,
+        "put_on_hold": S.ON_HOLD in targets,
+        "resume": state == S.ON_HOLD,
+        "extend_deadline": state not in FINAL_STATES
+        and not rights_request.extended_at
+        and timezone.localdate() <= extension_window_closes(rights_request),
+        "reject": S.REJECTED in targets,
+    }
+    return [
+        action
+        for action in STAFF_ACTIONS
+        if possible[action.name] and user.has_perm(f"dsr_requests.{action.permission}")
+    ]
+
+
+# --- Staff digest ------------------------------------------------------------------------------------
+
+DIGEST_ROWS = 200
+
+
+def digest_recipients():
+    """Where the staff digest goes: DSR_DIGEST_TO, else every active staff member who may see requests."""
+    if settings.DSR_DIGEST_TO:
+        return list(settings.DSR_DIGEST_TO)
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    permission = Q(codename="view_rightsrequest", content_type__app_label="dsr_requests")
+    users = (
+        get_user_model()
+        .objects.filter(is_active=True, is_staff=True)
+        .exclude(email="")
+        .filter(
+            Q(is_superuser=True)
+            | Q(groups__permissions__in=_permissions(permission))
+            | Q(user_permissions__in=_permissions(permission))
+        )
+        .distinct()
+        .order_by("email")
+    )
+    return list(users.values_list("email", flat=True))
+
+
+def _permissions(condition):
+    from django.contrib.auth.models import Permission
+
+    return Permission.objects.filter(condition)
+
+
+def send_staff_digest(*, today=None):
+    """Email staff the requests due within five working days, the overdue ones, and policy-after-statutory.
+
+    Staff-only: references, types, states and dates, never a requester's name or email. Nothing is sent
+    when there is nothing to report. Returns (overdue, due soon, flagged, recipients).
+    """
+    from django.core import mail
+    from django.template.loader import render_to_string
+
+    from dsr_requests import selectors
+
+    today = today or timezone.localdate()
+    sections = []
+    for title, queryset, flag in (
+        (_("Overdue"), selectors.overdue(today), False),
+        (_("Due within five working days"), selectors.due_soon(today), False),
+        (_("Policy date after the statutory date, not extended"), selectors.policy_after_statutory(), True),
+    ):
+        total = queryset.count()
+        rows = list(queryset.select_related("assignee").order_by("effective_due_on", "pk")[:DIGEST_ROWS])
+        sections.append(
+            {"title": title, "total": total, "rows": rows, "more": total - len(rows), "flag": flag}
+        )
+    counts = tuple(section["total"] for section in sections)
+    recipients = digest_recipients()
+    if not any(counts) or not recipients:
+        return (*counts, 0)
+    context = {"today": today, "sections": sections, "base_url": settings.APP_BASE_URL.rstrip("/")}
+    subject = str(
+        _("Rights requests: %(overdue)d overdue, %(soon)d due soon")
+        % {"overdue": counts[0], "soon": counts[1]}
+    )
+    text = render_to_string("emails/staff/digest.txt", context)
+    html = render_to_string("emails/staff/digest.html", context)
+    with mail.get_connection() as connection:
+        for address in recipients:
+            message = mail.EmailMultiAlternatives(subject, text, to=[address], connection=connection)
+            message.attach_alternative(html, "text/html")
+            message.send()
+    return (*counts, len(recipients))

@@ -2,10 +2,12 @@
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from dsr_requests import tokens
 from dsr_requests.models import RequestState, RequestType, RightsRequest
+from dsr_requests.services import apply_due_dates
 
 
 class StaffUserFactory(factory.django.DjangoModelFactory):
@@ -14,10 +16,17 @@ class StaffUserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"staff{n}")
     email = factory.LazyAttribute(lambda o: f"{o.username}@artemis.example")
     is_staff = True
+
+    @factory.post_generation
+    def roles(self, create, extracted, **kwargs):
+        """``StaffUserFactory(roles=[roles.APPROVER])`` puts the user in those role groups."""
+        if create and extracted:
+            self.groups.add(*Group.objects.filter(name__in=extracted))
 
 
 class RightsRequestFactory(factory.django.DjangoModelFactory):
@@ -34,3 +43,13 @@ class RightsRequestFactory(factory.django.DjangoModelFactory):
     email_hash = factory.LazyAttribute(lambda o: tokens.email_blind_index(o.email))
     details = "Please show me what you hold."
     received_at = factory.LazyFunction(timezone.now)
+    held_since = factory.LazyAttribute(lambda o: timezone.now() if o.state == RequestState.ON_HOLD else None)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        """Store the due dates the services would have stored on receipt (unless a test sets them)."""
+        rights_request = model_class(*args, **kwargs)
+        if rights_request.effective_due_on is None:
+            apply_due_dates(rights_request)
+        rights_request.save(force_insert=True)
+        return rights_request

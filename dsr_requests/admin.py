@@ -1,0 +1,378 @@
+"""Django admin for rights requests: where support staff run every request.
+
+The admin never edits a request directly: every change is a button or an action that calls a service,
+and a refusal (wrong state, missing reason, no permission, someone else acted first) comes back as a
+message. Personal data is shown, decrypted, only to staff holding ``view_personal_data``.
+"""
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from dsr_requests import request_log, selectors, services, tokens
+from dsr_requests.models import IdentityCheck, RequestEvent, RightsRequest
+
+PERSONAL_FIELDS = (
+    "name",
+    "email",
+    "site_url",
+    "details",
+    "transfer_email",
+    "account_id",
+    "verified_site_url",
+)
+REFUSALS = (services.InvalidTransition, services.ActionRefused, PermissionDenied)
+
+
+class DueFilter(admin.SimpleListFilter):
+    """Overdue, or due by the end of this week; both read the indexed effective due date."""
+
+    title = _("deadline")
+    parameter_name = "due"
+
+    def lookups(self, request, model_admin):
+        return [("overdue", _("Overdue")), ("week", _("Due this week"))]
+
+    def queryset(self, request, queryset):
+        today = timezone.localdate()
+        if self.value() == "overdue":
+            return selectors.overdue(today, queryset)
+        if self.value() == "week":
+            return selectors.due_this_week(today, queryset)
+        return queryset
+
+
+class AssigneeFilter(admin.SimpleListFilter):
+    """Requests assigned to the person looking, or to nobody."""
+
+    title = _("assignee")
+    parameter_name = "assigned"
+
+    def lookups(self, request, model_admin):
+        return [("me", _("Assigned to me")), ("nobody", _("Unassigned"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "me":
+            return queryset.filter(assignee=request.user)
+        if self.value() == "nobody":
+            return queryset.filter(assignee__isnull=True)
+        return queryset
+
+
+class IdentityCheckInline(admin.TabularInline):
+    """The identity-proof steps recorded so far: who, when, how, outcome."""
+
+    model = IdentityCheck
+    fields = ("step", "method", "outcome", "actor", "checked_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class RequestEventInline(admin.TabularInline):
+    """The request's timeline, oldest first; public entries are what the requester sees."""
+
+    model = RequestEvent
+    verbose_name_plural = _("timeline")
+    fields = ("created_at", "from_state", "to_state", "actor_kind", "actor", "public", "note")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RightsRequest)
+class RightsRequestAdmin(admin.ModelAdmin):
+    """List, search and run rights requests; edits only through the workflow services."""
+
+    list_display = (
+        "reference",
+        "request_type",
+        "state",
+        "received_at",
+        "effective_due_on",
+        "days_left",
+        "assignee",
+    )
+    list_select_related = ("assignee",)
+    list_filter = ("state", "request_type", "regime", DueFilter, AssigneeFilter)
+    date_hierarchy = "received_at"
+    search_fields = ("reference",)
+    search_help_text = _("A reference (DSR-…), or a requester's exact email address.")
+    show_full_result_count = False
+    list_per_page = 50
+    inlines = (IdentityCheckInline, RequestEventInline)
+    actions = ("assign_to_me", "approve_selected", "start_fulfilment_selected", "complete_selected")
+    change_form_template = "admin/dsr_requests/rightsrequest/change_form.html"
+    change_list_template = "admin/dsr_requests/rightsrequest/change_list.html"
+
+    class Media:
+        css = {"all": ["dsr_requests/admin.css"]}
+
+    # --- what is shown -------------------------------------------------------------------------------
+
+    def get_fields(self, request, obj=None):
+        fields = [
+            "reference",
+            "request_type",
+            "state",
+            "held_from_state",
+            "regime",
+            "country",
+            "concerns",
+            "transfer_to",
+            "received_at",
+            "email_confirmed_at",
+            "policy_due_on",
+            "statutory_due_on",
+            "effective_due_on",
+            "days_left",
+            "hold_working_days",
+            "hold_calendar_days",
+            "extended_at",
+            "extension_reason",
+            "assignee",
+            "approved_by",
+            "erasure_approved_by",
+            "rejection_reason",
+            "closed_at",
+        ]
+        if request.user.has_perm("dsr_requests.view_personal_data"):
+            fields[1:1] = PERSONAL_FIELDS
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
+    @admin.display(description=_("days left"))
+    def days_left(self, obj):
+        shown = selectors.days_left(obj, timezone.localdate())
+        if shown is None:
+            return "–"
+        return format_html('<span class="dsr-due dsr-due-{}">{}</span>', shown.level, shown.text)
+
+    def get_search_results(self, request, queryset, search_term):
+        """An exact email address is looked up through its blind index; anything else as a reference."""
+        term = search_term.strip()
+        if "@" in term:
+            return queryset.filter(email_hash=tokens.email_blind_index(term)), False
+        if term:
+            return queryset.filter(reference__iexact=term), False
+        return queryset, False
+
+    # --- nothing is edited directly ------------------------------------------------------------------
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    # --- buttons on the change page ------------------------------------------------------------------
+
+    def get_urls(self):
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path(
+                "<int:object_id>/act/<str:action>/",
+                self.admin_site.admin_view(self.act_view),
+                name=f"{prefix}_act",
+            ),
+            path("dashboard/", self.admin_site.admin_view(self.dashboard_view), name=f"{prefix}_dashboard"),
+            path("export-log/", self.admin_site.admin_view(self.export_view), name=f"{prefix}_export"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if obj is not None:
+            extra_context["staff_actions"] = services.available_actions(obj, request.user)
+            extra_context["month_choices"] = obj.regime in services.deadlines.MONTH_REGIMES
+            extra_context["staff_users"] = (
+                get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")
+                if request.user.has_perm("dsr_requests.assign_request")
+                else None
+            )
+            extra_context["regimes"] = (
+                RightsRequest.Regime.choices
+                if request.user.has_perm("dsr_requests.extend_deadline")
+                else None
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def act_view(self, request, object_id, action):
+        """Run one staff action from the change page's buttons, then go back to the page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        obj = get_object_or_404(RightsRequest, pk=object_id)
+        if not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        expected = request.POST.get("expected_state") or None
+        text = request.POST.get("text", "")
+        calls = {
+            "document_passed": lambda: services.record_document_check(
+                obj, actor=request.user, passed=True, note=text
+            ),
+            "document_failed": lambda: services.record_document_check(
+                obj, actor=request.user, passed=False, note=text
+            ),
+            "approve": lambda: services.approve(obj, actor=request.user, expected_state=expected),
+            "approve_erasure": lambda: services.approve_erasure(
+                obj, actor=request.user, expected_state=expected
+            ),
+            "start_fulfilment": lambda: services.start_fulfilment(
+                obj, actor=request.user, expected_state=expected
+            ),
+            "complete": lambda: services.complete(obj, actor=request.user, expected_state=expected),
+            "put_on_hold": lambda: services.put_on_hold(
+                obj, actor=request.user, message=text, expected_state=expected
+            ),
+            "resume": lambda: services.resume(obj, actor=request.user, expected_state=expected),
+            "reject": lambda: services.reject(obj, actor=request.user, reason=text, expected_state=expected),
+            "extend_deadline": lambda: services.extend_deadline(
+                obj,
+                actor=request.user,
+                reason=text,
+                months=_months(request.POST.get("months")),
+                expected_state=expected,
+            ),
+            "assign": lambda: services.assign(obj, actor=request.user, assignee=_staff_user(request.POST)),
+            "change_regime": lambda: services.change_regime(
+                obj, actor=request.user, regime=request.POST.get("regime", ""), expected_state=expected
+            ),
+        }
+        if action not in calls:
+            self.message_user(request, _("Unknown action."), messages.ERROR)
+        else:
+            try:
+                calls[action]()
+            except REFUSALS as exc:
+                self.message_user(
+                    request, str(exc) or _("You do not have permission to do this."), messages.ERROR
+                )
+            except ValueError:
+                self.message_user(request, _("That value is not valid here."), messages.ERROR)
+            else:
+                self.message_user(request, _("Done: %(reference)s updated.") % {"reference": obj.reference})
+        return HttpResponseRedirect(reverse("admin:dsr_requests_rightsrequest_change", args=[obj.pk]))
+
+    # --- bulk actions on the list --------------------------------------------------------------------
+
+    def _run_for_each(self, request, queryset, call, done_message):
+        done = 0
+        for obj in queryset.order_by("pk"):
+            try:
+                call(obj)
+            except REFUSALS as exc:
+                self.message_user(
+                    request,
+                    _("%(reference)s: %(reason)s") % {"reference": obj.reference, "reason": str(exc)},
+                    messages.ERROR,
+                )
+            else:
+                done += 1
+        if done:
+            self.message_user(request, done_message % {"count": done}, messages.SUCCESS)
+
+    @admin.action(description=_("Assign selected requests to me"), permissions=["view"])
+    def assign_to_me(self, request, queryset):
+        self._run_for_each(
+            request,
+            queryset,
+            lambda obj: services.assign(obj, actor=request.user, assignee=request.user),
+            _("%(count)d requests assigned to you."),
+        )
+
+    @admin.action(description=_("Approve selected requests"), permissions=["view"])
+    def approve_selected(self, request, queryset):
+        self._run_for_each(
+            request,
+            queryset,
+            lambda obj: services.approve(obj, actor=request.user, expected_state=services.S.IN_REVIEW),
+            _("%(count)d requests approved."),
+        )
+
+    @admin.action(description=_("Start fulfilment of selected requests"), permissions=["view"])
+    def start_fulfilment_selected(self, request, queryset):
+        self._run_for_each(
+            request,
+            queryset,
+            lambda obj: services.start_fulfilment(obj, actor=request.user),
+            _("%(count)d requests started."),
+        )
+
+    @admin.action(description=_("Mark selected requests completed"), permissions=["view"])
+    def complete_selected(self, request, queryset):
+        self._run_for_each(
+            request,
+            queryset,
+            lambda obj: services.complete(obj, actor=request.user),
+            _("%(count)d requests completed."),
+        )
+
+    # --- dashboard and request log -------------------------------------------------------------------
+
+    def dashboard_view(self, request):
+        """Open requests by state, deadlines, completion times and monthly volume."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Rights requests dashboard"),
+            **selectors.dashboard(),
+        }
+        return TemplateResponse(request, "admin/dsr_requests/dashboard.html", context)
+
+    def export_view(self, request):
+        """The request log as CSV, for a regulator: no personal data beyond the reference."""
+        if not request.user.has_perm("dsr_requests.export_request_log"):
+            raise PermissionDenied
+        response = StreamingHttpResponse(request_log.csv_lines(), content_type="text/csv; charset=utf-8")
+        stamp = timezone.localdate().isoformat()
+        response["Content-Disposition"] = f'attachment; filename="request-log-{stamp}.csv"'
+        return response
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = dict(extra_context or {})
+        extra_context["can_export_log"] = request.user.has_perm("dsr_requests.export_request_log")
+        return super().changelist_view(request, extra_context)
+
+
+def _months(raw):
+    """The extension length from the form: a whole number of months, or None (CCPA)."""
+    return int(raw) if raw else None
+
+
+def _staff_user(post):
+    """The staff member picked in the assign form, or None for "nobody"."""
+    user_id = post.get("assignee")
+    if not user_id:
+        return None
+    return get_object_or_404(get_user_model(), pk=user_id, is_staff=True, is_active=True)

@@ -1,0 +1,59 @@
+"""Staff roles for rights requests, as Django groups of permissions.
+
+The groups are created by a data migration (``0003_roles``) and may be re-synced by later migrations
+that add permissions (``sync_role_groups(apps)``). Services check the permissions themselves, so a role
+is enforced even where a template forgets to hide a button.
+"""
+
+REVIEWER = "Reviewer"
+APPROVER = "Approver"
+PRIVACY_ADMIN = "Privacy admin"
+
+_REVIEWER_PERMISSIONS = (
+    "view_rightsrequest",
+    "view_requestevent",
+    "view_identitycheck",
+    "view_staffquestion",
+    "view_personal_data",
+    "verify_identity",
+    "hold_request",
+    "reject_request",
+    "assign_request",
+)
+_APPROVER_PERMISSIONS = (
+    *_REVIEWER_PERMISSIONS,
+    "approve_request",
+    "approve_erasure",
+    "extend_deadline",
+    "fulfil_request",
+)
+
+# codenames of the dsr_requests app; None means every permission the app has.
+ROLE_PERMISSIONS = {
+    REVIEWER: _REVIEWER_PERMISSIONS,
+    APPROVER: _APPROVER_PERMISSIONS,
+    PRIVACY_ADMIN: None,
+}
+
+
+def sync_role_groups(apps):
+    """Create the role groups and give each exactly its permissions (``apps``: a migration's registry)."""
+    from django.contrib.auth.management import create_permissions
+
+    # Permissions are normally created after migrations; the groups need them now.
+    for app_config in apps.get_app_configs():
+        models_module = getattr(app_config, "models_module", None)
+        app_config.models_module = models_module or True  # a migration's app stubs have none
+        create_permissions(app_config, verbosity=0, apps=apps)
+        app_config.models_module = models_module
+
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    app_permissions = permission_model.objects.filter(content_type__app_label="dsr_requests")
+    for name, codenames in ROLE_PERMISSIONS.items():
+        group, _created = group_model.objects.get_or_create(name=name)
+        wanted = app_permissions if codenames is None else app_permissions.filter(codename__in=codenames)
+        if codenames is not None and wanted.count() != len(codenames):
+            missing = set(codenames) - set(wanted.values_list("codename", flat=True))
+            raise RuntimeError(f"role {name!r} names unknown permissions: {sorted(missing)}")
+        group.permissions.set(wanted)
