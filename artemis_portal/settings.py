@@ -385,3 +385,16 @@ BACKUP_DIR = _backups["dir"]
 # constructed with BACKUP_STORAGE_OPTIONS (a JSON object), e.g. storages.backends.s3.S3Storage.
 BACKUP_STORAGE = _backups["storage"]
 BACKUP_STORAGE_OPTIONS = _backups["storage_options"]
+
+# --- Rights requests: fulfilment -----------------------------------------------------------------
+# Encrypted export files (dsr_requests/exports.py); keep on a persistent volume shared with the worker.
+EXPORT_DIR = Path(env.str("EXPORT_DIR", default="") or BASE_DIR / "var" / "exports")
+# How long a copy or transfer stays downloadable.
+DSR_EXPORT_VALID_DAYS = env.int("DSR_EXPORT_VALID_DAYS", default=7)
+DSR_DOWNLOAD_CODE_TTL_MINUTES = env.int("DSR_DOWNLOAD_CODE_TTL_MINUTES", default=15)
+# A fulfilment job that fails this many times goes back to staff.
+DSR_FULFILMENT_MAX_FAILURES = env.int("DSR_FULFILMENT_MAX_FAILURES", default=3)
+# A running fulfilment silent this long is taken as a dead worker; dsr_resume_fulfilment queues it again.
+DSR_FULFILMENT_STALE_MINUTES = env.int("DSR_FULFILMENT_STALE_MINUTES", default=15)
+# dsr_purge erases the personal data of requests closed longer than this (CCPA: 24 months of records).
+DSR_RETENTION_MONTHS = env.int("DSR_RETENTION_MONTHS", default=24)

@@ -5,6 +5,7 @@ and a refusal (wrong state, missing reason, no permission, someone else acted fi
 message. Personal data is shown, decrypted, only to staff holding ``view_personal_data``.
 """
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -376,3 +377,129 @@ def _staff_user(post):
     if not user_id:
         return None
     return get_object_or_404(get_user_model(), pk=user_id, is_staff=True, is_active=True)
+
+
+# --- Fulfilment ---------------------------------------------------------------------------------------
+
+from dsr_requests import providers  # noqa: E402
+from dsr_requests.models import (  # noqa: E402
+    DataExport,
+    ExportDownload,
+    FulfilmentRun,
+    ProcessingActivity,
+    Rectification,
+)
+
+
+@admin.register(ProcessingActivity)
+class ProcessingActivityAdmin(admin.ModelAdmin):
+    """The processing register: kept by the privacy admin (model permissions), read by every export."""
+
+    list_display = ("name", "legal_basis", "retention", "position")
+    list_editable = ("position",)
+    search_fields = ("name", "purposes", "data_categories")
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the fulfilment writes itself; staff only look."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(FulfilmentRun)
+class FulfilmentRunAdmin(_ReadOnlyAdmin):
+    """Where each fulfilment job stands: steps done, attempts, failures and the last error."""
+
+    list_display = ("request", "status", "attempts", "failures", "started_at", "heartbeat_at", "finished_at")
+    list_filter = ("status",)
+    list_select_related = ("request",)
+    fields = ("request", "status", "steps", "attempts", "failures", "last_error", "started_at", "finished_at")
+    readonly_fields = fields
+
+
+class ExportDownloadInline(admin.TabularInline):
+    """Every download of an export."""
+
+    model = ExportDownload
+    fields = ("downloaded_at", "channel")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DataExport)
+class DataExportAdmin(_ReadOnlyAdmin):
+    """Export files (never their content): size, expiry, purge, and the download log."""
+
+    list_display = ("request", "kind", "records", "size", "created_at", "expires_at", "purged_at")
+    list_filter = ("kind",)
+    list_select_related = ("request",)
+    fields = ("request", "kind", "file_name", "records", "size", "sha256", "created_at", "expires_at")
+    readonly_fields = (*fields, "purged_at", "link_used_at")
+    inlines = (ExportDownloadInline,)
+
+
+class RectificationForm(forms.ModelForm):
+    """A correction: which source and field, and the corrected value."""
+
+    source_field = forms.ChoiceField(label=_("source and field"))
+
+    class Meta:
+        model = Rectification
+        fields = ("request", "new_value")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["request"].queryset = RightsRequest.objects.filter(
+            request_type=RightsRequest.Type.CHANGE, state__in=["in_review", "approved"]
+        )
+        self.fields["source_field"].choices = [
+            (f"{p.key}:{name}", f"{p.title}: {name}")
+            for p in providers.all_providers()
+            for name in p.rectifiable_fields
+        ]
+
+
+@admin.register(Rectification)
+class RectificationAdmin(admin.ModelAdmin):
+    """Record the corrections of a change request; the fulfilment job applies them and tells the requester.
+
+    Values are personal data: listed only for staff who may see it; saving goes through the service.
+    """
+
+    form = RectificationForm
+    list_display = ("request", "provider", "field", "recorded_by", "recorded_at", "applied_at")
+    list_select_related = ("request", "recorded_by")
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("dsr_requests.fulfil_request")
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        provider, _sep, field = form.cleaned_data["source_field"].partition(":")
+        try:
+            saved = services.record_rectification(
+                form.cleaned_data["request"],
+                actor=request.user,
+                provider=provider,
+                field=field,
+                new_value=form.cleaned_data["new_value"],
+            )
+        except REFUSALS as exc:
+            raise PermissionDenied(str(exc)) from exc
+        obj.pk = saved.pk

@@ -7,3 +7,9 @@ class DsrRequestsConfig(AppConfig):
 
     name = "dsr_requests"
     verbose_name = _("Rights requests")
+
+    def ready(self):
+        """Register the rights requests themselves as a provider (a person's earlier requests)."""
+        from dsr_requests import providers
+
+        providers.register(providers.RightsRequestProvider())

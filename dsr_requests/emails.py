@@ -21,6 +21,12 @@ SUBJECTS = {
     "extended": _("Request %(reference)s: we need more time"),
     "completed": _("Request %(reference)s is complete"),
     "withdrawn": _("Request %(reference)s has been withdrawn"),
+    "export_ready": _("Request %(reference)s: your data is ready to download"),
+    "download_code": _("Request %(reference)s: your download code"),
+    "transfer_link": _("Request %(reference)s: personal data transferred to you"),
+    "processing_answer": _("Request %(reference)s: how we process personal data"),
+    "changed": _("Request %(reference)s: we corrected your data"),
+    "erasure_receipt": _("Request %(reference)s: receipt for the erasure of your data"),
 }
 
 

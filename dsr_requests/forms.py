@@ -191,3 +191,13 @@ class AccountCodeForm(forms.Form):
         max_length=20,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autocapitalize": "characters"}),
     )
+
+
+class DownloadCodeForm(forms.Form):
+    """The one-time download code we emailed, typed on the status page."""
+
+    code = forms.CharField(
+        label=_("Download code from our email"),
+        max_length=20,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autocapitalize": "characters"}),
+    )

@@ -145,6 +145,8 @@ class RightsRequest(models.Model):
     rejection_reason = models.TextField(_("reason for rejection"), blank=True)
     # When the request reached a final state (completed, rejected, withdrawn, closed unverified).
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    # Set when the personal data was erased (a delete request, or retention): the row is a tombstone.
+    erased_at = models.DateTimeField(_("personal data erased at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("rights request")
@@ -419,3 +421,184 @@ class OutboundEmail(models.Model):
 
     def __str__(self):
         return f"{self.event} ({self.status})"
+
+
+# --- Fulfilment --------------------------------------------------------------------------------------
+
+
+class ProcessingActivity(models.Model):
+    """One entry of the processing register (GDPR Art. 30), kept by the privacy admin in admin.
+
+    The answer to a *processing* request and the README of every export are generated from these rows,
+    so what the requester reads is what staff keep current (Art. 15(1)(a)-(h)).
+    """
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    purposes = models.TextField(_("purposes of the processing"))
+    data_categories = models.TextField(_("categories of personal data"))
+    legal_basis = models.TextField(_("legal basis"))
+    recipients = models.TextField(_("recipients or categories of recipients"), blank=True)
+    retention = models.TextField(_("how long the data is kept"))
+    source = models.TextField(_("where the data comes from"), blank=True)
+    transfers = models.TextField(_("transfers outside the UK/EEA and safeguards"), blank=True)
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+
+    class Meta:
+        verbose_name = _("processing activity")
+        verbose_name_plural = _("processing register")
+        ordering = ["position", "name"]
+
+    def __str__(self):
+        return self.name
+
+
+class RunStatus(models.TextChoices):
+    """Where a fulfilment run stands."""
+
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed: back to staff")
+
+
+class FulfilmentRun(models.Model):
+    """The progress of carrying out one request: which steps are done, attempts, the last error.
+
+    Each step is recorded as done in the same transaction as its effect (an email queued, an erasure
+    made, an export published), so a job that dies between steps is resumed from the first step not
+    done, and a rerun never repeats a finished one. ``heartbeat_at`` moves while a long step works, so
+    ``dsr_resume_fulfilment`` can tell a dead worker from a busy one.
+    """
+
+    Status = RunStatus
+
+    request = models.OneToOneField(RightsRequest, on_delete=models.CASCADE, related_name="fulfilment_run")
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.RUNNING)
+    # {"step name": {"done_at": iso time, ...result}}; a step absent from the dict is still to do.
+    steps = models.JSONField(_("steps done"), default=dict, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    failures = models.PositiveSmallIntegerField(_("failures"), default=0)
+    last_error = models.CharField(_("last error"), max_length=300, blank=True)
+    started_at = models.DateTimeField(_("started at"), auto_now_add=True)
+    heartbeat_at = models.DateTimeField(_("last sign of life"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("fulfilment run")
+        verbose_name_plural = _("fulfilment runs")
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=RunStatus.values), name="dsr_run_status_valid"),
+        ]
+
+    def __str__(self):
+        return f"fulfilment of {self.request_id} ({self.status})"
+
+
+class ExportKind(models.TextChoices):
+    """What an export file holds."""
+
+    ZIP = "zip", _("ZIP: README, data.json and one CSV per source")
+    JSON = "json", _("Machine-readable JSON (transfer)")
+
+
+class DataExport(models.Model):
+    """An encrypted export file of a request's data, downloadable for a limited time.
+
+    The file (``file_name`` under EXPORT_DIR) is written encrypted frame by frame and never exists in
+    plain text. A ZIP is downloaded from the status page after an emailed one-time code; a transfer's
+    JSON through a one-time link of its own (only its hash is stored) sent to the requester or to the
+    receiving organisation.
+    """
+
+    Kind = ExportKind
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="exports")
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    file_name = models.CharField(_("file name"), max_length=100, unique=True)
+    size = models.PositiveBigIntegerField(_("size (plain, bytes)"), default=0)
+    records = models.PositiveIntegerField(_("records"), default=0)
+    sha256 = models.CharField(_("SHA-256 of the plain file"), max_length=64)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires at"))
+    purged_at = models.DateTimeField(_("purged at"), null=True, blank=True)
+    link_token_hash = models.CharField(
+        _("link token hash"), max_length=64, unique=True, null=True, blank=True, editable=False
+    )
+    link_used_at = models.DateTimeField(_("link used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("data export")
+        verbose_name_plural = _("data exports")
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=ExportKind.values), name="dsr_export_kind_valid"),
+            # One export of each kind per request: a rerun replaces the file under the same name.
+            models.UniqueConstraint(fields=["request", "kind"], name="dsr_export_one_per_kind"),
+        ]
+
+    def __str__(self):
+        return self.file_name
+
+
+class DownloadCode(models.Model):
+    """A one-time code emailed to the requester; entering it on the status page downloads the export."""
+
+    export = models.ForeignKey(DataExport, on_delete=models.CASCADE, related_name="codes")
+    code_hash = models.CharField(_("code hash"), max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires at"))
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("download code")
+        verbose_name_plural = _("download codes")
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"code for export {self.export_id}"
+
+
+class ExportDownload(models.Model):
+    """One download of an export: when, and through which channel (no IP address: not needed)."""
+
+    class Channel(models.TextChoices):
+        CODE = "code", _("Status page, after an emailed code")
+        LINK = "link", _("One-time transfer link")
+
+    export = models.ForeignKey(DataExport, on_delete=models.CASCADE, related_name="downloads")
+    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
+    downloaded_at = models.DateTimeField(_("downloaded at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("export download")
+        verbose_name_plural = _("export downloads")
+        ordering = ["downloaded_at", "id"]
+
+    def __str__(self):
+        return f"{self.channel} at {self.downloaded_at:%Y-%m-%d %H:%M}"
+
+
+class Rectification(models.Model):
+    """A correction staff recorded for a *change* request: which provider, which field, the new value.
+
+    Applied through the provider's ``rectify`` when the request is fulfilled; the requester is told
+    what changed.
+    """
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="rectifications")
+    provider = models.CharField(_("provider"), max_length=50)
+    field = models.CharField(_("field"), max_length=50)
+    new_value = EncryptedTextField(_("new value"))
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+    applied_at = models.DateTimeField(_("applied at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("correction")
+        verbose_name_plural = _("corrections")
+        ordering = ["recorded_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "provider", "field"], name="dsr_rectification_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.provider}.{self.field}"

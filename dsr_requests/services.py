@@ -50,7 +50,7 @@ ALLOWED_TRANSITIONS = {
     S.VERIFYING: {S.IN_REVIEW, S.ON_HOLD, S.REJECTED, S.WITHDRAWN},
     S.IN_REVIEW: {S.APPROVED, S.ON_HOLD, S.REJECTED, S.WITHDRAWN},
     S.APPROVED: {S.FULFILLING, S.ON_HOLD, S.REJECTED, S.WITHDRAWN},
-    S.FULFILLING: {S.COMPLETED},
+    S.FULFILLING: {S.COMPLETED, S.APPROVED},  # back to approved: the job failed, staff decide
     S.ON_HOLD: {S.VERIFYING, S.IN_REVIEW, S.APPROVED, S.REJECTED, S.WITHDRAWN},
     S.COMPLETED: set(),
     S.REJECTED: set(),
@@ -131,17 +131,18 @@ def transition(rights_request, *, to_state, actor, note="", public=True):
 # --- Emails -----------------------------------------------------------------------------------------
 
 
-def queue_requester_email(rights_request, *, event, **context):
+def queue_requester_email(rights_request, *, event, to=None, **context):
     """Render a requester email into the outbox and send it once the transaction commits.
 
     Queuing in the same transaction as the change it reports means the email exists exactly when the
-    change does; if sending fails (or the queue is down), ``send_due_emails`` tries again later.
+    change does; if sending fails (or the queue is down), ``send_due_emails`` tries again later. ``to``
+    replaces the requester's address (a transfer sent to the receiving organisation).
     """
     subject, text, html = emails.render(event, rights_request, **context)
     email = OutboundEmail.objects.create(
         request=rights_request,
         event=event,
-        to=rights_request.email,
+        to=to or rights_request.email,
         subject=subject,
         body_text=text,
         body_html=html,
@@ -709,6 +710,8 @@ def approve(rights_request, *, actor, note="", expected_state=None):
     """Approve a reviewed request so it can be fulfilled."""
     _require(actor, "approve_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
+    if locked.state == S.FULFILLING:  # fulfilling -> approved is only the failed job's way back
+        raise InvalidTransition(locked, S.APPROVED)
     locked.approved_by = actor
     locked.save(update_fields=["approved_by"])
     _transition(locked, to_state=S.APPROVED, actor=actor, note=note, public=True)
@@ -742,6 +745,7 @@ def start_fulfilment(rights_request, *, actor, note="", expected_state=S.APPROVE
     if locked.request_type == RequestType.DELETE and not locked.erasure_approved_by_id:
         raise ActionRefused(_("An erasure needs a second staff member's approval first."))
     _transition(locked, to_state=S.FULFILLING, actor=actor, note=note, public=True)
+    _begin_fulfilment_run(locked)
     return locked
 
 
@@ -902,7 +906,7 @@ def available_actions(rights_request, user):
     possible = {
         "document_passed": document_open,
         "document_failed": document_open,
-        "approve": S.APPROVED in targets and state != S.ON_HOLD,
+        "approve": S.APPROVED in targets and state not in (S.ON_HOLD, S.FULFILLING),
         "approve_erasure": is_delete
         and state == S.APPROVED
         and not rights_request.erasure_approved_by_id
@@ -998,3 +1002,660 @@ def send_staff_digest(*, today=None):
             message.attach_alternative(html, "text/html")
             message.send()
     return (*counts, len(recipients))
+
+
+# --- Fulfilment ---------------------------------------------------------------------------------------
+#
+# An approved request is carried out by a background job (tasks.fulfil_request) that calls
+# ``run_fulfilment``. The job is a list of named steps per request type; each step records itself as
+# done in ``FulfilmentRun.steps`` in the same transaction as its effect, so a rerun after a crash skips
+# what is done and repeats nothing (no second file, email or erasure). A job that fails
+# DSR_FULFILMENT_MAX_FAILURES times goes back to staff (fulfilling -> approved) with the error on the
+# timeline (staff only).
+
+RUN_DONE = "done"
+RUN_RETRY = "retry"
+RUN_FAILED = "failed"
+RUN_SKIPPED = "skipped"
+
+
+class ReceiptNotSent(Exception):
+    """The erasure receipt is not delivered yet; the tombstone waits for it (the job retries)."""
+
+
+def subject_for(rights_request):
+    """The data subject of a request: its verified email, account, and site when site-scoped."""
+    from dsr_requests.models import Concerns
+    from dsr_requests.providers import Subject
+
+    site_scoped = rights_request.concerns == Concerns.SITE and rights_request.site_client_key
+    return Subject(
+        email=rights_request.email,
+        email_hash=rights_request.email_hash,
+        account_id=rights_request.account_id,
+        site_client_key=rights_request.site_client_key if site_scoped else "",
+        site_url=rights_request.verified_site_url if site_scoped else "",
+        exclude_reference=rights_request.reference,
+    )
+
+
+def fulfilment_steps(rights_request):
+    """The named steps that carry out ``rights_request``, in order (deterministic, so reruns match)."""
+    from dsr_requests import providers
+
+    kind = rights_request.request_type
+    if kind in (RequestType.REVIEW, RequestType.COPY):
+        return ["export_zip", "notify_export", "finish"]
+    if kind == RequestType.TRANSFER:
+        return ["export_json", "notify_transfer", "finish"]
+    if kind == RequestType.PROCESSING:
+        return ["notify_processing", "finish"]
+    if kind == RequestType.CHANGE:
+        keys = sorted(set(rights_request.rectifications.values_list("provider", flat=True)))
+        return [*(f"rectify:{key}" for key in keys), "notify_changed", "finish"]
+    return [*(f"erase:{p.key}" for p in providers.all_providers()), "receipt", "finish"]
+
+
+def _begin_fulfilment_run(locked):
+    """Create (or re-arm, after a failure went back to staff) the run, and queue the job on commit."""
+    from dsr_requests.models import FulfilmentRun, RunStatus
+
+    run, created = FulfilmentRun.objects.get_or_create(request=locked)
+    if not created:
+        run.status = RunStatus.RUNNING
+        run.failures = 0
+        run.last_error = ""
+        run.finished_at = None
+        run.save(update_fields=["status", "failures", "last_error", "finished_at"])
+    transaction.on_commit(lambda: enqueue_fulfilment(locked.pk))
+    return run
+
+
+def enqueue_fulfilment(request_id, *, run_after=None):
+    """Queue the fulfilment job of a request (``run_after`` when the backend can defer)."""
+    from dsr_requests import tasks  # tasks call services; import here to avoid a cycle
+
+    task = tasks.fulfil_request
+    if run_after is not None and task.get_backend().supports_defer:
+        task = task.using(run_after=run_after)
+    task.enqueue(request_id)
+
+
+def _mark_done(run, step, **result):
+    """Record ``step`` as done (call in the transaction that made its effect)."""
+    run.steps[step] = {"done_at": timezone.now().isoformat(), **result}
+    run.heartbeat_at = timezone.now()
+    run.save(update_fields=["steps", "heartbeat_at"])
+
+
+def _heartbeat(run_id):
+    """Let ``dsr_resume_fulfilment`` see that a long step is still alive."""
+    from dsr_requests.models import FulfilmentRun
+
+    FulfilmentRun.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
+
+
+def run_fulfilment(*, request_id):
+    """Carry out every step not yet done; returns RUN_DONE, RUN_RETRY, RUN_FAILED or RUN_SKIPPED.
+
+    Safe to call any number of times: a request not in ``fulfilling``, a run already finished or
+    failed, or a run another worker is working on (its heartbeat is fresh) is skipped. A failure
+    clears the heartbeat, so the retry may claim the run at once.
+    """
+    from dsr_requests.models import FulfilmentRun, RunStatus
+
+    now = timezone.now()
+    with transaction.atomic():
+        run = FulfilmentRun.objects.select_for_update().filter(request_id=request_id).first()
+        if run is None or run.status != RunStatus.RUNNING or run.request.state != S.FULFILLING:
+            return RUN_SKIPPED
+        if run.heartbeat_at and run.heartbeat_at > now - timedelta(
+            minutes=settings.DSR_FULFILMENT_STALE_MINUTES
+        ):
+            return RUN_SKIPPED  # another worker holds it (a duplicate job from a resume)
+        run.attempts += 1
+        run.heartbeat_at = timezone.now()
+        run.save(update_fields=["attempts", "heartbeat_at"])
+    try:
+        for step in fulfilment_steps(run.request):
+            if step not in run.steps:
+                _run_step(run, step)
+    except Exception as exc:  # any failure is recorded and retried; the run never dies silently
+        logger.warning("fulfilment of request %s failed at an attempt: %s", request_id, type(exc).__name__)
+        return _record_failure(run.pk, exc)
+    return RUN_DONE
+
+
+def _record_failure(run_id, exc):
+    """Count a failure; at the limit, send the request back to staff with the error on its timeline."""
+    from dsr_requests.models import FulfilmentRun, RunStatus
+
+    error = f"{type(exc).__name__}: {exc}"[:300]
+    with transaction.atomic():
+        run = FulfilmentRun.objects.select_for_update().get(pk=run_id)
+        run.failures += 1
+        run.last_error = error
+        run.heartbeat_at = None
+        fields = ["failures", "last_error", "heartbeat_at"]
+        outcome = RUN_RETRY
+        if run.failures >= settings.DSR_FULFILMENT_MAX_FAILURES:
+            run.status = RunStatus.FAILED
+            run.finished_at = timezone.now()
+            fields += ["status", "finished_at"]
+            locked = _lock(run.request)
+            if locked.state == S.FULFILLING:
+                note = _(
+                    "Fulfilment failed %(count)d times and is back with staff. Last error: %(error)s"
+                ) % {
+                    "count": run.failures,
+                    "error": error,
+                }
+                _transition(locked, to_state=S.APPROVED, actor=SYSTEM, note=note, public=False)
+            outcome = RUN_FAILED
+        run.save(update_fields=fields)
+    return outcome
+
+
+def _run_step(run, step):
+    """Run one step; each handler marks the step done in the transaction of its effect."""
+    name, _sep, arg = step.partition(":")
+    handlers = {
+        "export_zip": lambda: _step_export(run, step, kind="zip"),
+        "export_json": lambda: _step_export(run, step, kind="json"),
+        "notify_export": lambda: _step_notify(run, step, "export_ready"),
+        "notify_transfer": lambda: _step_notify_transfer(run, step),
+        "notify_processing": lambda: _step_notify(run, step, "processing_answer"),
+        "rectify": lambda: _step_rectify(run, step, arg),
+        "notify_changed": lambda: _step_notify(run, step, "changed"),
+        "erase": lambda: _step_erase(run, step, arg),
+        "receipt": lambda: _step_receipt(run, step),
+        "finish": lambda: _step_finish(run, step),
+    }
+    handlers[name]()
+
+
+def processing_register():
+    """The processing register, in order: what a processing answer and every export README say."""
+    from dsr_requests.models import ProcessingActivity
+
+    return list(ProcessingActivity.objects.all())
+
+
+def _step_export(run, step, *, kind):
+    """Write the export file (encrypted, deterministic name), then record it and the step together."""
+    from dsr_requests import exports, providers
+    from dsr_requests.models import DataExport
+
+    rights_request = run.request
+    file_name = f"{rights_request.reference}-{kind}.export"
+    size, sha256, records = exports.write_export(
+        exports.export_dir() / file_name,
+        kind=kind,
+        rights_request=rights_request,
+        subject=subject_for(rights_request),
+        providers=providers.all_providers(),
+        activities=processing_register(),
+        progress=lambda _count: _heartbeat(run.pk),
+    )
+    with transaction.atomic():
+        export, _created = DataExport.objects.update_or_create(
+            request=rights_request,
+            kind=kind,
+            defaults={
+                "file_name": file_name,
+                "size": size,
+                "sha256": sha256,
+                "records": records,
+                "expires_at": timezone.now() + timedelta(days=settings.DSR_EXPORT_VALID_DAYS),
+                "purged_at": None,
+            },
+        )
+        _event(
+            rights_request,
+            actor=SYSTEM,
+            note=_("Export prepared: %(records)d records.") % {"records": records},
+            public=False,
+        )
+        _mark_done(run, step, export_id=export.pk)
+
+
+def _step_notify(run, step, event, **context):
+    """Queue one requester email and record the step, in one transaction (so it is sent once)."""
+    with transaction.atomic():
+        locked = _lock(run.request)
+        context.update(_notify_context(locked, event))
+        queue_requester_email(locked, event=event, **context)
+        _mark_done(run, step)
+
+
+def _notify_context(rights_request, event):
+    """What each fulfilment email shows."""
+    if event == "export_ready":
+        export = rights_request.exports.get(kind="zip")
+        return {"expires_at": export.expires_at, "code_minutes": settings.DSR_DOWNLOAD_CODE_TTL_MINUTES}
+    if event == "processing_answer":
+        return {"activities": processing_register()}
+    if event == "changed":
+        from dsr_requests import providers
+
+        return {
+            "changes": [
+                {"provider": providers.get(r.provider).title, "field": r.field, "value": r.new_value}
+                for r in rights_request.rectifications.exclude(applied_at=None)
+            ]
+        }
+    return {}
+
+
+def _step_notify_transfer(run, step):
+    """Email the one-time link to the transfer's recipient: the requester, or the organisation."""
+    from dsr_requests.models import TransferTo
+
+    with transaction.atomic():
+        locked = _lock(run.request)
+        export = locked.exports.select_for_update().get(kind="json")
+        token, token_hash = tokens.new_status_token()
+        export.link_token_hash = token_hash
+        export.link_used_at = None
+        export.save(update_fields=["link_token_hash", "link_used_at"])
+        to_organisation = locked.transfer_to == TransferTo.ORGANISATION and locked.transfer_email
+        queue_requester_email(
+            locked,
+            event="transfer_link",
+            to=locked.transfer_email if to_organisation else None,
+            link_url=emails.absolute_url("dsr_requests:transfer", token=token),
+            expires_at=export.expires_at,
+            to_organisation=bool(to_organisation),
+            **({"name": ""} if to_organisation else {}),
+        )
+        note = (
+            _("The transfer link was sent to the receiving organisation.")
+            if to_organisation
+            else _("The transfer link was sent to you.")
+        )
+        _event(locked, actor=SYSTEM, note=note, public=True)
+        _mark_done(run, step, recipient="organisation" if to_organisation else "requester")
+
+
+def _step_rectify(run, step, provider_key):
+    """Apply the corrections staff recorded for one provider."""
+    from dsr_requests import providers
+
+    with transaction.atomic():
+        locked = _lock(run.request)
+        corrections = list(locked.rectifications.select_for_update().filter(provider=provider_key))
+        changed = providers.get(provider_key).rectify(
+            subject_for(locked), {c.field: c.new_value for c in corrections}
+        )
+        locked.rectifications.filter(provider=provider_key).update(applied_at=timezone.now())
+        _mark_done(run, step, changed=changed)
+
+
+def _step_erase(run, step, provider_key):
+    """Erase the subject's data held by one provider, and keep what was erased for the receipt."""
+    from dsr_requests import providers
+
+    provider = providers.get(provider_key)
+    with transaction.atomic():
+        locked = _lock(run.request)
+        erasure = provider.erase(subject_for(locked))
+        _mark_done(run, step, title=str(provider.title), erased=erasure.erased, kept=erasure.kept)
+
+
+def erasure_receipt(run):
+    """The receipt of an erasure: per provider what and how many, when, and who approved it."""
+    from dsr_requests import providers
+
+    rights_request = run.request
+    lines = []
+    for provider in providers.all_providers():
+        done = run.steps.get(f"erase:{provider.key}")
+        if done:
+            lines.append(
+                {
+                    "title": done["title"],
+                    "erased": done["erased"],
+                    "kept": done["kept"],
+                    "at": done["done_at"],
+                    "holds_personal_data": provider.holds_personal_data,
+                }
+            )
+    return {
+        "providers": lines,
+        "approved_by": [
+            user.get_username()
+            for user in (rights_request.approved_by, rights_request.erasure_approved_by)
+            if user is not None
+        ],
+    }
+
+
+def _step_receipt(run, step):
+    """Queue the receipt email (sent before the tombstone removes the address it goes to)."""
+    with transaction.atomic():
+        locked = _lock(run.request)
+        email = queue_requester_email(locked, event="erasure_receipt", receipt=erasure_receipt(run))
+        _mark_done(run, step, email_id=email.pk)
+
+
+def _step_finish(run, step):
+    """Complete the request; a deletion also becomes a tombstone, once its receipt is delivered."""
+    from dsr_requests.models import OutboundEmail
+
+    is_delete = run.request.request_type == RequestType.DELETE
+    if is_delete:
+        email_id = run.steps["receipt"]["email_id"]
+        deliver_email(email_id=email_id)
+        if OutboundEmail.objects.filter(pk=email_id, status=EmailStatus.PENDING).exists():
+            raise ReceiptNotSent("the erasure receipt could not be sent yet")
+    from dsr_requests.models import RunStatus
+
+    with transaction.atomic():
+        locked = _lock(run.request)
+        if is_delete:
+            _tombstone(locked)
+            note = _("Your personal data has been erased; we emailed you the receipt.")
+        else:
+            note = _("Done.")
+        _transition(locked, to_state=S.COMPLETED, actor=SYSTEM, note=note, public=True)
+        run.status = RunStatus.DONE
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "finished_at"])
+        _mark_done(run, step)
+
+
+def tombstone_request(*, request_id):
+    """Erase a request's personal data, keeping reference, type, dates, outcome and the email hash."""
+    with transaction.atomic():
+        locked = RightsRequest.objects.select_for_update().get(pk=request_id)
+        _tombstone(locked)
+        return locked
+
+
+def _tombstone(locked):
+    """Blank every personal field of a locked request and what hangs off it; delete its export files.
+
+    The blind-index hash stays, so a later request from the same address can be told its data was
+    erased; free text that staff or the requester wrote (notes, reasons, answers) is removed, since it
+    may name the person.
+    """
+    from dsr_requests import exports
+
+    erased_text = str(_("(erased)"))
+    for name in (
+        "name",
+        "email",
+        "details",
+        "site_url",
+        "transfer_email",
+        "account_id",
+        "site_client_key",
+        "verified_site_url",
+    ):
+        setattr(locked, name, "")
+    if locked.rejection_reason:
+        locked.rejection_reason = erased_text
+    if locked.extension_reason:
+        locked.extension_reason = erased_text
+    locked.erased_at = timezone.now()
+    locked.save()
+    _drop_proof_material(locked)
+    locked.account_codes.all().delete()
+    locked.questions.all().delete()
+    locked.rectifications.all().delete()
+    locked.events.update(note="")
+    locked.identity_checks.update(note="")
+    locked.emails.update(to="", body_text="", body_html="")
+    for export in locked.exports.all():
+        (exports.export_dir() / export.file_name).unlink(missing_ok=True)
+        export.codes.all().delete()
+    locked.exports.filter(purged_at=None).update(purged_at=timezone.now(), link_token_hash=None)
+
+
+def resume_stalled_fulfilment(*, now=None):
+    """Queue again every running fulfilment with no sign of life for DSR_FULFILMENT_STALE_MINUTES.
+
+    A worker killed mid-job leaves its task marked running forever; this is how such a request gets
+    finished. Returns the references queued.
+    """
+    from dsr_requests.models import FulfilmentRun, RunStatus
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(minutes=settings.DSR_FULFILMENT_STALE_MINUTES)
+    from django.db.models import Q
+
+    stalled = FulfilmentRun.objects.filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff),
+        status=RunStatus.RUNNING,
+        request__state=S.FULFILLING,
+    ).select_related("request")
+    references = []
+    for run in stalled:
+        enqueue_fulfilment(run.request_id)
+        references.append(run.request.reference)
+    return references
+
+
+# --- Fulfilment: downloads ---------------------------------------------------------------------------
+
+
+def downloadable_export(rights_request, *, kind="zip", now=None):
+    """The request's export of ``kind`` while it may still be downloaded, else None."""
+    now = now or timezone.now()
+    return rights_request.exports.filter(kind=kind, purged_at=None, expires_at__gt=now).first()
+
+
+def send_download_code(*, rights_request, actor=REQUESTER, now=None):
+    """Email the requester a one-time code that unlocks their copy; earlier unused codes stop working."""
+    from dsr_requests.models import DownloadCode
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _lock(rights_request)
+        export = downloadable_export(locked, now=now)
+        if export is None:
+            raise ActionRefused(_("There is no copy to download, or its download period has ended."))
+        export.codes.filter(used_at__isnull=True).delete()
+        code, code_hash = tokens.new_download_code()
+        DownloadCode.objects.create(
+            export=export,
+            code_hash=code_hash,
+            expires_at=now + timedelta(minutes=settings.DSR_DOWNLOAD_CODE_TTL_MINUTES),
+        )
+        queue_requester_email(
+            locked, event="download_code", code=code, minutes=settings.DSR_DOWNLOAD_CODE_TTL_MINUTES
+        )
+        _event(locked, actor=actor, note=_("Download code emailed"), public=False)
+
+
+def _log_download(locked, export, channel, *, actor, now):
+    from dsr_requests.models import ExportDownload
+
+    ExportDownload.objects.create(export=export, channel=channel)
+    _event(
+        locked,
+        actor=actor,
+        note=_("Your data was downloaded (%(when)s UTC).") % {"when": now.strftime("%Y-%m-%d %H:%M")},
+        public=True,
+    )
+
+
+@sensitive_variables("code")
+def redeem_download_code(*, rights_request, code, actor=REQUESTER, now=None):
+    """Use up a download code of this request and log the download; returns the export to stream."""
+    from dsr_requests.models import DownloadCode, ExportDownload
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _lock(rights_request)
+        found = (
+            DownloadCode.objects.select_for_update()
+            .filter(code_hash=tokens.download_code_hash(code), export__request=locked)
+            .select_related("export")
+            .first()
+        )
+        if found is None:
+            raise ActionRefused(_("This code is not valid. Check it, or ask for a new one."))
+        if found.used_at is not None:
+            raise ActionRefused(_("This code has already been used. Ask for a new one."))
+        if found.expires_at <= now:
+            raise ActionRefused(_("This code has expired. Ask for a new one."))
+        if downloadable_export(locked, now=now) is None:
+            raise ActionRefused(_("The download period of your copy has ended."))
+        found.used_at = now
+        found.save(update_fields=["used_at"])
+        _log_download(locked, found.export, ExportDownload.Channel.CODE, actor=actor, now=now)
+        return found.export
+
+
+def transfer_export_for_link(token, *, now=None):
+    """The transfer export a link's token names, if the link is unused and unexpired; else ActionRefused."""
+    from dsr_requests.models import DataExport
+
+    now = now or timezone.now()
+    export = (
+        DataExport.objects.filter(link_token_hash=tokens.status_token_hash(token))
+        .select_related("request")
+        .first()
+    )
+    if export is None:
+        raise ActionRefused(_("This link is not valid."))
+    if export.link_used_at is not None:
+        raise ActionRefused(_("This link has already been used; each transfer link works once."))
+    if export.purged_at is not None or export.expires_at <= now:
+        raise ActionRefused(_("This link has expired."))
+    return export
+
+
+@sensitive_variables("token")
+def redeem_transfer_link(*, token, actor=REQUESTER, now=None):
+    """Use up a transfer link and log the download; returns the export to stream."""
+    from dsr_requests.models import DataExport, ExportDownload
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        export = transfer_export_for_link(token, now=now)
+        locked = _lock(export.request)
+        export = DataExport.objects.select_for_update().get(pk=export.pk)
+        if export.link_used_at is not None:
+            raise ActionRefused(_("This link has already been used; each transfer link works once."))
+        export.link_used_at = now
+        export.save(update_fields=["link_used_at"])
+        _log_download(locked, export, ExportDownload.Channel.LINK, actor=actor, now=now)
+        return export
+
+
+# --- Fulfilment: corrections -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def record_rectification(rights_request, *, actor, provider, field, new_value):
+    """Record a correction for a change request, applied by the provider when the request is fulfilled."""
+    from dsr_requests import providers
+    from dsr_requests.models import Rectification
+
+    _require(actor, "fulfil_request")
+    locked = _lock(rights_request)
+    if locked.request_type != RequestType.CHANGE or locked.state not in (S.IN_REVIEW, S.APPROVED):
+        raise ActionRefused(_("Corrections are recorded on a change request in review or approved."))
+    try:
+        target = providers.get(provider)
+    except KeyError:
+        raise ActionRefused(_("Unknown data source.")) from None
+    if field not in target.rectifiable_fields:
+        raise ActionRefused(
+            _("%(source)s can correct only: %(fields)s.")
+            % {"source": target.title, "fields": ", ".join(target.rectifiable_fields) or "-"}
+        )
+    new_value = _required_text(new_value, _("Give the corrected value."))
+    correction, _created = Rectification.objects.update_or_create(
+        request=locked,
+        provider=provider,
+        field=field,
+        defaults={"new_value": new_value, "recorded_by": actor, "applied_at": None},
+    )
+    _event(locked, actor=actor, note=_("Correction recorded: %(field)s") % {"field": field}, public=False)
+    return correction
+
+
+# --- Fulfilment: retention (dsr_purge) ---------------------------------------------------------------
+
+
+@dataclass
+class PurgeResult:
+    """What a purge removed (or, in a dry run, would remove)."""
+
+    exports: int = 0
+    documents: int = 0
+    stray_files: int = 0
+    requests: int = 0
+
+
+def purge(*, dry_run=False, now=None, progress=None):
+    """Remove expired exports, leftover identity documents, stray export files, and old personal data.
+
+    Personal data of requests closed more than DSR_RETENTION_MONTHS ago is erased to a tombstone. With
+    ``dry_run`` nothing changes and the counts say what would. ``progress(message)`` reports each stage.
+    """
+    from dsr_requests import exports
+    from dsr_requests.models import DataExport
+
+    now = now or timezone.now()
+    progress = progress or (lambda message: None)
+    result = PurgeResult()
+
+    expired = DataExport.objects.filter(purged_at=None, expires_at__lte=now)
+    result.exports = expired.count()
+    if not dry_run:
+        for export in expired:
+            (exports.export_dir() / export.file_name).unlink(missing_ok=True)
+            export.codes.all().delete()
+        expired.update(purged_at=now, link_token_hash=None)
+    progress(f"expired exports: {result.exports}")
+
+    leftover = IdentityDocument.objects.filter(request__state__in=FINAL_STATES)
+    result.documents = leftover.count()
+    if not dry_run:
+        leftover.delete()
+    progress(f"identity documents of closed requests: {result.documents}")
+
+    live = set(DataExport.objects.filter(purged_at=None).values_list("file_name", flat=True))
+    stale_partial = now - timedelta(days=1)
+    for path in exports.export_dir().iterdir():
+        is_partial = path.name.startswith(".") and path.name.endswith(".partial")
+        old = dt_from_timestamp(path.stat().st_mtime) < stale_partial
+        if (is_partial and old) or (not is_partial and path.name not in live):
+            result.stray_files += 1
+            if not dry_run:
+                path.unlink(missing_ok=True)
+    progress(f"stray export files: {result.stray_files}")
+
+    cutoff = _months_before(now, settings.DSR_RETENTION_MONTHS)
+    old_requests = RightsRequest.objects.filter(
+        state__in=FINAL_STATES, closed_at__lt=cutoff, erased_at__isnull=True
+    )
+    for number, pk in enumerate(old_requests.values_list("pk", flat=True).iterator(), start=1):
+        result.requests += 1
+        if not dry_run:
+            tombstone_request(request_id=pk)
+        if number % 1000 == 0:
+            progress(f"requests erased so far: {number}")
+    progress(f"requests closed before {cutoff:%Y-%m-%d} erased: {result.requests}")
+    return result
+
+
+def dt_from_timestamp(timestamp):
+    """An aware UTC datetime from a file's modification time."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
+
+
+def _months_before(now, months):
+    """The same moment ``months`` calendar months earlier (clamped to the month's last day)."""
+    import calendar
+
+    month_index = now.year * 12 + now.month - 1 - months
+    year, month = divmod(month_index, 12)
+    day = min(now.day, calendar.monthrange(year, month + 1)[1])
+    return now.replace(year=year, month=month + 1, day=day)

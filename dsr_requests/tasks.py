@@ -17,3 +17,22 @@ def send_requester_email(email_id):
         retry_at = OutboundEmail.objects.values_list("next_attempt_at", flat=True).get(pk=email_id)
         send_requester_email.using(run_after=retry_at).enqueue(email_id)
     return status
+
+
+@task()
+def fulfil_request(request_id):
+    """Carry out an approved request; after a failure, retry later (or at once, inline).
+
+    Returns only an outcome word: a task's result is stored by the queue and must hold no personal data.
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    while True:
+        outcome = services.run_fulfilment(request_id=request_id)
+        if outcome != services.RUN_RETRY:
+            return outcome
+        if fulfil_request.get_backend().supports_defer:
+            services.enqueue_fulfilment(request_id, run_after=timezone.now() + timedelta(minutes=1))
+            return outcome

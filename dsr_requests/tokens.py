@@ -86,3 +86,14 @@ def read_confirmation_token(token, *, max_age):
     if not isinstance(data, dict) or not isinstance(data.get("r"), str):
         raise signing.BadSignature("malformed confirmation token")
     return data["r"]
+
+
+def new_download_code():
+    """A one-time export download code (8 characters, about 39 bits) and its keyed hash."""
+    code = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    return code, download_code_hash(code)
+
+
+def download_code_hash(code):
+    """HMAC-SHA256 (hex) of a normalized download code; its own key, so it never matches an account code."""
+    return hmac.new(_derived_key("download-code"), normalize_code(code).encode(), hashlib.sha256).hexdigest()

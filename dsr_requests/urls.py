@@ -15,4 +15,7 @@ urlpatterns = [
     path("requests/status/<str:token>/document/", views.upload_document, name="document"),
     path("requests/status/<str:token>/answer/", views.answer, name="answer"),
     path("requests/status/<str:token>/withdraw/", views.withdraw, name="withdraw"),
+    path("requests/status/<str:token>/download-code/", views.download_code, name="download-code"),
+    path("requests/status/<str:token>/download/", views.download, name="download"),
+    path("requests/transfer/<str:token>/", views.transfer, name="transfer"),
 ]

@@ -10,9 +10,10 @@ from functools import wraps
 from django.conf import settings
 from django.contrib import messages
 from django.core import signing
-from django.http import Http404
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
@@ -22,6 +23,7 @@ from dsr_requests import ratelimit, selectors, services, tokens
 from dsr_requests.forms import (
     AccountCodeForm,
     AnswerForm,
+    DownloadCodeForm,
     IdentityDocumentForm,
     RightsRequestForm,
     WithdrawForm,
@@ -159,6 +161,8 @@ def _render_status(request, rights_request, token, *, status=200, **extra):
         withdraw_form=WithdrawForm(),
         upload_limit=settings.DSR_UPLOAD_MAX_BYTES,
         code_minutes=settings.DSR_ACCOUNT_CODE_TTL_MINUTES,
+        export=services.downloadable_export(rights_request),
+        download_form=DownloadCodeForm(),
     )
     context.update(extra)
     return render(request, "dsr_requests/status.html", context, status=status)
@@ -306,3 +310,76 @@ def account_proof(request):
                 return render(request, "dsr_requests/account_proof_done.html", context)
         return render(request, "dsr_requests/account_proof.html", {**context, "form": form}, status=400)
     return render(request, "dsr_requests/account_proof.html", {**context, "form": form})
+
+
+# --- Fulfilment: downloads ------------------------------------------------------------------------------
+
+
+def _export_response(export, *, filename, content_type):
+    """Stream an export, decrypting frame by frame; never the whole file in memory."""
+    from dsr_requests import exports
+
+    response = StreamingHttpResponse(
+        exports.iter_plain(exports.export_dir() / export.file_name), content_type=content_type
+    )
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Length"] = str(export.size)
+    return response
+
+
+@sensitive_page
+@limit_status_lookups
+@require_POST
+def download_code(request, token):
+    """Email the requester a one-time code for their copy."""
+    rights_request = _status_request_or_404(request, token)
+    try:
+        services.send_download_code(rights_request=rights_request, actor=services.REQUESTER)
+    except services.ActionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("We emailed you a download code. Enter it below."))
+    return redirect(reverse("dsr_requests:status", kwargs={"token": token}) + "#download")
+
+
+@sensitive_page
+@limit_status_lookups
+@sensitive_post_parameters("code")
+@require_POST
+def download(request, token):
+    """Check the emailed code and stream the copy (ZIP)."""
+    rights_request = _status_request_or_404(request, token)
+    form = DownloadCodeForm(request.POST)
+    if not form.is_valid():
+        return _render_status(request, rights_request, token, download_form=form, status=400)
+    if ratelimit.hit("download-code", rights_request.reference, settings.DSR_RATE_CODE_PER_ACCOUNT):
+        return rate_limited(request, settings.DSR_RATE_CODE_PER_ACCOUNT)
+    try:
+        export = services.redeem_download_code(
+            rights_request=rights_request, code=form.cleaned_data["code"], actor=services.REQUESTER
+        )
+    except services.ActionRefused as exc:
+        form.add_error("code", str(exc))
+        return _render_status(request, rights_request, token, download_form=form, status=400)
+    return _export_response(
+        export, filename=f"{rights_request.reference}-personal-data.zip", content_type="application/zip"
+    )
+
+
+@sensitive_page
+@limit_status_lookups
+def transfer(request, token):
+    """A transfer's one-time link: GET explains (link scanners must not use it up), POST downloads."""
+    try:
+        export = services.transfer_export_for_link(token)
+    except services.ActionRefused as exc:
+        return error_page(request, str(exc), status=404)
+    if request.method != "POST":
+        return render(request, "dsr_requests/transfer.html", {"export": export})
+    try:
+        export = services.redeem_transfer_link(token=token, actor=services.REQUESTER)
+    except services.ActionRefused as exc:
+        return error_page(request, str(exc), status=404)
+    return _export_response(
+        export, filename=f"{export.request.reference}-personal-data.json", content_type="application/json"
+    )

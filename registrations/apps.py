@@ -7,3 +7,11 @@ class RegistrationsConfig(AppConfig):
 
     name = "registrations"
     verbose_name = _("Connect registrations")
+
+    def ready(self):
+        """Tell rights-request fulfilment what this app holds about people."""
+        from dsr_requests import providers
+        from registrations.providers import RegistrationProvider, UsageCountProvider
+
+        providers.register(RegistrationProvider())
+        providers.register(UsageCountProvider())

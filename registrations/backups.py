@@ -137,10 +137,50 @@ def fernet_for(keys):
     return MultiFernet([Fernet(key) for key in keys])
 
 
-def _write_frame(out, fernet, kind, payload):
+def write_frame(out, fernet, kind, payload):
+    """Write one frame: the length, then the raw Fernet token of ``kind + payload``.
+
+    Shared with the rights-request exports (dsr_requests/exports.py), which store ZIPs in this framing.
+    """
     raw = base64.urlsafe_b64decode(fernet.encrypt(kind + payload))
     out.write(LENGTH.pack(len(raw)))
     out.write(raw)
+
+
+def read_frames(fileobj, *, fernet, header, label="registration backup", keys_setting="BACKUP_KEYS"):
+    """Check ``header``, then yield ``(kind, payload)`` per frame; ``BackupError`` on any defect.
+
+    Reads one frame at a time, so memory holds one frame whatever the file's size. The caller decides
+    when the frames should end (a manifest frame) and reports a file that ends earlier as truncated.
+    """
+    found = fileobj.read(len(header))
+    if not found:
+        raise BackupError(f"empty file: not a {label}")
+    if found != header:
+        raise BackupError(f"not a {label} (unknown header), or its header is corrupted")
+    index = 0
+    while True:
+        prefix = fileobj.read(LENGTH.size)
+        if not prefix:
+            raise BackupError("truncated: the file ends before its manifest")
+        if len(prefix) != LENGTH.size:
+            raise BackupError(f"truncated: the file ends inside frame {index + 1}")
+        (size,) = LENGTH.unpack(prefix)
+        if not 0 < size <= MAX_FRAME_BYTES:
+            raise BackupError(f"corrupted: frame {index + 1} has an impossible length")
+        raw = fileobj.read(size)
+        if len(raw) != size:
+            raise BackupError(f"truncated: the file ends inside frame {index + 1}, before its manifest")
+        try:
+            plain = fernet.decrypt(base64.urlsafe_b64encode(raw))
+        except InvalidToken:
+            if index == 0:
+                raise BackupError(
+                    f"cannot be decrypted with any key in {keys_setting}: wrong key, or the file is corrupted"
+                ) from None
+            raise BackupError(f"corrupted: frame {index + 1} fails its integrity check") from None
+        index += 1
+        yield plain[:1], plain[1:]
 
 
 def write_archive(out, batches, *, fernet, created_at, fields):
@@ -157,7 +197,7 @@ def write_archive(out, batches, *, fernet, created_at, fields):
         content = _encode_rows(rows)
         digest.update(content)
         row_count += len(rows)
-        _write_frame(out, fernet, DATA_FRAME, zlib.compress(content, 6))
+        write_frame(out, fernet, DATA_FRAME, zlib.compress(content, 6))
     manifest = {
         "format": FORMAT_VERSION,
         "schema_version": SCHEMA_VERSION,
@@ -167,7 +207,7 @@ def write_archive(out, batches, *, fernet, created_at, fields):
         "fields": fields,
         "sha256": digest.hexdigest(),
     }
-    _write_frame(out, fernet, MANIFEST_FRAME, json.dumps(manifest, sort_keys=True).encode())
+    write_frame(out, fernet, MANIFEST_FRAME, json.dumps(manifest, sort_keys=True).encode())
     return manifest
 
 
@@ -186,39 +226,8 @@ class BackupReader:
         self.fernet = fernet
         self.manifest = None
 
-    def _read_exact(self, size, what):
-        data = self.fileobj.read(size)
-        if len(data) != size:
-            raise BackupError(f"truncated: the file ends inside {what}, before its manifest")
-        return data
-
     def _frames(self):
-        header = self.fileobj.read(len(HEADER))
-        if not header:
-            raise BackupError("empty file: not a registration backup")
-        if header != HEADER:
-            raise BackupError("not a registration backup (unknown header), or its header is corrupted")
-        index = 0
-        while True:
-            prefix = self.fileobj.read(LENGTH.size)
-            if not prefix:
-                raise BackupError("truncated: the file ends before its manifest")
-            if len(prefix) != LENGTH.size:
-                raise BackupError(f"truncated: the file ends inside frame {index + 1}")
-            (size,) = LENGTH.unpack(prefix)
-            if not 0 < size <= MAX_FRAME_BYTES:
-                raise BackupError(f"corrupted: frame {index + 1} has an impossible length")
-            raw = self._read_exact(size, f"frame {index + 1}")
-            try:
-                plain = self.fernet.decrypt(base64.urlsafe_b64encode(raw))
-            except InvalidToken:
-                if index == 0:
-                    raise BackupError(
-                        "cannot be decrypted with any key in BACKUP_KEYS: wrong key, or the file is corrupted"
-                    ) from None
-                raise BackupError(f"corrupted: frame {index + 1} fails its integrity check") from None
-            index += 1
-            yield plain[:1], plain[1:]
+        return read_frames(self.fileobj, fernet=self.fernet, header=HEADER)
 
     def batches(self):
         """Yield lists of row dicts; raise ``BackupError`` as soon as anything is wrong."""

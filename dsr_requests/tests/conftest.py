@@ -35,3 +35,10 @@ def _postgres_only(request):
 
         if connection.vendor != "postgresql":
             pytest.skip("needs PostgreSQL: SQLite has no row locks (select_for_update is a no-op)")
+
+
+@pytest.fixture(autouse=True)
+def _export_dir(settings, tmp_path):
+    """Export files of a test go to its own folder."""
+    settings.EXPORT_DIR = tmp_path / "exports"
+    return settings.EXPORT_DIR

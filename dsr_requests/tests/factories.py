@@ -53,3 +53,38 @@ class RightsRequestFactory(factory.django.DjangoModelFactory):
             apply_due_dates(rights_request)
         rights_request.save(force_insert=True)
         return rights_request
+
+
+class ProcessingActivityFactory(factory.django.DjangoModelFactory):
+    """One entry of the processing register."""
+
+    class Meta:
+        model = "dsr_requests.ProcessingActivity"
+
+    name = factory.Sequence(lambda n: f"Rights requests {n}")
+    purposes = "Answering your privacy requests."
+    data_categories = "Name, email address, request details."
+    legal_basis = "Legal obligation (UK GDPR Art. 6(1)(c))."
+    recipients = "Our email provider."
+    retention = "24 months after the request is closed."
+    source = "You."
+    transfers = ""
+
+
+def approved_request(request_type=RequestType.REVIEW, *, approver=None, **fields):
+    """A request reviewed and approved (email confirmed, status token set); returns (request, token).
+
+    ``approver`` defaults to a new staff member with the approver role.
+    """
+    from dsr_requests import roles, services
+
+    token, token_hash = tokens.new_status_token()
+    rights_request = RightsRequestFactory(
+        request_type=request_type,
+        state=RequestState.IN_REVIEW,
+        email_confirmed_at=timezone.now(),
+        status_token_hash=token_hash,
+        **fields,
+    )
+    approver = approver or StaffUserFactory(roles=[roles.APPROVER])
+    return services.approve(rights_request, actor=approver), token

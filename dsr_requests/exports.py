@@ -1,0 +1,272 @@
+"""Export files: built streaming, encrypted at rest in frames, decrypted streaming on download.
+
+A copy/review export is a ZIP (``README.txt``, ``data.json``, one CSV per provider); a transfer export is
+the same ``data.json`` alone (schema: docs/dsr-export.schema.json). Neither exists in plain text on
+disk: the ZIP is written through ``EncryptingWriter``, which cuts the byte stream into frames of at most
+``FRAME_BYTES`` and stores each as a Fernet token, in the framing of registrations/backups.py. Memory
+holds one frame and one provider record at a time, whatever the subject's record count.
+
+Key: a dedicated key derived from each ``FERNET_KEYS`` entry by HKDF-SHA256 with the purpose label
+``artemis.dsr.export.v1``, so an export key is never a field key, and rotating FERNET_KEYS rotates it
+(the first derived key encrypts, every one decrypts; exports live days, not years).
+
+File layout::
+
+    header   b"ARTEMIS-DSR-EXPORT v1\\n"
+    frames   "D" + the next bytes of the plain file (ZIP or JSON)
+    frame    "M" + JSON {"size": plain bytes, "sha256": of the plain bytes}; must be last
+"""
+
+import base64
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from registrations.backups import BackupError, fernet_for, read_frames, write_frame
+
+HEADER = b"ARTEMIS-DSR-EXPORT v1\n"
+DATA_FRAME = b"D"
+MANIFEST_FRAME = b"M"
+FRAME_BYTES = 1024 * 1024
+FORMAT = "artemis-dsr-export"
+FORMAT_VERSION = 1
+# How often (in records) a long export reports progress, which moves the run's heartbeat.
+PROGRESS_EVERY = 1000
+
+
+class ExportError(Exception):
+    """An export file cannot be read back (missing, corrupted, or not decryptable with current keys)."""
+
+
+def export_fernet():
+    """The MultiFernet of export keys, derived from FERNET_KEYS (first key encrypts)."""
+    keys = []
+    for key in settings.FERNET_KEYS:
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"artemis.dsr.export.v1")
+        keys.append(base64.urlsafe_b64encode(hkdf.derive(key.encode())))
+    return fernet_for(keys)
+
+
+def export_dir():
+    """The folder export files live in (created on first use)."""
+    path = Path(settings.EXPORT_DIR)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class EncryptingWriter(io.RawIOBase):
+    """A write-only, non-seekable file object that stores what is written as encrypted frames.
+
+    ``zipfile`` accepts a non-seekable output (it writes data descriptors instead of seeking back), so
+    the ZIP goes straight from ``zipfile`` into ciphertext. ``close()`` writes the manifest.
+    """
+
+    def __init__(self, out, fernet):
+        super().__init__()
+        self._out = out
+        self._fernet = fernet
+        self._buffer = bytearray()
+        self._digest = hashlib.sha256()
+        self.size = 0
+        out.write(HEADER)
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        data = bytes(data)
+        self._buffer += data
+        self._digest.update(data)
+        self.size += len(data)
+        while len(self._buffer) >= FRAME_BYTES:
+            self._flush_frame(FRAME_BYTES)
+        return len(data)
+
+    def _flush_frame(self, size):
+        write_frame(self._out, self._fernet, DATA_FRAME, bytes(self._buffer[:size]))
+        del self._buffer[:size]
+
+    @property
+    def sha256(self):
+        return self._digest.hexdigest()
+
+    def close(self):
+        if not self.closed:
+            if self._buffer:
+                self._flush_frame(len(self._buffer))
+            manifest = {"size": self.size, "sha256": self.sha256}
+            write_frame(self._out, self._fernet, MANIFEST_FRAME, json.dumps(manifest).encode())
+        super().close()
+
+
+def _json_default(value):
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def _dumps(value):
+    return json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
+
+
+def _counted(records, counter, progress):
+    for record in records:
+        counter["records"] += 1
+        if progress and counter["records"] % PROGRESS_EVERY == 0:
+            progress(counter["records"])
+        yield record
+
+
+def write_data_json(stream, *, rights_request, subject, providers, counter, progress=None):
+    """Write the export's ``data.json`` to a binary stream, one record at a time.
+
+    The shape is documented by docs/dsr-export.schema.json; ``counter["records"]`` counts what was written.
+    """
+    head = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "generated_at": timezone.now(),
+        "request": {"reference": rights_request.reference, "type": rights_request.request_type},
+    }
+    stream.write(_dumps(head)[:-1].encode() + b', "providers": [')
+    for index, provider in enumerate(providers):
+        meta = {
+            "key": provider.key,
+            "title": str(provider.title),
+            "description": str(provider.description),
+            "holds_personal_data": provider.holds_personal_data,
+            "fields": list(provider.fields),
+        }
+        stream.write((", " if index else "").encode() + _dumps(meta)[:-1].encode() + b', "records": [')
+        for number, record in enumerate(_counted(provider.export(subject), counter, progress)):
+            stream.write((", " if number else "").encode() + _dumps(record).encode())
+        stream.write(b"]}")
+    stream.write(b"]}\n")
+
+
+def _csv_cell(value):
+    if isinstance(value, list | dict):
+        return _dumps(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return "" if value is None else value
+
+
+def write_provider_csv(stream, *, provider, subject):
+    """Write one provider's records as CSV (UTF-8, header row; nested values as JSON)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text)
+    writer.writerow(provider.fields)
+    for record in provider.export(subject):
+        writer.writerow([_csv_cell(record.get(name)) for name in provider.fields])
+    text.detach()
+
+
+def readme_text(*, rights_request, providers, counts, activities):
+    """The plain-language README of an export, with the processing information from the register."""
+    return render_to_string(
+        "dsr_requests/export_readme.txt",
+        {
+            "reference": rights_request.reference,
+            "generated_at": timezone.now(),
+            "providers": [
+                {"provider": provider, "count": counts.get(provider.key, 0)} for provider in providers
+            ],
+            "activities": activities,
+        },
+    )
+
+
+def write_export(path, *, kind, rights_request, subject, providers, activities, progress=None):
+    """Build an export at ``path`` (encrypted), via a partial file renamed only when complete.
+
+    Returns ``(plain size, sha256, records)``. Running it again overwrites the same partial name, so a
+    job killed halfway leaves at most one partial file, which the rerun replaces.
+    """
+    partial = path.with_name(f".{path.name}.partial")
+    counter = {"records": 0}
+    with open(partial, "wb") as out:
+        writer = EncryptingWriter(out, export_fernet())
+        if kind == "json":
+            write_data_json(
+                writer,
+                rights_request=rights_request,
+                subject=subject,
+                providers=providers,
+                counter=counter,
+                progress=progress,
+            )
+        else:
+            counts = {provider.key: provider.find(subject) for provider in providers}
+            with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr(
+                    "README.txt",
+                    readme_text(
+                        rights_request=rights_request,
+                        providers=providers,
+                        counts=counts,
+                        activities=activities,
+                    ),
+                )
+                with archive.open("data.json", "w", force_zip64=True) as member:
+                    write_data_json(
+                        member,
+                        rights_request=rights_request,
+                        subject=subject,
+                        providers=providers,
+                        counter=counter,
+                        progress=progress,
+                    )
+                for provider in providers:
+                    if provider.fields:
+                        with archive.open(f"{provider.key}.csv", "w", force_zip64=True) as member:
+                            write_provider_csv(member, provider=provider, subject=subject)
+        writer.close()
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+    return writer.size, writer.sha256, counter["records"]
+
+
+def iter_plain(path, *, chunk_bytes=64 * 1024):
+    """Yield the plain bytes of an export file, decrypting one frame at a time; checks the manifest.
+
+    Raises ``ExportError`` on a missing or damaged file. A check that fails at the end (after bytes were
+    sent) still raises, so the download is cut short rather than completed with bad data.
+    """
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed in finally, the generator may be abandoned
+    except OSError:
+        raise ExportError("the export file is missing") from None
+    try:
+        digest, size = hashlib.sha256(), 0
+        for kind, payload in read_frames(
+            handle, fernet=export_fernet(), header=HEADER, label="data export", keys_setting="FERNET_KEYS"
+        ):
+            if kind == DATA_FRAME:
+                digest.update(payload)
+                size += len(payload)
+                for start in range(0, len(payload), chunk_bytes):
+                    yield payload[start : start + chunk_bytes]
+            elif kind == MANIFEST_FRAME:
+                manifest = json.loads(payload)
+                if manifest != {"size": size, "sha256": digest.hexdigest()} or handle.read(1):
+                    raise ExportError("the export file does not match its manifest")
+                return
+            else:
+                raise ExportError("unknown frame in the export file")
+    except BackupError as exc:
+        raise ExportError(str(exc)) from None
+    finally:
+        handle.close()

@@ -1,0 +1,94 @@
+"""Rights-request providers of the Connect side: tenant records, and the usage counts (no personal data).
+
+Registered in ``RegistrationsConfig.ready``; see dsr_requests/providers.py for the interface.
+"""
+
+from django.utils.translation import gettext_lazy as _
+
+from dsr_requests.providers import Erasure, Provider
+from registrations.models import Registration
+
+
+class RegistrationProvider(Provider):
+    """The tenant record Atlassian sent when the app was installed on the requester's site.
+
+    Only for a site-scoped request whose account proof was made inside that site; the shared secret is
+    never exported (it is a credential of the app, not the requester's data).
+    """
+
+    key = "connect_registrations"
+    title = _("Your Atlassian site's installation record")
+    description = _(
+        "The installation record of our app on your Atlassian site: the site's address and key, product, "
+        "version numbers, support entitlement number, and when the app was installed, enabled, disabled "
+        "or removed. We hold it only to serve the app to your site."
+    )
+    fields = (
+        "client_key",
+        "base_url",
+        "display_url",
+        "product_type",
+        "description",
+        "service_entitlement_number",
+        "plugins_version",
+        "server_version",
+        "oauth_client_id",
+        "state",
+        "installed_at",
+        "updated_at",
+        "enabled_at",
+        "disabled_at",
+        "uninstalled_at",
+    )
+
+    def _queryset(self, subject):
+        if not subject.site_client_key:
+            return Registration.objects.none()
+        return Registration.objects.filter(client_key=subject.site_client_key)
+
+    def find(self, subject):
+        return self._queryset(subject).count()
+
+    def export(self, subject):
+        yield from self._queryset(subject).values(*self.fields)
+
+    def erase(self, subject):
+        """Delete an uninstalled site's record; an installed site's record is kept while the app serves it."""
+        erasure = Erasure()
+        for registration in self._queryset(subject):
+            if registration.state == Registration.State.UNINSTALLED:
+                registration.delete()
+                erasure.erased["installation records"] = erasure.erased.get("installation records", 0) + 1
+            else:
+                erasure.kept.append(
+                    str(
+                        _(
+                            "The installation record of %(site)s is kept while our app is installed there: "
+                            "it is needed to serve the app. Uninstall the app and ask us again to remove it."
+                        )
+                        % {"site": registration.base_url}
+                    )
+                )
+        if subject.site_client_key:
+            erasure.kept.append(
+                str(
+                    _(
+                        "Encrypted backups of installation records are kept up to 12 months and then "
+                        "deleted; they are never used except to restore the service."
+                    )
+                )
+            )
+        return erasure
+
+
+class UsageCountProvider(Provider):
+    """The usage statistics: they exist so the export can say they hold nothing about anyone."""
+
+    key = "usage_counts"
+    title = _("Usage statistics")
+    description = _(
+        "Totals of how often each feature of our app is used per day. They hold no account ID, site or "
+        "name, so they are not personal data and nothing in them is about you."
+    )
+    holds_personal_data = False
+    fields = ()
