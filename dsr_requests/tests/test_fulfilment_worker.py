@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from django.apps import apps as django_apps
 from aiosmtpd.controller import Controller
+from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
