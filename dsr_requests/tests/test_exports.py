@@ -1,0 +1,75 @@
+"""The export file format: encrypted frames, streaming, tamper-evident, never a readable ZIP at rest."""
+
+import io
+import zipfile
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsr_requests import exports
+
+
+def encrypt(data):
+    out = io.BytesIO()
+    writer = exports.EncryptingWriter(out, exports.export_fernet())
+    writer.write(data)
+    writer.close()
+    return out.getvalue()
+
+
+def decrypt(tmp_path, stored):
+    path = tmp_path / "x.export"
+    path.write_bytes(stored)
+    return b"".join(exports.iter_plain(path))
+
+
+@settings(max_examples=25)
+@given(data=st.binary(max_size=3000), frame=st.integers(min_value=1, max_value=700))
+def test_any_bytes_round_trip_through_frames_of_any_size(tmp_path_factory, data, frame):
+    tmp_path = tmp_path_factory.mktemp("frames")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(exports, "FRAME_BYTES", frame)
+        stored = encrypt(data)
+    assert decrypt(tmp_path, stored) == data
+
+
+def test_a_zip_written_through_the_writer_is_not_a_zip_at_rest(tmp_path):
+    out = io.BytesIO()
+    writer = exports.EncryptingWriter(out, exports.export_fernet())
+    with zipfile.ZipFile(writer, "w") as archive:
+        archive.writestr("README.txt", "secret@example.org")
+    writer.close()
+    stored = out.getvalue()
+    assert not zipfile.is_zipfile(io.BytesIO(stored))
+    assert b"secret@example.org" not in stored and b"PK" not in stored[:64]
+    assert zipfile.ZipFile(io.BytesIO(decrypt(tmp_path, stored))).read("README.txt") == b"secret@example.org"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[:-5],  # truncated
+        lambda data: data[:40] + bytes([data[40] ^ 1]) + data[41:],  # one bit flipped
+        lambda data: data + b"extra",  # bytes after the manifest
+        lambda data: b"PK\x03\x04" + data,  # not an export
+    ],
+)
+def test_a_damaged_file_is_refused(tmp_path, damage):
+    stored = encrypt(b"hello world" * 100)
+    with pytest.raises(exports.ExportError):
+        decrypt(tmp_path, damage(stored))
+
+
+def test_a_missing_file_is_refused(tmp_path):
+    with pytest.raises(exports.ExportError):
+        b"".join(exports.iter_plain(tmp_path / "nope.export"))
+
+
+def test_the_export_key_is_not_a_field_key(settings):
+    from cryptography.fernet import Fernet, InvalidToken
+
+    token = exports.export_fernet().encrypt(b"x")
+    for key in settings.FERNET_KEYS:
+        with pytest.raises((InvalidToken, ValueError)):
+            Fernet(key).decrypt(token)
