@@ -334,3 +334,54 @@ CONNECT_INSTALL_KEYS_TIMEOUT = env.float("CONNECT_INSTALL_KEYS_TIMEOUT", default
 CONNECT_JWT_LEEWAY = env.int("CONNECT_JWT_LEEWAY", default=30)
 CONNECT_TENANT_CACHE_SECONDS = env.int("CONNECT_TENANT_CACHE_SECONDS", default=300)
 CONNECT_OUTBOUND_TIMEOUT = env.float("CONNECT_OUTBOUND_TIMEOUT", default=10.0)
+
+# --- Backups (registrations/backups.py) ---------------------------------------------------------
+
+
+def _load_backups():
+    """Backup keys, folder and storage. The backup key must differ from the field-encryption keys.
+
+    Backups hold the tenants' shared secrets, decrypted from the field encryption and encrypted again
+    with a key of their own, so that a leaked ``FERNET_KEYS`` does not also open every backup (and the
+    other way round). In DEBUG a key is derived from SECRET_KEY when none is set.
+    """
+    import json
+    from base64 import urlsafe_b64encode
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    raw = env.str("BACKUP_KEYS", default="")
+    if not raw and DEBUG:
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"artemis dev backup key")
+        raw = urlsafe_b64encode(derived.derive(SECRET_KEY.encode())).decode()
+    keys = parse_key_list("BACKUP_KEYS", require("BACKUP_KEYS", raw, debug=DEBUG), use_hkdf=False)
+    if set(keys) & set(FERNET_KEYS):
+        raise ConfigError("BACKUP_KEYS must not reuse a key from FERNET_KEYS; generate a separate one.")
+    # Read as text so that an empty value (as in .env.example) means the default, like the others.
+    try:
+        options = json.loads(env.str("BACKUP_STORAGE_OPTIONS", default="") or "{}")
+    except ValueError:
+        options = None
+    if not isinstance(options, dict):
+        raise ConfigError('BACKUP_STORAGE_OPTIONS must be a JSON object, e.g. {"bucket_name": "backups"}.')
+    return {
+        "keys": keys,
+        "dir": Path(env.str("BACKUP_DIR", default="") or BASE_DIR / "var" / "backups"),
+        "storage": env.str("BACKUP_STORAGE", default=""),
+        "storage_options": options,
+    }
+
+
+try:
+    _backups = _load_backups()
+except ConfigError as exc:
+    sys.exit(f"Configuration error: {exc}")
+
+# First key encrypts new backups, every key decrypts (keep a retired key until its backups are pruned).
+BACKUP_KEYS = _backups["keys"]
+BACKUP_DIR = _backups["dir"]
+# Empty: a local folder (BACKUP_DIR). Otherwise a STORAGES alias or a storage class's dotted path,
+# constructed with BACKUP_STORAGE_OPTIONS (a JSON object), e.g. storages.backends.s3.S3Storage.
+BACKUP_STORAGE = _backups["storage"]
+BACKUP_STORAGE_OPTIONS = _backups["storage_options"]

@@ -171,7 +171,7 @@ class IdentityDocumentForm(forms.Form):
 class AnswerForm(forms.Form):
     """The requester's answer to a question staff asked."""
 
-    question = forms.IntegerField(widget=forms.HiddenInput)
+    question = forms.IntegerField(widget=forms.HiddenInput, min_value=1, max_value=2**63 - 1)
     answer = forms.CharField(
         label=_("Your answer"), max_length=MAX_TEXT, widget=forms.Textarea(attrs={"rows": 4})
     )

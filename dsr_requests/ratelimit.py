@@ -45,3 +45,9 @@ def hit(scope, key, rate):
     except ValueError:  # expired between add and incr
         cache.set(cache_key, 1, timeout=seconds + 1)
         return False
+
+
+def seconds_until_reset(rate):
+    """Seconds until the current window of ``rate`` ends, for Retry-After."""
+    _count, seconds = parse_rate(rate)
+    return seconds - int(time.time()) % seconds

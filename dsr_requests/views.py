@@ -42,11 +42,28 @@ def sensitive_page(view):
     return never_cache(wrapped)
 
 
-def rate_limited(request):
+def rate_limited(request, rate):
     """The 429 page: what happened and when to try again."""
-    response = render(request, "dsr_requests/rate_limited.html", status=429)
-    response["Retry-After"] = "60"
+    seconds = ratelimit.seconds_until_reset(rate)
+    minutes = max(1, -(-seconds // 60))
+    response = render(request, "dsr_requests/rate_limited.html", {"minutes": minutes}, status=429)
+    response["Retry-After"] = str(seconds)
     return response
+
+
+def limit_status_lookups(view):
+    """Count every use of a confirmation or status link against the per-IP limit.
+
+    Tokens are far too long to guess; the limit also keeps one client from loading the database.
+    """
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if ratelimit.hit("status-ip", ratelimit.client_ip(request), settings.DSR_RATE_STATUS_PER_IP):
+            return rate_limited(request, settings.DSR_RATE_STATUS_PER_IP)
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 def error_page(request, message, *, status=400):
@@ -61,7 +78,7 @@ def new_request(request):
     form = RightsRequestForm(request.POST or None)
     if request.method == "POST":
         if ratelimit.hit("submit-ip", ratelimit.client_ip(request), settings.DSR_RATE_SUBMIT_PER_IP):
-            return rate_limited(request)
+            return rate_limited(request, settings.DSR_RATE_SUBMIT_PER_IP)
         if form.is_valid():
             if form.is_bot:
                 # Look like success so the bot learns nothing; store nothing.
@@ -69,7 +86,7 @@ def new_request(request):
             data = form.cleaned_data
             email_key = tokens.email_blind_index(data["email"])
             if ratelimit.hit("submit-email", email_key, settings.DSR_RATE_SUBMIT_PER_EMAIL):
-                return rate_limited(request)
+                return rate_limited(request, settings.DSR_RATE_SUBMIT_PER_EMAIL)
             services.submit_request(
                 request_type=data["request_type"],
                 name=data["name"],
@@ -99,14 +116,13 @@ def submitted(request):
 
 
 @sensitive_page
+@limit_status_lookups
 def confirm(request):
     """Email confirmation: GET shows a button (link scanners must not use up the link), POST confirms.
 
     The signed token travels in the query string, which the access log never records.
     """
     token = request.GET.get("token", "")
-    if ratelimit.hit("status-ip", ratelimit.client_ip(request), settings.DSR_RATE_STATUS_PER_IP):
-        return rate_limited(request)
     try:
         reference = tokens.read_confirmation_token(token, max_age=services.confirmation_max_age())
     except signing.SignatureExpired:
@@ -148,24 +164,18 @@ def _render_status(request, rights_request, token, *, status=200, **extra):
     return render(request, "dsr_requests/status.html", context, status=status)
 
 
-def _status_rate_limited(request):
-    return ratelimit.hit("status-ip", ratelimit.client_ip(request), settings.DSR_RATE_STATUS_PER_IP)
-
-
 @sensitive_page
+@limit_status_lookups
 def status(request, token):
     """The requester's status page."""
-    if _status_rate_limited(request):
-        return rate_limited(request)
     return _render_status(request, _status_request_or_404(request, token), token)
 
 
 @sensitive_page
+@limit_status_lookups
 @require_POST
 def new_account_code(request, token):
     """Show a fresh one-time code for the Atlassian account proof (on this response only)."""
-    if _status_rate_limited(request):
-        return rate_limited(request)
     rights_request = _status_request_or_404(request, token)
     try:
         code = services.issue_account_code(rights_request=rights_request, actor=services.REQUESTER)
@@ -176,11 +186,10 @@ def new_account_code(request, token):
 
 
 @sensitive_page
+@limit_status_lookups
 @require_POST
 def upload_document(request, token):
     """Accept one identity document for the staff check."""
-    if _status_rate_limited(request):
-        return rate_limited(request)
     rights_request = _status_request_or_404(request, token)
     if _declared_length(request) > settings.DSR_UPLOAD_MAX_BYTES + 64 * 1024:
         # A body this large cannot hold an acceptable file: answer 413 without opening it. The form checks
@@ -214,12 +223,11 @@ def _declared_length(request):
 
 
 @sensitive_page
+@limit_status_lookups
 @sensitive_post_parameters("answer")
 @require_POST
 def answer(request, token):
     """Store the requester's answer to a question staff asked."""
-    if _status_rate_limited(request):
-        return rate_limited(request)
     rights_request = _status_request_or_404(request, token)
     form = AnswerForm(request.POST)
     if not form.is_valid():
@@ -237,11 +245,10 @@ def answer(request, token):
 
 
 @sensitive_page
+@limit_status_lookups
 @require_POST
 def withdraw(request, token):
     """Withdraw the request, once the requester has ticked the box."""
-    if _status_rate_limited(request):
-        return rate_limited(request)
     rights_request = _status_request_or_404(request, token)
     form = WithdrawForm(request.POST)
     if not form.is_valid():

@@ -1,0 +1,124 @@
+"""Admin: a read-only view of the tenant registry (never the secret) and the usage chart."""
+
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from registrations import selectors, services
+from registrations.models import Registration, UsageCount
+
+CHART_WIDTH, CHART_HEIGHT, BAR_GAP = 600, 160, 2
+
+
+@admin.register(Registration)
+class RegistrationAdmin(admin.ModelAdmin):
+    """Staff can look tenants up and switch one off locally; records change only through lifecycle calls.
+
+    ``shared_secret`` is in no list, form, search or filter, and the queryset defers it, so the admin
+    never even decrypts it.
+    """
+
+    list_display = ("client_key", "state", "product_type", "base_url", "installed_at", "updated_at")
+    list_filter = ("state", "product_type")
+    search_fields = ("client_key", "base_url", "display_url")
+    date_hierarchy = "installed_at"
+    fields = (
+        "client_key",
+        "state",
+        "product_type",
+        "base_url",
+        "display_url",
+        "description",
+        "service_entitlement_number",
+        "plugins_version",
+        "server_version",
+        "oauth_client_id",
+        "installed_at",
+        "updated_at",
+        "enabled_at",
+        "disabled_at",
+        "uninstalled_at",
+    )
+    readonly_fields = fields
+    actions = ["disable_locally"]
+
+    def get_queryset(self, request):
+        """Never load the secret column."""
+        return super().get_queryset(request).defer("shared_secret")
+
+    def has_add_permission(self, request):
+        """Tenants are created by Atlassian's signed install only."""
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        """Read-only: the change view is a view."""
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        """Uninstall keeps the row; erasing tenant data is a rights-request fulfilment, not a click."""
+        return False
+
+    def has_disable_permission(self, request):
+        """The disable action needs the model's change permission (the admin itself stays read-only)."""
+        return request.user.has_perm("registrations.change_registration")
+
+    @admin.action(
+        description=_("Disable selected tenants locally (their requests are refused)"),
+        permissions=["disable"],
+    )
+    def disable_locally(self, request, queryset):
+        """Call the service for each selected tenant; Atlassian is not told."""
+        changed = sum(
+            services.disable_locally(registration=registration, actor=request.user).outcome == "changed"
+            for registration in queryset
+        )
+        self.message_user(
+            request,
+            ngettext("%d tenant disabled.", "%d tenants disabled.", changed) % changed,
+            messages.SUCCESS,
+        )
+
+
+@admin.register(UsageCount)
+class UsageCountAdmin(admin.ModelAdmin):
+    """Anonymized uses per day and module, with a server-rendered chart of the last 30 days."""
+
+    list_display = ("day", "module", "count")
+    list_filter = ("module",)
+    date_hierarchy = "day"
+    change_list_template = "registrations/admin/usage_change_list.html"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        """Add the chart's bars (SVG geometry) and per-module totals to the usual list."""
+        days = selectors.daily_usage(days=30)
+        peak = max((total for _day, total in days), default=0) or 1
+        step = CHART_WIDTH / len(days)
+        bars = [
+            {
+                "day": day,
+                "total": total,
+                "x": round(index * step, 1),
+                "width": round(step - BAR_GAP, 1),
+                "height": round(total / peak * CHART_HEIGHT, 1),
+                "y": round(CHART_HEIGHT - total / peak * CHART_HEIGHT, 1),
+            }
+            for index, (day, total) in enumerate(days)
+        ]
+        context = {
+            "usage_bars": bars,
+            "usage_peak": peak if any(total for _day, total in days) else 0,
+            "usage_modules": selectors.module_usage(days=30),
+            "chart_width": CHART_WIDTH,
+            "chart_height": CHART_HEIGHT,
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=context)

@@ -27,6 +27,7 @@ from django.http import JsonResponse
 from django.utils.encoding import escape_uri_path
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_variables
 from jwt.utils import base64url_decode
 
 from registrations import install_keys, tenant_cache
@@ -172,6 +173,7 @@ def token_algorithm(request):
         return None
 
 
+@sensitive_variables("token", "key")
 def _verify(token, key, algorithm, *, require):
     """Verify signature, ``exp`` (required) and the standard claims with PyJWT, algorithm pinned."""
     try:
@@ -351,6 +353,7 @@ class ConnectJWTRequiredMixin:
 # --- outbound -----------------------------------------------------------------------------------------
 
 
+@sensitive_variables("tenant")
 def sign_outbound(tenant, method, path, query="", *, expires_in=180):
     """A JWT for one call from the app to ``tenant``'s REST API (``iss`` = our app key, HS256).
 

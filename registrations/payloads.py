@@ -8,7 +8,7 @@ only). Fields we do not keep are ignored.
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -35,7 +35,7 @@ class LifecyclePayload:
 
     event: str
     client_key: str
-    shared_secret: str = ""
+    shared_secret: str = field(default="", repr=False)
     base_url: str = ""
     display_url: str = ""
     product_type: str = ""

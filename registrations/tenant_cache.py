@@ -15,6 +15,7 @@ from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.views.decorators.debug import sensitive_variables
 
 from registrations.models import Registration
 
@@ -30,6 +31,7 @@ def _key(client_key):
     return "connect:tenant:" + hashlib.sha256(client_key.encode("utf-8", "replace")).hexdigest()
 
 
+@sensitive_variables("values", "entry", "tenant")
 def get(client_key):
     """The registration for ``client_key`` in any state, or ``None``; cached."""
     key = _key(client_key)

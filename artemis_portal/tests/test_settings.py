@@ -16,6 +16,7 @@ PRODUCTION = {
     "SECRET_KEY": secrets.token_urlsafe(50),
     "FERNET_KEYS": Fernet.generate_key().decode(),
     "APP_BASE_URL": "https://privacy.example.com",
+    "BACKUP_KEYS": Fernet.generate_key().decode(),
 }
 
 
@@ -27,7 +28,7 @@ def manage(*args, **env):
     )
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "FERNET_KEYS", "APP_BASE_URL"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "FERNET_KEYS", "APP_BASE_URL", "BACKUP_KEYS"])
 def test_production_refuses_to_start_without_a_required_key(missing):
     env = {k: v for k, v in PRODUCTION.items() if k != missing}
     result = manage("check", **env)
@@ -71,3 +72,38 @@ def test_production_settings_trust_heroku_forwarded_proto_and_secure_cookies():
     assert (
         "('HTTP_X_FORWARDED_PROTO', 'https') True True True 31536000 ['privacy.example.com']" in result.stdout
     )
+
+
+def test_healthz_answers_503_json_when_the_database_is_down():
+    # A real PostgreSQL URL on a port where nothing listens: the connection is refused.
+    code = (
+        "from django.test import Client;"
+        "r = Client().get('/healthz', HTTP_HOST='127.0.0.1');"
+        "print(r.status_code, r.content.decode())"
+    )
+    result = manage("shell", "-c", code, DEBUG="1", DATABASE_URL="postgres://postgres@127.0.0.1:1/none")
+    assert result.returncode == 0, result.stderr
+    assert '503 {"status": "error", "database": "unavailable"}' in result.stdout
+
+
+@pytest.mark.parametrize(
+    "backup_keys",
+    [PRODUCTION["FERNET_KEYS"], f"{Fernet.generate_key().decode()},{PRODUCTION['FERNET_KEYS']}"],
+)
+def test_backup_key_that_is_also_a_field_encryption_key_stops_start_up(backup_keys):
+    result = manage("check", **{**PRODUCTION, "BACKUP_KEYS": backup_keys})
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        "Configuration error: BACKUP_KEYS must not reuse a key from FERNET_KEYS; generate a separate one."
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("BACKUP_KEYS", "not-a-fernet-key-but-long-enough-to-pass-length"), ("BACKUP_STORAGE_OPTIONS", "[1]")],
+)
+def test_malformed_backup_setting_stops_start_up_with_one_line_naming_it(variable, value):
+    result = manage("check", **{**PRODUCTION, variable: value})
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert variable in result.stderr

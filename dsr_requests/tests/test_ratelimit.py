@@ -36,3 +36,8 @@ def test_client_ip_is_remote_addr_unless_behind_a_proxy(settings):
     settings.DSR_BEHIND_PROXY = True
     assert ratelimit.client_ip(request) == "5.6.7.8"
     assert ratelimit.client_ip(RequestFactory().get("/", REMOTE_ADDR="10.0.0.1")) == "10.0.0.1"
+
+
+def test_seconds_until_reset_counts_down_to_the_end_of_the_window():
+    with time_machine.travel(3600 * 1000 + 10, tick=False):
+        assert ratelimit.seconds_until_reset("5/3600") == 3590

@@ -315,7 +315,7 @@ def test_a_failed_send_keeps_the_request_and_retries_with_backoff_until_it_gives
     assert services.send_due_emails() == (0, 0, 0)  # not due yet
     assert services.send_due_emails(now=email.next_attempt_at) == (0, 0, 1)
     email.refresh_from_db()
-    assert email.status == "failed" and email.body_text  # kept for staff to resend
+    assert email.status == "failed" and email.body_text  # never delivered, so nothing is cleared
 
 
 @pytest.mark.django_db

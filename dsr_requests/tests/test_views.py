@@ -118,6 +118,7 @@ def test_too_many_submissions_from_one_address_get_a_clear_429(client, committed
     response = _submit(client, committed, email="p3@example.org")
     assert response.status_code == 429
     assert "Too many attempts" in response.content.decode()
+    assert 0 < int(response["Retry-After"]) <= 3600
     assert RightsRequest.objects.count() == 2
 
 
@@ -477,3 +478,16 @@ def test_code_guessing_is_rate_limited_per_account(client, settings):
     tenant = RegistrationFactory()
     codes = [_connect_post(client, tenant, "WRONG123").status_code for _ in range(3)]
     assert codes == [400, 400, 429]
+
+
+@pytest.mark.django_db
+def test_a_submission_writes_a_bounded_number_of_queries(client, committed, django_assert_max_num_queries):
+    with django_assert_max_num_queries(10):
+        assert _submit(client, committed).status_code == 302
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("question", ["x", "-1", str(2**70), ""])
+def test_a_malformed_question_id_is_a_400_not_a_500(client, committed, mailoutbox, question):
+    status_path = _confirmed_status_path(client, committed, mailoutbox)
+    assert client.post(status_path + "answer/", {"question": question, "answer": "a"}).status_code == 400

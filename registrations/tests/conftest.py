@@ -96,7 +96,7 @@ def key_service(settings):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     settings.CONNECT_INSTALL_KEYS_URL = f"http://127.0.0.1:{server.server_address[1]}"
     yield state

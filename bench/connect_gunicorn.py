@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Requests per second of the JWT-protected Connect page vs the same page unprotected, under gunicorn.
+
+    /path/to/venv/bin/python bench/connect_gunicorn.py [--database-url postgres://...] [--cache-url redis://...]
+        [--duration 8] [--rounds 3] [--connections 8] [--workers 2]
+
+Needs ``wrk`` (Debian: ``apt-get install wrk``). Starts gunicorn on 127.0.0.1 with production settings
+(DEBUG off, persistent database connections), creates one enabled tenant, and drives three pages with
+wrk in alternating rounds so background load hits all alike: the identity-proof page (JWT-protected:
+token parse and HS256 check, tenant from the cache, qsh ``context-qsh``, usage-count upsert, framing
+header), its unprotected twin (same usage count and render, no authentication) and the bare template
+render (see bench/connect_urls.py). Everything talks to
+loopback only, every wrk run is bounded by ``--duration``, and gunicorn is stopped at the end.
+Default database: a throw-away SQLite file (pass ``--database-url`` for PostgreSQL).
+"""
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from base64 import urlsafe_b64encode
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"gunicorn did not answer {url} within {timeout}s")
+
+
+def run_wrk(url, *, duration, connections, token=None):
+    """One bounded wrk run; returns requests/s and refuses results containing errors or non-2xx."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s"]
+    if token:
+        command += ["-H", f"Authorization: JWT {token}"]
+    output = subprocess.run(
+        [*command, url], capture_output=True, text=True, check=True, timeout=duration + 30
+    ).stdout
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise SystemExit(f"wrk saw errors on {url}:\n{output}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--cache-url", default="locmemcache://bench")
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed; on Debian/Ubuntu: apt-get install wrk")
+
+    tmp = tempfile.mkdtemp(prefix="connect-gunicorn-")
+    port = free_port()
+    env = {
+        **os.environ,
+        "ENV_FILE": "",
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "FERNET_KEYS": urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "APP_BASE_URL": "https://privacy.example.test",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "0",
+        "SECURE_HSTS_SECONDS": "0",
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": args.database_url or f"sqlite:///{tmp}/bench.sqlite3",
+        "CACHE_URL": args.cache_url,
+        "DJANGO_SETTINGS_MODULE": "bench.connect_settings",
+        "PYTHONPATH": str(ROOT),
+    }
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    import jwt as pyjwt
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from bench.connect_urls import ACCOUNT_ID, SITE_URL
+    from registrations.models import Registration
+
+    call_command("migrate", verbosity=0)
+    secret = secrets.token_urlsafe(32)
+    client_key = "bench-" + secrets.token_hex(8)
+    Registration.objects.create(
+        client_key=client_key,
+        shared_secret=secret,
+        base_url=SITE_URL,
+        product_type="confluence",
+        state=Registration.State.ENABLED,
+        installed_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    now = int(time.time())
+    token = pyjwt.encode(
+        {"iss": client_key, "sub": ACCOUNT_ID, "iat": now, "exp": now + 3600, "qsh": "context-qsh"},
+        secret,
+        algorithm="HS256",
+    )
+
+    gunicorn = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "artemis_portal.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(Path(tmp) / "gunicorn.log", "w"),  # noqa: SIM115 (closed with the process)
+    )
+    base = f"http://127.0.0.1:{port}"
+    pages = {
+        "bare": (f"{base}/bench/bare/", None),
+        "unprotected": (f"{base}/bench/unprotected/", None),
+        "JWT-protected": (f"{base}/connect/identity-proof/", token),
+    }
+    results = {name: [] for name in pages}
+    try:
+        wait_until_up(f"{base}/healthz")
+        request = urllib.request.Request(pages["JWT-protected"][0], headers={"Authorization": f"JWT {token}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            body = response.read().decode()
+        assert ACCOUNT_ID in body and SITE_URL in body, "protected page did not render"
+        for url, page_token in pages.values():  # warm-up: imports, connections, tenant cache in each worker
+            run_wrk(url, duration=2, connections=args.connections, token=page_token)
+        for _ in range(args.rounds):
+            for name, (url, page_token) in pages.items():
+                results[name].append(
+                    run_wrk(url, duration=args.duration, connections=args.connections, token=page_token)
+                )
+    finally:
+        gunicorn.send_signal(signal.SIGTERM)
+        try:
+            gunicorn.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            gunicorn.kill()
+            gunicorn.wait()
+
+    database = "PostgreSQL" if env["DATABASE_URL"].startswith("postgres") else "SQLite"
+    print(
+        f"gunicorn {args.workers} sync workers, wrk -t1 -c{args.connections}, {args.rounds} rounds x "
+        f"{args.duration}s per page, {database}, cache {args.cache_url.split(':')[0]}"
+    )
+    means = {}
+    for name, values in results.items():
+        means[name] = sum(values) / len(values)
+        rounds = "  ".join(f"{value:8.1f}" for value in values)
+        print(f"{name:14s} req/s per round: {rounds}   mean {means[name]:8.1f}")
+    print(f"JWT-protected / unprotected: {means['JWT-protected'] / means['unprotected']:.1%}")
+    print(f"JWT-protected / bare:        {means['JWT-protected'] / means['bare']:.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Admin: read-only registry without secrets, local disable, usage chart."""
+
+import datetime
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.utils import timezone
+
+from registrations.models import Registration, UsageCount
+from registrations.tests.factories import RegistrationFactory
+
+pytestmark = pytest.mark.django_db
+LIST = "/admin/registrations/registration/"
+
+
+@pytest.fixture
+def staff_client(client):
+    user = User.objects.create_user("support", password="x" * 16, is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_registration", "view_usagecount"])
+    )
+    client.force_login(user)
+    client.user = user
+    return client
+
+
+def test_registration_list_shows_tenants_but_never_a_secret(admin_client):
+    tenant = RegistrationFactory(base_url="https://acme.atlassian.net/wiki")
+    html = admin_client.get(LIST).content.decode()
+    assert tenant.client_key in html and "https://acme.atlassian.net/wiki" in html
+    assert tenant.shared_secret not in html
+    detail = admin_client.get(f"{LIST}{tenant.pk}/change/").content.decode()
+    assert tenant.client_key in detail
+    assert tenant.shared_secret not in detail
+    assert "shared_secret" not in detail and "shared secret" not in detail.lower()
+
+
+def test_registrations_are_searchable_by_client_key_and_site_and_filterable(admin_client):
+    RegistrationFactory(client_key="alpha-key", base_url="https://alpha.atlassian.net/wiki")
+    RegistrationFactory(client_key="beta-key", base_url="https://beta.atlassian.net/wiki", state="disabled")
+    assert "beta-key" not in admin_client.get(LIST, {"q": "alpha-key"}).content.decode()
+    assert "alpha-key" in admin_client.get(LIST, {"q": "alpha.atlassian"}).content.decode()
+    html = admin_client.get(LIST, {"state__exact": "disabled"}).content.decode()
+    assert "beta-key" in html and "alpha-key" not in html
+    assert admin_client.get(LIST, {"product_type__exact": "confluence"}).status_code == 200
+
+
+def test_registration_admin_is_read_only(admin_client):
+    tenant = RegistrationFactory()
+    assert admin_client.get(f"{LIST}add/").status_code == 403
+    assert admin_client.get(f"{LIST}{tenant.pk}/delete/").status_code == 403
+    response = admin_client.post(f"{LIST}{tenant.pk}/change/", {"client_key": "changed"})
+    assert response.status_code == 403
+    tenant.refresh_from_db()
+    assert tenant.client_key != "changed"
+
+
+def test_disable_action_disables_locally_and_refuses_further_requests(admin_client):
+    tenant = RegistrationFactory()
+    other = RegistrationFactory()
+    response = admin_client.post(
+        LIST, {"action": "disable_locally", "_selected_action": [tenant.pk]}, follow=True
+    )
+    assert "1 tenant disabled." in response.content.decode()
+    tenant.refresh_from_db()
+    other.refresh_from_db()
+    assert tenant.state == Registration.State.DISABLED
+    assert other.state == Registration.State.ENABLED
+
+
+def test_view_only_staff_cannot_run_the_disable_action(staff_client):
+    tenant = RegistrationFactory()
+    assert staff_client.get(LIST).status_code == 200
+    staff_client.post(LIST, {"action": "disable_locally", "_selected_action": [tenant.pk]})
+    tenant.refresh_from_db()
+    assert tenant.state == Registration.State.ENABLED
+
+
+def test_usage_list_shows_a_30_day_chart_and_module_totals(admin_client):
+    today = timezone.localdate()
+    UsageCount.objects.create(day=today, module="identity-proof", count=7)
+    UsageCount.objects.create(day=today - datetime.timedelta(days=3), module="identity-proof", count=3)
+    UsageCount.objects.create(day=today - datetime.timedelta(days=40), module="old", count=99)
+    html = admin_client.get("/admin/registrations/usagecount/").content.decode()
+    assert html.count("<rect ") == 30
+    assert "Highest day: 7 uses." in html
+    assert "<td>identity-proof</td><td>10</td>" in html
+    assert "<td>old</td>" not in html
+
+
+def test_usage_list_without_data_says_so(admin_client):
+    html = admin_client.get("/admin/registrations/usagecount/").content.decode()
+    assert "No app uses in the last 30 days." in html
