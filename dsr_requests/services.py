@@ -1,4 +1,5 @@
-"""Every write to rights requests: submission, confirmation, identity proof, withdrawal, closing.
+"""Every write to rights requests: submission, confirmation, identity proof, withdrawal, closing, and the
+staff workflow (holds, rejection, approval, fulfilment, extensions, deadlines; section at the end).
 
 Services take keyword-only arguments and an ``actor``: a staff ``User``, or ``REQUESTER`` / ``SYSTEM`` for
 the person behind the status page and for scheduled jobs. Each state change goes through
@@ -576,7 +577,6 @@ def _erase_personal_data(locked):
 # =====================================================================================================
 
 FINAL_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if not targets)
-HOLDABLE_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if S.ON_HOLD in targets)
 
 
 def apply_due_dates(rights_request):
@@ -663,11 +663,6 @@ def _required_text(value, message):
     return value
 
 
-def _notify_requester(rights_request, event, **context):
-    """Queue the requester email for ``event`` in the current transaction (it is sent after commit)."""
-    queue_requester_email(rights_request, event=event, **context)
-
-
 @transaction.atomic
 def put_on_hold(rights_request, *, actor, message, expected_state=None):
     """Ask the requester for something and stop the clock until they answer or staff resume."""
@@ -676,7 +671,7 @@ def put_on_hold(rights_request, *, actor, message, expected_state=None):
     locked = _lock_for_action(rights_request, expected_state=expected_state)
     _transition(locked, to_state=S.ON_HOLD, actor=actor, note=message, public=True)
     StaffQuestion.objects.create(request=locked, question=message, asked_by=actor)
-    _notify_requester(locked, "more_information", question=message)
+    queue_requester_email(locked, event="more_information", question=message)
     return locked
 
 
@@ -700,7 +695,7 @@ def reject(rights_request, *, actor, reason, expected_state=None):
     locked.rejection_reason = reason
     locked.save(update_fields=["rejection_reason"])  # first: a rejected row must carry its reason
     _transition(locked, to_state=S.REJECTED, actor=actor, note=reason, public=True)
-    _notify_requester(locked, "rejected", reason=reason)
+    queue_requester_email(locked, event="rejected", reason=reason)
     return locked
 
 
@@ -751,7 +746,7 @@ def complete(rights_request, *, actor, note="", expected_state=S.FULFILLING):
     _require(actor, "fulfil_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
     _transition(locked, to_state=S.COMPLETED, actor=actor, note=note, public=True)
-    _notify_requester(locked, "completed")
+    queue_requester_email(locked, event="completed", note=note)
     return locked
 
 
@@ -805,7 +800,7 @@ def extend_deadline(rights_request, *, actor, reason, months=None, expected_stat
         ]
     )
     _event(locked, actor=actor, note=reason, public=True)
-    _notify_requester(locked, "extended", reason=reason, due_on=locked.effective_due_on)
+    queue_requester_email(locked, event="extended", reason=reason, due_on=locked.effective_due_on)
     return locked
 
 
