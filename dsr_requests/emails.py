@@ -21,6 +21,7 @@ SUBJECTS = {
     "extended": _("Request %(reference)s: we need more time"),
     "completed": _("Request %(reference)s is complete"),
     "withdrawn": _("Request %(reference)s has been withdrawn"),
+    "status_link": _("Request %(reference)s: your new status page link"),
 }
 
 

@@ -191,3 +191,13 @@ class AccountCodeForm(forms.Form):
         max_length=20,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autocapitalize": "characters"}),
     )
+
+
+class LostLinkForm(forms.Form):
+    """Ask for fresh links to one's requests by email address."""
+
+    email = forms.EmailField(
+        label=_("Your email address"),
+        max_length=254,
+        help_text=_("The address you gave when you made the request."),
+    )
