@@ -39,7 +39,7 @@ def render(event, rights_request, **context):
         "reference": rights_request.reference,
         "request_type": rights_request.get_request_type_display(),
         "name": rights_request.name,
-        "policy_due_on": rights_request.policy_due_on,
+        "due_on": rights_request.effective_due_on or rights_request.policy_due_on,
         "portal_url": settings.APP_BASE_URL.rstrip("/") + "/",
         **context,
     }
