@@ -18,7 +18,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from dsr_requests import request_log, selectors, services, tokens
-from dsr_requests.models import IdentityCheck, RequestEvent, RightsRequest
+from dsr_requests.models import IdentityCheck, IdentityStep, RequestEvent, RightsRequest
 
 PERSONAL_FIELDS = (
     "name",
@@ -140,6 +140,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
             "request_type",
             "state",
             "held_from_state",
+            "identity_outstanding",
             "regime",
             "country",
             "concerns",
@@ -166,6 +167,14 @@ class RightsRequestAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)
+
+    @admin.display(description=_("identity proof still needed"))
+    def identity_outstanding(self, obj):
+        groups = services.outstanding_identity_steps(obj)
+        if not groups:
+            return _("none")
+        labels = dict(IdentityStep.choices)
+        return "; ".join(str(_(" or ").join(str(labels[step]) for step in group)) for group in groups)
 
     @admin.display(description=_("days left"))
     def days_left(self, obj):

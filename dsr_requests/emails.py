@@ -21,6 +21,7 @@ SUBJECTS = {
     "extended": _("Request %(reference)s: we need more time"),
     "completed": _("Request %(reference)s is complete"),
     "withdrawn": _("Request %(reference)s has been withdrawn"),
+    "status_link": _("Request %(reference)s: your new status page link"),
     "export_ready": _("Request %(reference)s: your data is ready to download"),
     "download_code": _("Request %(reference)s: your download code"),
     "transfer_link": _("Request %(reference)s: personal data transferred to you"),
@@ -44,7 +45,7 @@ def render(event, rights_request, **context):
         "reference": rights_request.reference,
         "request_type": rights_request.get_request_type_display(),
         "name": rights_request.name,
-        "policy_due_on": rights_request.policy_due_on,
+        "due_on": rights_request.effective_due_on or rights_request.policy_due_on,
         "portal_url": settings.APP_BASE_URL.rstrip("/") + "/",
         **context,
     }

@@ -193,6 +193,16 @@ class AccountCodeForm(forms.Form):
     )
 
 
+class LostLinkForm(forms.Form):
+    """Ask for fresh links to one's requests by email address."""
+
+    email = forms.EmailField(
+        label=_("Your email address"),
+        max_length=254,
+        help_text=_("The address you gave when you made the request."),
+    )
+
+
 class DownloadCodeForm(forms.Form):
     """The one-time download code we emailed, typed on the status page."""
 

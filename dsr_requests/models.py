@@ -213,6 +213,15 @@ class RightsRequest(models.Model):
             models.Index(fields=["state", "received_at"]),
             models.Index(fields=["received_at"], name="dsr_received_at_idx"),
             models.Index(fields=["state", "effective_due_on"], name="dsr_state_due_idx"),
+            # Open requests are a small, recent slice: the admin's date hierarchy over a deadline filter
+            # (MIN/MAX of received_at) would otherwise walk the whole received_at index.
+            models.Index(
+                fields=["received_at"],
+                condition=Q(
+                    state__in=["submitted", "verifying", "in_review", "approved", "fulfilling", "on_hold"]
+                ),
+                name="dsr_open_received_idx",
+            ),
             models.Index(fields=["request_type", "closed_at"], name="dsr_type_closed_idx"),
         ]
 

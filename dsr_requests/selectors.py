@@ -227,15 +227,10 @@ def dashboard(now=None):
         .annotate(n=Count("id"))
         .values_list("state", "n")
     )
-    counts = RightsRequest.objects.aggregate(
-        overdue=Count("id", filter=Q(state__in=RUNNING_STATES, effective_due_on__lt=today)),
+    counts = running().aggregate(
+        overdue=Count("id", filter=Q(effective_due_on__lt=today)),
         due_this_week=Count(
-            "id",
-            filter=Q(
-                state__in=RUNNING_STATES,
-                effective_due_on__gte=today,
-                effective_due_on__lte=end_of_week(today),
-            ),
+            "id", filter=Q(effective_due_on__gte=today, effective_due_on__lte=end_of_week(today))
         ),
     )
     return {

@@ -1,4 +1,5 @@
-"""Every write to rights requests: submission, confirmation, identity proof, withdrawal, closing.
+"""Every write to rights requests: submission, confirmation, identity proof, withdrawal, closing, and the
+staff workflow (holds, rejection, approval, fulfilment, extensions, deadlines; section at the end).
 
 Services take keyword-only arguments and an ``actor``: a staff ``User``, or ``REQUESTER`` / ``SYSTEM`` for
 the person behind the status page and for scheduled jobs. Each state change goes through
@@ -577,7 +578,6 @@ def _erase_personal_data(locked):
 # =====================================================================================================
 
 FINAL_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if not targets)
-HOLDABLE_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if S.ON_HOLD in targets)
 
 
 def apply_due_dates(rights_request):
@@ -664,11 +664,6 @@ def _required_text(value, message):
     return value
 
 
-def _notify_requester(rights_request, event, **context):
-    """Queue the requester email for ``event`` in the current transaction (it is sent after commit)."""
-    queue_requester_email(rights_request, event=event, **context)
-
-
 @transaction.atomic
 def put_on_hold(rights_request, *, actor, message, expected_state=None):
     """Ask the requester for something and stop the clock until they answer or staff resume."""
@@ -677,7 +672,7 @@ def put_on_hold(rights_request, *, actor, message, expected_state=None):
     locked = _lock_for_action(rights_request, expected_state=expected_state)
     _transition(locked, to_state=S.ON_HOLD, actor=actor, note=message, public=True)
     StaffQuestion.objects.create(request=locked, question=message, asked_by=actor)
-    _notify_requester(locked, "more_information", question=message)
+    queue_requester_email(locked, event="more_information", question=message)
     return locked
 
 
@@ -701,7 +696,7 @@ def reject(rights_request, *, actor, reason, expected_state=None):
     locked.rejection_reason = reason
     locked.save(update_fields=["rejection_reason"])  # first: a rejected row must carry its reason
     _transition(locked, to_state=S.REJECTED, actor=actor, note=reason, public=True)
-    _notify_requester(locked, "rejected", reason=reason)
+    queue_requester_email(locked, event="rejected", reason=reason)
     return locked
 
 
@@ -755,7 +750,7 @@ def complete(rights_request, *, actor, note="", expected_state=S.FULFILLING):
     _require(actor, "fulfil_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
     _transition(locked, to_state=S.COMPLETED, actor=actor, note=note, public=True)
-    _notify_requester(locked, "completed")
+    queue_requester_email(locked, event="completed", note=note)
     return locked
 
 
@@ -809,7 +804,7 @@ def extend_deadline(rights_request, *, actor, reason, months=None, expected_stat
         ]
     )
     _event(locked, actor=actor, note=reason, public=True)
-    _notify_requester(locked, "extended", reason=reason, due_on=locked.effective_due_on)
+    queue_requester_email(locked, event="extended", reason=reason, due_on=locked.effective_due_on)
     return locked
 
 
@@ -1002,6 +997,47 @@ def send_staff_digest(*, today=None):
             message.attach_alternative(html, "text/html")
             message.send()
     return (*counts, len(recipients))
+
+
+# --- Lost status links ------------------------------------------------------------------------------
+
+
+@sensitive_variables("email")
+def resend_links(*, email, actor=REQUESTER):
+    """Email a person fresh links to each of their requests; returns how many requests were found.
+
+    Only the SHA-256 of a status token is stored, so a lost link cannot be sent again: each confirmed
+    request gets a new token instead, which also retires the old link (it may be in a mailbox the person
+    no longer trusts). Unconfirmed requests get their confirmation link again. The caller must show the
+    same page whatever this returns, so the form never tells whether an address has requests.
+    """
+    found = 0
+    matches = RightsRequest.objects.filter(
+        email_hash=tokens.email_blind_index(email),
+        erased_at__isnull=True,  # a tombstone has no address
+    ).exclude(email_hash="")
+    for rights_request in matches.order_by("received_at"):
+        with transaction.atomic():
+            locked = _lock(rights_request)
+            if locked.state == S.SUBMITTED:
+                queue_requester_email(locked, event="confirm_reminder", **_confirmation_email_context(locked))
+            elif locked.status_token_hash:
+                token, locked.status_token_hash = tokens.new_status_token()
+                locked.save(update_fields=["status_token_hash", "updated_at"])
+                _event(
+                    locked,
+                    actor=actor,
+                    note=_("A new status page link was sent; the old one no longer works"),
+                )
+                queue_requester_email(
+                    locked,
+                    event="status_link",
+                    status_url=emails.absolute_url("dsr_requests:status", token=token),
+                )
+            else:
+                continue
+            found += 1
+    return found
 
 
 # --- Fulfilment ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ urlpatterns = [
     path("requests/new/", views.new_request, name="new"),
     path("requests/sent/", views.submitted, name="submitted"),
     path("requests/confirm/", views.confirm, name="confirm"),
+    path("requests/status/", views.lost_link, name="lost-link"),
     path("requests/status/<str:token>/", views.status, name="status"),
     path("requests/status/<str:token>/code/", views.new_account_code, name="account-code"),
     path("requests/status/<str:token>/document/", views.upload_document, name="document"),

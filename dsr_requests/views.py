@@ -25,6 +25,7 @@ from dsr_requests.forms import (
     AnswerForm,
     DownloadCodeForm,
     IdentityDocumentForm,
+    LostLinkForm,
     RightsRequestForm,
     WithdrawForm,
 )
@@ -310,6 +311,26 @@ def account_proof(request):
                 return render(request, "dsr_requests/account_proof_done.html", context)
         return render(request, "dsr_requests/account_proof.html", {**context, "form": form}, status=400)
     return render(request, "dsr_requests/account_proof.html", {**context, "form": form})
+
+
+@sensitive_page
+@sensitive_post_parameters("email")
+def lost_link(request):
+    """Send fresh status links to an address; the same answer whether or not it has requests."""
+    form = LostLinkForm(request.POST or None)
+    if request.method == "POST":
+        if ratelimit.hit("submit-ip", ratelimit.client_ip(request), settings.DSR_RATE_SUBMIT_PER_IP):
+            return rate_limited(request, settings.DSR_RATE_SUBMIT_PER_IP)
+        if form.is_valid():
+            email = form.cleaned_data["email"]
+            # Shares the submission's per-address budget: one address cannot be flooded with mail.
+            if ratelimit.hit(
+                "submit-email", tokens.email_blind_index(email), settings.DSR_RATE_SUBMIT_PER_EMAIL
+            ):
+                return rate_limited(request, settings.DSR_RATE_SUBMIT_PER_EMAIL)
+            services.resend_links(email=email, actor=services.REQUESTER)
+            return render(request, "dsr_requests/lost_link.html", {"sent": True})
+    return render(request, "dsr_requests/lost_link.html", {"form": form})
 
 
 # --- Fulfilment: downloads ------------------------------------------------------------------------------

@@ -382,3 +382,10 @@ def test_groups_see_the_admin(client):
     logged_in(client, roles.REVIEWER)
     assert client.get(LIST_URL).status_code == 200
     assert RightsRequest.objects.count() == 0
+
+
+def test_change_page_says_which_identity_proof_is_still_needed(client):
+    logged_in(client, roles.REVIEWER)
+    rights_request = RightsRequestFactory(state=S.VERIFYING)
+    body = client.get(change_url(rights_request)).content.decode()
+    assert "Email control; Atlassian account or Staff document check" in body

@@ -213,7 +213,9 @@ def test_status_page_shows_type_state_due_date_timeline_and_next_step(client, co
     request = RightsRequest.objects.get()
     assert response.status_code == 200
     assert request.get_request_type_display() in body and "Checking identity" in body
-    assert request.policy_due_on.strftime("%-d %B %Y") in body
+    # The date promised is the earlier of the policy and statutory dates: the one that binds.
+    assert request.effective_due_on == min(request.policy_due_on, request.statutory_due_on)
+    assert request.effective_due_on.strftime("%-d %B %Y") in body
     assert "Request received" in body and "Email address confirmed" in body
     assert "Show me a code" in body and "Send an identity document" in body
     assert response["Referrer-Policy"] == "no-referrer" and "no-store" in response["Cache-Control"]

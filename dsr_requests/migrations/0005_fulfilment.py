@@ -16,7 +16,7 @@ def sync_roles(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dsr_requests', '0003_roles'),
+        ('dsr_requests', '0004_open_received_index'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

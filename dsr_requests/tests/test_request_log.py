@@ -1,0 +1,65 @@
+"""The request log CSV: regulator fields, outcomes, no personal data, formula-safe cells."""
+
+import csv
+import io
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from dsr_requests import request_log
+from dsr_requests.models import RequestState
+from dsr_requests.tests.factories import RightsRequestFactory
+
+S = RequestState
+LONDON = ZoneInfo("Europe/London")
+pytestmark = pytest.mark.django_db
+
+
+def _log():
+    return list(csv.DictReader(io.StringIO("".join(request_log.csv_lines()))))
+
+
+def test_one_row_per_request_oldest_first_with_outcome_and_days_to_respond():
+    received = datetime(2024, 3, 1, 10, tzinfo=LONDON)
+    done = RightsRequestFactory(
+        state=S.COMPLETED, received_at=received, closed_at=received + timedelta(days=12)
+    )
+    still_open = RightsRequestFactory(state=S.IN_REVIEW, received_at=received + timedelta(days=1))
+    withdrawn = RightsRequestFactory(
+        state=S.WITHDRAWN, received_at=received + timedelta(days=2), closed_at=received + timedelta(days=3)
+    )
+    rows = _log()
+    assert [r["reference"] for r in rows] == [done.reference, still_open.reference, withdrawn.reference]
+    assert (
+        rows[0]["outcome"],
+        rows[0]["date_received"],
+        rows[0]["response_date"],
+        rows[0]["days_to_respond"],
+    ) == (
+        "fulfilled",
+        "2024-03-01",
+        "2024-03-13",
+        "12",
+    )
+    assert (rows[1]["outcome"], rows[1]["response_date"], rows[1]["days_to_respond"]) == ("open", "", "")
+    assert rows[2]["outcome"] == "withdrawn"
+    assert list(rows[0]) == list(request_log.HEADER)
+
+
+def test_log_holds_no_personal_data_beyond_the_reference():
+    RightsRequestFactory(
+        name="Grace Hopper",
+        email="grace@example.org",
+        details="My details",
+        site_url="https://g.atlassian.net",
+    )
+    text = "".join(request_log.csv_lines())
+    for secret in ("Grace", "grace@example.org", "My details", "g.atlassian.net"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("reason", ["=1+1", "+SUM(A1)", "-2", "@cmd", "\tx"])
+def test_reasons_a_spreadsheet_would_run_are_neutralised(reason):
+    RightsRequestFactory(state=S.REJECTED, rejection_reason=reason, closed_at=datetime.now(tz=LONDON))
+    assert _log()[0]["reason_for_denial"] == "'" + reason
