@@ -38,7 +38,7 @@ from registrations.backups import BackupError, fernet_for, read_frames, write_fr
 HEADER = b"ARTEMIS-DSR-EXPORT v1\n"
 DATA_FRAME = b"D"
 MANIFEST_FRAME = b"M"
-FRAME_BYTES = 1024 * 1024
+FRAME_BYTES = 256 * 1024
 FORMAT = "artemis-dsr-export"
 FORMAT_VERSION = 1
 # How often (in records) a long export reports progress, which moves the run's heartbeat.

@@ -73,3 +73,66 @@ def test_the_export_key_is_not_a_field_key(settings):
     for key in settings.FERNET_KEYS:
         with pytest.raises((InvalidToken, ValueError)):
             Fernet(key).decrypt(token)
+
+
+def _subject_with(records):
+    """A person with ``records`` earlier requests, and their approved copy request."""
+    from django.utils import timezone
+
+    from dsr_requests import services, tokens
+    from dsr_requests.models import RequestType, RightsRequest
+    from dsr_requests.tests.factories import approved_request
+
+    email = f"many{records}@example.org"
+    RightsRequest.objects.filter(email_hash=tokens.email_blind_index(email)).delete()
+    RightsRequest.objects.bulk_create(
+        RightsRequest(
+            reference=f"DSR-{chr(65 + len(str(records)))}{number:05d}",
+            request_type=RequestType.REVIEW,
+            state="completed",
+            name="Many Records",
+            email=email,
+            email_hash=tokens.email_blind_index(email),
+            details=f"Request {number}",
+            received_at=timezone.now(),
+        )
+        for number in range(records)
+    )
+    rights_request, _token = approved_request(RequestType.COPY, email=email)
+    return rights_request, services.subject_for(rights_request)
+
+
+def _export(tmp_path, rights_request, subject):
+    from dsr_requests import providers
+
+    return exports.write_export(
+        tmp_path / f"{rights_request.reference}.export",
+        kind="zip",
+        rights_request=rights_request,
+        subject=subject,
+        providers=providers.all_providers(),
+        activities=[],
+    )
+
+
+@pytest.mark.django_db
+def test_export_queries_grow_by_chunk_not_by_record(tmp_path, django_assert_max_num_queries):
+    rights_request, subject = _subject_with(1200)  # three chunks of 500
+    with django_assert_max_num_queries(30):
+        _size, _sha, records = _export(tmp_path, rights_request, subject)
+    assert records == 1201
+
+
+@pytest.mark.django_db
+def test_export_memory_does_not_grow_with_the_record_count(tmp_path):
+    import tracemalloc
+
+    peaks = {}
+    for count in (500, 5000):
+        rights_request, subject = _subject_with(count)
+        tracemalloc.start()
+        _export(tmp_path, rights_request, subject)
+        peaks[count] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    # Ten times the records, the same chunk size: the peak may not grow by more than 2 MiB.
+    assert peaks[5000] - peaks[500] < 2 * 1024 * 1024, peaks

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Benchmark: a copy export of one subject with many records, by a real db_worker (time and memory).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
+        /path/to/venv/bin/python bench/fulfilment_export.py --records 20000 200000
+
+For each size it creates a scratch database on the server DATABASE_URL names
+(``artemis_bench_fulfilment_<pid>``), migrates it, and fills it with that many earlier rights requests of
+one person (real rows, fields encrypted as in production), plus one approved copy request. Then it starts
+``manage.py db_worker`` (DEBUG off, as in production), reads the worker's idle resident memory once it
+is waiting for work, queues the fulfilment, and waits for the request to complete. The worker's peak
+(VmHWM from /proc) minus its idle size is the memory the export cost; the time is from queuing to
+completion. The scratch database and export folder are removed at the end. Prints a Markdown table.
+"""
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_BATCH = 5000
+
+
+def with_database(url, name):
+    """``url`` pointing at database ``name`` on the same server."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+def admin_sql(url, statement):
+    """Run one statement on the server's maintenance database (CREATE / DROP DATABASE)."""
+    import psycopg2
+
+    connection = psycopg2.connect(with_database(url, "postgres"))
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def proc_kib(pid, field):
+    """A /proc/<pid>/status memory field (VmRSS, VmHWM) in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def seed(records):
+    """Migrate, add ``records`` earlier requests of one person and an approved copy request; return its id."""
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.utils import timezone
+
+    from dsr_requests import roles, services, tokens
+    from dsr_requests.models import RequestState, RequestType, RightsRequest
+
+    email = "bench.subject@example.org"
+    email_hash = tokens.email_blind_index(email)
+    now = timezone.now()
+    for start in range(0, records, SEED_BATCH):
+        RightsRequest.objects.bulk_create(
+            RightsRequest(
+                reference=f"DSR-{number:06d}",
+                request_type=RequestType.REVIEW,
+                state=RequestState.COMPLETED,
+                name="Bench Subject",
+                email=email,
+                email_hash=email_hash,
+                details=f"Request number {number}: what do you hold about me?",
+                received_at=now,
+                closed_at=now,
+            )
+            for number in range(start, min(start + SEED_BATCH, records))
+        )
+    approver = get_user_model().objects.create(username="bench-approver", is_staff=True)
+    approver.groups.add(Group.objects.get(name=roles.APPROVER))
+    token, token_hash = tokens.new_status_token()
+    rights_request = RightsRequest.objects.create(
+        reference="DSR-BENCH0",
+        request_type=RequestType.COPY,
+        state=RequestState.IN_REVIEW,
+        name="Bench Subject",
+        email=email,
+        email_hash=email_hash,
+        received_at=now,
+        status_token_hash=token_hash,
+    )
+    services.approve(rights_request, actor=approver)
+    return rights_request.pk, approver
+
+
+def run_one(base_url, records, export_dir):
+    """Seed a scratch database, run the export in a worker; return (seconds, idle MiB, peak MiB, file MiB)."""
+    name = f"artemis_bench_fulfilment_{os.getpid()}"
+    admin_sql(base_url, f"DROP DATABASE IF EXISTS {name}")
+    admin_sql(base_url, f"CREATE DATABASE {name}")
+    env = {
+        **os.environ,
+        "DATABASE_URL": with_database(base_url, name),
+        "TASKS_BACKEND": "database",
+        "EXPORT_DIR": str(export_dir),
+        "EMAIL_URL": "dummymail://",
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "localhost",
+        "APP_BASE_URL": "https://localhost",
+    }
+    child = subprocess.run(
+        [sys.executable, __file__, "--child", str(records)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    try:
+        if child.returncode:
+            raise RuntimeError(child.stderr[-2000:])
+        return tuple(float(value) for value in child.stdout.split())
+    finally:
+        admin_sql(base_url, f"DROP DATABASE IF EXISTS {name}")
+
+
+def child(records):
+    """In the scratch database's environment: seed, start a worker, measure, print the numbers."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "artemis_portal.settings")
+    sys.path.insert(0, str(ROOT))
+    request_id, approver = seed(records)
+    from django.db import connection
+
+    from dsr_requests import services
+    from dsr_requests.models import DataExport, RightsRequest
+
+    connection.close()
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "db_worker", "--interval", "0.1", "--no-startup-delay", "--no-reload"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(5)  # imports done, waiting for work
+        idle = proc_kib(worker.pid, "VmRSS")
+        started = time.perf_counter()
+        services.start_fulfilment(RightsRequest.objects.get(pk=request_id), actor=approver)
+        while RightsRequest.objects.values_list("state", flat=True).get(pk=request_id) != "completed":
+            if worker.poll() is not None:
+                raise RuntimeError("the worker died")
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        peak = proc_kib(worker.pid, "VmHWM")
+        size = DataExport.objects.get(request_id=request_id).size
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    print(seconds, idle / 1024, peak / 1024, size / 1024 / 1024)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, nargs="+", default=[20000, 200000])
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    base_url = os.environ.get("DATABASE_URL", "")
+    if not base_url.startswith("postgres"):
+        sys.exit("Set DATABASE_URL to a PostgreSQL server (the benchmark makes its own scratch database).")
+    print(f"Python {platform.python_version()}, {os.cpu_count()} cores, {platform.platform()}")
+    print("| records | time (s) | s per 1,000 | worker idle | worker peak | peak − idle | ZIP |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for records in args.records:
+        with tempfile.TemporaryDirectory() as export_dir:
+            seconds, idle, peak, size = run_one(base_url, records, Path(export_dir))
+        print(
+            f"| {records:,} | {seconds:.1f} | {seconds / records * 1000:.3f} | {idle:.0f} MiB "
+            f"| {peak:.0f} MiB | {peak - idle:.0f} MiB | {size:.1f} MiB |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
