@@ -7,3 +7,14 @@ class DsrRequestsConfig(AppConfig):
 
     name = "dsr_requests"
     verbose_name = _("Rights requests")
+
+    def ready(self):
+        """Report the account IDs the identity proof binds to Atlassian, and erase closed accounts."""
+        from dsr_requests import services
+        from registrations import personal_data
+
+        personal_data.register_source(
+            "rights requests",
+            accounts=services.stored_atlassian_accounts,
+            erase=services.erase_closed_atlassian_account,
+        )
