@@ -386,6 +386,20 @@ BACKUP_DIR = _backups["dir"]
 BACKUP_STORAGE = _backups["storage"]
 BACKUP_STORAGE_OPTIONS = _backups["storage_options"]
 
+# --- Personal data reporting (registrations/personal_data.py) ------------------------------------
+# Hours until the next report when Atlassian's answer carries no usable Cycle-Period (it recommends 7
+# days), and minutes before a failed or interrupted report is due again (or Retry-After, if later).
+try:
+    PERSONAL_DATA_DEFAULT_CYCLE_HOURS = env.int("PERSONAL_DATA_DEFAULT_CYCLE_HOURS", default=168)
+    PERSONAL_DATA_RETRY_MINUTES = env.int("PERSONAL_DATA_RETRY_MINUTES", default=60)
+    if PERSONAL_DATA_DEFAULT_CYCLE_HOURS < 1 or PERSONAL_DATA_RETRY_MINUTES < 1:
+        raise ValueError("must be at least 1")
+except ValueError as exc:
+    sys.exit(
+        "Configuration error: PERSONAL_DATA_DEFAULT_CYCLE_HOURS and PERSONAL_DATA_RETRY_MINUTES must be "
+        f"whole numbers of at least 1 ({exc})"
+    )
+
 # --- Rights requests: fulfilment -----------------------------------------------------------------
 # Encrypted export files (dsr_requests/exports.py); keep on a persistent volume shared with the worker.
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default="") or BASE_DIR / "var" / "exports")

@@ -9,7 +9,17 @@ class DsrRequestsConfig(AppConfig):
     verbose_name = _("Rights requests")
 
     def ready(self):
-        """Register the rights requests themselves as a provider (a person's earlier requests)."""
-        from dsr_requests import providers
+        """Register what this app holds about people, for fulfilment and for Atlassian's reporting.
+
+        The fulfilment provider exports and erases a person's requests; the account IDs the identity
+        proof binds are reported to Atlassian and erased when Atlassian says the account is closed.
+        """
+        from dsr_requests import providers, services
+        from registrations import personal_data
 
         providers.register(providers.RightsRequestProvider())
+        personal_data.register_source(
+            "rights requests",
+            accounts=services.stored_atlassian_accounts,
+            erase=services.erase_closed_atlassian_account,
+        )

@@ -80,3 +80,30 @@ class UsageCount(models.Model):
 
     def __str__(self):
         return f"{self.day} {self.module}: {self.count}"
+
+
+class PersonalDataReport(models.Model):
+    """Where the personal data reporting cycle stands: one row, the schedule Atlassian last asked for.
+
+    Atlassian's answer to each report says (``Cycle-Period``) how many hours until the next one is due;
+    the daily command reads ``next_due_at`` and does nothing before then. A run that fails keeps the
+    report due (after a short delay), so no account is left unreported.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    # Empty: due now (never run, or nothing to report last time).
+    next_due_at = models.DateTimeField(_("next report due"), null=True, blank=True)
+    cycle_period_hours = models.PositiveIntegerField(_("cycle period (hours)"), null=True, blank=True)
+    last_run_at = models.DateTimeField(_("last run"), null=True, blank=True)
+    last_accounts = models.PositiveIntegerField(_("accounts in the last run"), default=0)
+    last_failed_batches = models.PositiveIntegerField(_("failed batches in the last run"), default=0)
+
+    class Meta:
+        verbose_name = _("personal data report schedule")
+        verbose_name_plural = _("personal data report schedule")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="personaldatareport_single_row"),
+        ]
+
+    def __str__(self):
+        return f"next report due {self.next_due_at or 'now'}"

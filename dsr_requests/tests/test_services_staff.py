@@ -471,11 +471,16 @@ def test_two_staff_acting_at_once_exactly_one_succeeds_and_one_email_goes_out(se
         admin.groups.add(Group.objects.get(name=roles.PRIVACY_ADMIN))
     rights_request = _request_in(S.IN_REVIEW)
     mail.outbox = []
+    # Both staff saw the request in review: the admin sends that state with every action, so whichever
+    # acts second finds the request changed (approved -> rejected alone would be a legal move).
+    seen = S.IN_REVIEW
     calls = [
-        lambda: services.reject(rights_request, actor=admins[0], reason="No data held."),
+        lambda: services.reject(rights_request, actor=admins[0], reason="No data held.", expected_state=seen),
         {
-            "reject": lambda: services.reject(rights_request, actor=admins[1], reason="Not verified."),
-            "approve": lambda: services.approve(rights_request, actor=admins[1]),
+            "reject": lambda: services.reject(
+                rights_request, actor=admins[1], reason="Not verified.", expected_state=seen
+            ),
+            "approve": lambda: services.approve(rights_request, actor=admins[1], expected_state=seen),
         }[second],
     ]
     # Hold the row lock so both threads are queued on it at the same moment, then let them go.

@@ -1,6 +1,8 @@
 """Fixtures for the Connect tests: a real HTTP install-key service on loopback, run-time RSA keys,
 and token builders that use PyJWT directly (independent of the code under test)."""
 
+import hashlib
+import json
 import threading
 import time
 import uuid
@@ -134,3 +136,93 @@ def install_token(
     payload.update(claims)
     payload = {k: v for k, v in payload.items() if v is not Ellipsis}
     return pyjwt.encode(payload, key.private, algorithm="RS256", headers={"kid": kid, **(headers or {})})
+
+
+class ReportingApi:
+    """What the stand-in for Atlassian's personal data reporting API answers, and what it received.
+
+    By default it answers like Atlassian: 200 naming the sent accounts found in ``closed`` / ``updated``,
+    or 204 when none are, with ``Cycle-Period: cycle``. ``script`` holds answers ``(status, headers,
+    body)`` for the next calls, in order. ``received`` holds each call's site, verified claims and body.
+    """
+
+    PATH = "/rest/atlassian-connect/latest/report/accounts"
+
+    def __init__(self, port):
+        self.base = f"http://127.0.0.1:{port}"
+        self.secrets = {}
+        self.closed, self.updated = set(), set()
+        self.cycle = "168"
+        self.script = []
+        self.received = []
+        self.rejected = []
+
+    def site(self, name, secret):
+        """A site at ``<base>/<name>/wiki`` whose tokens must be signed with ``secret``; returns its URL."""
+        self.secrets[name] = secret
+        return f"{self.base}/{name}/wiki"
+
+    def answer(self, site, claims, body):
+        if self.script:
+            return self.script.pop(0)
+        sent = {account["accountId"] for account in body["accounts"]}
+        actions = [{"accountId": a, "status": "closed"} for a in sorted(sent & self.closed)]
+        actions += [{"accountId": a, "status": "updated"} for a in sorted(sent & self.updated)]
+        headers = {"Cycle-Period": self.cycle}
+        if not actions:
+            return 204, headers, b""
+        return (
+            200,
+            {**headers, "Content-Type": "application/json"},
+            json.dumps({"accounts": actions}).encode(),
+        )
+
+
+@pytest.fixture
+def reporting_api():
+    """A real HTTP server on 127.0.0.1 standing in for tenants' reporting API; it verifies every JWT.
+
+    The token must be HS256 with the site's secret, ``iss`` = our app key, ``exp`` set, and ``qsh`` the
+    SHA-256 of ``POST&/rest/atlassian-connect/latest/report/accounts&``, computed here independently.
+    A request that fails any check gets a 401 and is recorded in ``rejected``.
+    """
+    expected_qsh = hashlib.sha256(f"POST&{ReportingApi.PATH}&".encode()).hexdigest()
+    holder = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            api = holder["api"]
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            site, _sep, path = self.path.lstrip("/").partition("/wiki")
+            scheme, _sep, token = (self.headers.get("Authorization") or "").partition(" ")
+            try:
+                assert path == ReportingApi.PATH and scheme == "JWT" and site in api.secrets
+                claims = pyjwt.decode(
+                    token, api.secrets[site], algorithms=["HS256"], options={"require": ["exp", "iss", "qsh"]}
+                )
+                assert claims["iss"] == APP_KEY and claims["qsh"] == expected_qsh
+            except (AssertionError, pyjwt.InvalidTokenError) as exc:
+                api.rejected.append((site, repr(exc)))
+                self._send(401, {}, b"")
+                return
+            api.received.append({"site": site, "claims": claims, "body": body})
+            self._send(*api.answer(site, claims, body))
+
+        def _send(self, status, headers, body):
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    holder["api"] = api = ReportingApi(server.server_address[1])
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield api
+    server.shutdown()
+    server.server_close()
