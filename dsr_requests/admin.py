@@ -478,6 +478,16 @@ class RectificationForm(forms.ModelForm):
             for name in p.rectifiable_fields
         ]
 
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("request") and cleaned.get("source_field"):
+            provider, _sep, field = cleaned["source_field"].partition(":")
+            try:
+                services.check_rectification(cleaned["request"], provider=provider, field=field)
+            except services.ActionRefused as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return cleaned
+
 
 @admin.register(Rectification)
 class RectificationAdmin(admin.ModelAdmin):

@@ -1629,15 +1629,14 @@ def redeem_transfer_link(*, token, actor=REQUESTER, now=None):
 # --- Fulfilment: corrections -------------------------------------------------------------------------
 
 
-@transaction.atomic
-def record_rectification(rights_request, *, actor, provider, field, new_value):
-    """Record a correction for a change request, applied by the provider when the request is fulfilled."""
+def check_rectification(rights_request, *, provider, field):
+    """Refuse (ActionRefused) a correction the request or the provider cannot take; the form uses it too."""
     from dsr_requests import providers
-    from dsr_requests.models import Rectification
 
-    _require(actor, "fulfil_request")
-    locked = _lock(rights_request)
-    if locked.request_type != RequestType.CHANGE or locked.state not in (S.IN_REVIEW, S.APPROVED):
+    if rights_request.request_type != RequestType.CHANGE or rights_request.state not in (
+        S.IN_REVIEW,
+        S.APPROVED,
+    ):
         raise ActionRefused(_("Corrections are recorded on a change request in review or approved."))
     try:
         target = providers.get(provider)
@@ -1648,6 +1647,16 @@ def record_rectification(rights_request, *, actor, provider, field, new_value):
             _("%(source)s can correct only: %(fields)s.")
             % {"source": target.title, "fields": ", ".join(target.rectifiable_fields) or "-"}
         )
+
+
+@transaction.atomic
+def record_rectification(rights_request, *, actor, provider, field, new_value):
+    """Record a correction for a change request, applied by the provider when the request is fulfilled."""
+    from dsr_requests.models import Rectification
+
+    _require(actor, "fulfil_request")
+    locked = _lock(rights_request)
+    check_rectification(locked, provider=provider, field=field)
     new_value = _required_text(new_value, _("Give the corrected value."))
     correction, _created = Rectification.objects.update_or_create(
         request=locked,
@@ -1704,7 +1713,7 @@ def purge(*, dry_run=False, now=None, progress=None):
     stale_partial = now - timedelta(days=1)
     for path in exports.export_dir().iterdir():
         is_partial = path.name.startswith(".") and path.name.endswith(".partial")
-        old = dt_from_timestamp(path.stat().st_mtime) < stale_partial
+        old = _file_time(path.stat().st_mtime) < stale_partial
         if (is_partial and old) or (not is_partial and path.name not in live):
             result.stray_files += 1
             if not dry_run:
@@ -1725,7 +1734,7 @@ def purge(*, dry_run=False, now=None, progress=None):
     return result
 
 
-def dt_from_timestamp(timestamp):
+def _file_time(timestamp):
     """An aware UTC datetime from a file's modification time."""
     import datetime as dt
 
