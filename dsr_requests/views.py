@@ -336,13 +336,18 @@ def lost_link(request):
 # --- Fulfilment: downloads ------------------------------------------------------------------------------
 
 
-def _export_response(export, *, filename, content_type):
+def _export_response(request, export, *, filename, content_type):
     """Stream an export, decrypting frame by frame; never the whole file in memory."""
     from dsr_requests import exports
 
-    response = StreamingHttpResponse(
-        exports.iter_plain(exports.export_dir() / export.file_name), content_type=content_type
-    )
+    path = exports.export_dir() / export.file_name
+    if not path.is_file():  # lost storage: say so rather than start a download that breaks
+        return error_page(
+            request,
+            _("This file is no longer available. Reply to our email and we will prepare it again."),
+            status=404,
+        )
+    response = StreamingHttpResponse(exports.iter_plain(path), content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Content-Length"] = str(export.size)
     return response
@@ -383,7 +388,10 @@ def download(request, token):
         form.add_error("code", str(exc))
         return _render_status(request, rights_request, token, download_form=form, status=400)
     return _export_response(
-        export, filename=f"{rights_request.reference}-personal-data.zip", content_type="application/zip"
+        request,
+        export,
+        filename=f"{rights_request.reference}-personal-data.zip",
+        content_type="application/zip",
     )
 
 
@@ -402,5 +410,8 @@ def transfer(request, token):
     except services.ActionRefused as exc:
         return error_page(request, str(exc), status=404)
     return _export_response(
-        export, filename=f"{export.request.reference}-personal-data.json", content_type="application/json"
+        request,
+        export,
+        filename=f"{export.request.reference}-personal-data.json",
+        content_type="application/json",
     )

@@ -132,7 +132,7 @@ class TestNeverA500(TestCase):
 
     @given(
         token=st.text(
-            alphabet=st.characters(blacklist_characters="/?#%", blacklist_categories=["Cs"]),
+            alphabet=st.characters(exclude_characters="/?#%", exclude_categories=["Cs"]),
             min_size=1,
             max_size=80,
         )
@@ -140,3 +140,15 @@ class TestNeverA500(TestCase):
     def test_transfer_links(self, token):
         response = self.client.post(f"/requests/transfer/{token}/")
         assert response.status_code in (404, 429)
+
+
+def test_a_lost_export_file_is_a_clear_404_not_a_broken_download(client, ready_copy, committed):
+    from dsr_requests import exports
+
+    rights_request, token = ready_copy
+    code = ask_for_code(client, token, committed)
+    export = DataExport.objects.get(request=rights_request)
+    (exports.export_dir() / export.file_name).unlink()
+    response = download(client, token, code)
+    assert response.status_code == 404
+    assert "no longer available" in response.content.decode()
