@@ -450,6 +450,11 @@ class ProcessingActivity(models.Model):
     retention = models.TextField(_("how long the data is kept"))
     source = models.TextField(_("where the data comes from"), blank=True)
     transfers = models.TextField(_("transfers outside the UK/EEA and safeguards"), blank=True)
+    automated_decisions = models.TextField(
+        _("automated decision-making, including profiling"),
+        blank=True,
+        help_text=_("Its logic and consequences (Art. 15(1)(h)); leave empty when there is none."),
+    )
     position = models.PositiveSmallIntegerField(_("position"), default=0)
 
     class Meta:

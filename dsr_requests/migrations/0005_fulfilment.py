@@ -33,6 +33,7 @@ class Migration(migrations.Migration):
                 ('retention', models.TextField(verbose_name='how long the data is kept')),
                 ('source', models.TextField(blank=True, verbose_name='where the data comes from')),
                 ('transfers', models.TextField(blank=True, verbose_name='transfers outside the UK/EEA and safeguards')),
+                ('automated_decisions', models.TextField(blank=True, help_text='Its logic and consequences (Art. 15(1)(h)); leave empty when there is none.', verbose_name='automated decision-making, including profiling')),
                 ('position', models.PositiveSmallIntegerField(default=0, verbose_name='position')),
             ],
             options={

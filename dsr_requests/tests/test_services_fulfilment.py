@@ -206,6 +206,8 @@ def test_processing_answer_is_generated_from_the_register(approver, committed):
     assert fulfil(rights_request, approver, committed).state == S.COMPLETED
     (message,) = [m for m in mail.outbox if "how we process" in m.subject]
     assert "Connect registrations" in message.body and "Contract (Art. 6(1)(b))" in message.body
+    assert "Automated decision-making: none" in message.body  # Art. 15(1)(h), said even when none
+    assert "complain to your data protection authority" in message.body  # Art. 15(1)(f)
     html = message.alternatives[0][0]
     assert "Connect registrations" in html
 
