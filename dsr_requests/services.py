@@ -1385,6 +1385,8 @@ def _step_erase(run, step, provider_key):
 
 def erasure_receipt(run):
     """The receipt of an erasure: per provider what and how many, when, and who approved it."""
+    from datetime import datetime
+
     from dsr_requests import providers
 
     rights_request = run.request
@@ -1397,7 +1399,7 @@ def erasure_receipt(run):
                     "title": done["title"],
                     "erased": done["erased"],
                     "kept": done["kept"],
-                    "at": done["done_at"],
+                    "at": datetime.fromisoformat(done["done_at"]),
                     "holds_personal_data": provider.holds_personal_data,
                 }
             )
