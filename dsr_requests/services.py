@@ -27,6 +27,7 @@ from dsr_requests.models import (
     AccountProofCode,
     CheckOutcome,
     EmailStatus,
+    FulfilmentRun,
     IdentityCheck,
     IdentityDocument,
     IdentityStep,
@@ -746,12 +747,26 @@ def start_fulfilment(rights_request, *, actor, note="", expected_state=S.APPROVE
 
 @transaction.atomic
 def complete(rights_request, *, actor, note="", expected_state=S.FULFILLING):
-    """Record that the request has been carried out, and tell the requester."""
+    """Record that the request has been carried out, and tell the requester.
+
+    Refused while a fulfilment job is running: the job completes the request itself when its last step
+    is done, and completing under it would tell the requester before the result exists.
+    """
     _require(actor, "fulfil_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
+    if _fulfilment_running(locked):
+        raise ActionRefused(
+            _("Request %(reference)s is being fulfilled by a background job; it completes when the job ends.")
+            % {"reference": locked.reference}
+        )
     _transition(locked, to_state=S.COMPLETED, actor=actor, note=note, public=True)
     queue_requester_email(locked, event="completed", note=note)
     return locked
+
+
+def _fulfilment_running(rights_request):
+    """Whether a background fulfilment job is under way for this request."""
+    return FulfilmentRun.objects.filter(request=rights_request, status=FulfilmentRun.Status.RUNNING).exists()
 
 
 def extension_window_closes(rights_request):
@@ -908,7 +923,7 @@ def available_actions(rights_request, user):
         and rights_request.approved_by_id != user.pk,
         "start_fulfilment": state == S.APPROVED
         and (not is_delete or bool(rights_request.erasure_approved_by_id)),
-        "complete": S.COMPLETED in targets,
+        "complete": S.COMPLETED in targets and not _fulfilment_running(rights_request),
         "put_on_hold": S.ON_HOLD in targets,
         "resume": state == S.ON_HOLD,
         "extend_deadline": state not in FINAL_STATES

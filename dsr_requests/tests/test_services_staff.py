@@ -195,6 +195,18 @@ def test_complete_tells_the_requester_and_stamps_the_closing_time(admin_user, co
     assert [m.subject for m in mailoutbox] == [f"Request {rights_request.reference} is complete"]
 
 
+def test_complete_is_refused_and_not_offered_while_a_fulfilment_job_runs(admin_user):
+    from dsr_requests.models import FulfilmentRun
+
+    rights_request = _request_in(S.FULFILLING)
+    FulfilmentRun.objects.create(request=rights_request, status=FulfilmentRun.Status.RUNNING)
+    assert "complete" not in [a.name for a in services.available_actions(rights_request, admin_user)]
+    with pytest.raises(services.ActionRefused, match="background job"):
+        services.complete(rights_request, actor=admin_user)
+    rights_request.refresh_from_db()
+    assert rights_request.state == S.FULFILLING and not rights_request.events.exists()
+
+
 # --- erasure: four eyes ------------------------------------------------------------------------------
 
 
