@@ -12,7 +12,6 @@ log; the decorator and mixin turn it into a 401. Nothing in here may raise anyth
 
 import binascii
 import hashlib
-import hmac
 import json
 import logging
 import re
@@ -44,7 +43,11 @@ MAX_QUERY_FIELDS = 200
 ACTIVE_STATES = frozenset({Registration.State.INSTALLED, Registration.State.ENABLED})
 # Client keys and account IDs are logged only when they look like one, so a forged token cannot write
 # arbitrary text (or personal data) into the log.
-SAFE_LOG_VALUE = re.compile(r"^[A-Za-z0-9:._-]{1,128}$")
+SAFE_LOG_VALUE = re.compile(r"[A-Za-z0-9:._-]{1,128}")
+# iss (a client key, at most the column's 255) and sub (an account ID): printable text, no control
+# characters or lone surrogates, which no database column or log line should receive.
+CLIENT_KEY = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]{1,255}")
+ACCOUNT_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 class ConnectAuthError(Exception):
@@ -191,7 +194,7 @@ def _verify(token, key, algorithm, *, require):
         raise ConnectAuthError("claims", _("The JWT lacks the '%s' claim.") % exc.claim) from None
     except pyjwt.InvalidSignatureError:
         raise ConnectAuthError("signature", _("The JWT signature does not verify.")) from None
-    except (pyjwt.InvalidTokenError, ValueError, TypeError):
+    except (pyjwt.PyJWTError, ValueError, TypeError):
         raise ConnectAuthError("invalid", _("The JWT is not valid.")) from None
 
 
@@ -204,7 +207,8 @@ def _check_qsh(claims, request, *, allow_context_qsh):
         if allow_context_qsh:
             return
         raise ConnectAuthError("context-qsh", _("A context JWT is not accepted here."))
-    if not hmac.compare_digest(qsh.encode(), request_qsh(request).encode()):
+    # A hash of the public request, not a secret: a plain comparison is fine (and total on any str).
+    if qsh != request_qsh(request):
         raise ConnectAuthError("qsh", _("The JWT's qsh claim does not match the request."))
 
 
@@ -220,15 +224,17 @@ def authenticate_request(request, *, allow_context_qsh=False, states=ACTIVE_STAT
     if header.get("alg") != "HS256":
         raise ConnectAuthError("algorithm", _("Only HS256 JWTs are accepted."))
     client_key = unverified.get("iss")
-    if not isinstance(client_key, str) or not client_key:
-        raise ConnectAuthError("claims", _("The JWT lacks the 'iss' claim."))
+    if not isinstance(client_key, str) or not CLIENT_KEY.fullmatch(client_key):
+        raise ConnectAuthError("claims", _("The JWT lacks a valid 'iss' claim."))
     tenant = tenant_cache.get(client_key)
     if tenant is None or tenant.state not in states:
         raise ConnectAuthError("tenant", _("The site is not installed or not enabled."))
     claims = _verify(token, tenant.shared_secret, "HS256", require=["exp", "iss", "qsh"])
     _check_qsh(claims, request, allow_context_qsh=allow_context_qsh)
-    account_id = claims.get("sub")
-    return ConnectContext(tenant=tenant, account_id=account_id or None, claims=claims)
+    account_id = claims.get("sub") or None
+    if account_id is not None and not ACCOUNT_ID.fullmatch(account_id):
+        raise ConnectAuthError("claims", _("The JWT's 'sub' claim is not an account ID."))
+    return ConnectContext(tenant=tenant, account_id=account_id, claims=claims)
 
 
 def verify_install_token(request, *, client_key):
@@ -262,7 +268,7 @@ def verify_install_token(request, *, client_key):
 
 def log_value(value):
     """``value`` if it is safe to write to the log as an identifier, else ``-``."""
-    return value if isinstance(value, str) and SAFE_LOG_VALUE.match(value) else "-"
+    return value if isinstance(value, str) and SAFE_LOG_VALUE.fullmatch(value) else "-"
 
 
 def auth_failure(request, error):

@@ -222,6 +222,15 @@ def test_malformed_tokens_are_401(client, token):
     assert response.status_code == 401
 
 
+@pytest.mark.parametrize(
+    "claims", [{"qsh": "\ud800"}, {"sub": "\udfff"}, {"iss": "\ud800"}, {"qsh": 5}, {"sub": 7}]
+)
+def test_odd_claim_values_are_401_not_500(client, claims):
+    tenant = RegistrationFactory()
+    token = request_token(tenant, url="/api/bare", **claims)
+    assert client.get("/api/bare", **auth(token)).status_code == 401
+
+
 def test_failure_log_has_client_key_and_account_but_no_token(client, caplog):
     tenant = RegistrationFactory()
     token = request_token(tenant, url="/api/bare", sub="557058:abc", exp=int(time.time()) - 300)
@@ -236,7 +245,7 @@ def test_failure_log_has_client_key_and_account_but_no_token(client, caplog):
 
 def test_forged_log_values_are_not_written(client, caplog):
     tenant = RegistrationFactory()
-    token = request_token(tenant, url="/api/bare", iss="evil\nINFO fake line", sub="a@b.example")
+    token = request_token(tenant, url="/api/bare", iss="evil\n", sub="a@b.example")
     with caplog.at_level("WARNING", logger="artemis.connect"):
         client.get("/api/bare", **auth(token))
     assert "client_key=- account_id=-" in caplog.records[-1].getMessage()
@@ -281,8 +290,10 @@ def test_cached_tenant_record_does_not_hold_the_secret_in_plain_text(client):
 
 # --- property-based: arbitrary input never reaches a 500 --------------------------------------------
 
+# Text includes lone surrogates: JSON can carry them, and no database or log accepts them.
+any_text = st.text(st.characters() | st.characters(categories=["Cs"]), max_size=30)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
     ),
