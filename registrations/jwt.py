@@ -14,7 +14,6 @@ import binascii
 import hashlib
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from functools import wraps
@@ -29,7 +28,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 from jwt.utils import base64url_decode
 
-from registrations import install_keys, tenant_cache
+from registrations import install_keys, services, tenant_cache
+from registrations.identifiers import ACCOUNT_ID, CLIENT_KEY, log_value
 from registrations.models import Registration
 
 logger = logging.getLogger("artemis.connect")
@@ -41,13 +41,6 @@ MAX_TOKEN_LENGTH = 8192
 MAX_QUERY_FIELDS = 200
 # States in which a tenant's pages and APIs may be used (Atlassian sends "enabled" right after "installed").
 ACTIVE_STATES = frozenset({Registration.State.INSTALLED, Registration.State.ENABLED})
-# Client keys and account IDs are logged only when they look like one, so a forged token cannot write
-# arbitrary text (or personal data) into the log.
-SAFE_LOG_VALUE = re.compile(r"[A-Za-z0-9:._-]{1,128}")
-# iss (a client key, at most the column's 255) and sub (an account ID): printable text, no control
-# characters or lone surrogates, which no database column or log line should receive.
-CLIENT_KEY = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]{1,255}")
-ACCOUNT_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 class ConnectAuthError(Exception):
@@ -266,11 +259,6 @@ def verify_install_token(request, *, client_key):
     return claims
 
 
-def log_value(value):
-    """``value`` if it is safe to write to the log as an identifier, else ``-``."""
-    return value if isinstance(value, str) and SAFE_LOG_VALUE.fullmatch(value) else "-"
-
-
 def auth_failure(request, error):
     """Log a failed authentication (client key and account ID only) and build the 401 response."""
     try:
@@ -290,8 +278,6 @@ def auth_failure(request, error):
 
 def _authenticate_view(request, *, allow_context_qsh, module):
     """Shared body of the decorator and the mixin: ``None`` on success (``request.connect`` set)."""
-    from registrations import services  # services imports this module for the lifecycle
-
     try:
         request.connect = authenticate_request(request, allow_context_qsh=allow_context_qsh)
     except ConnectAuthError as error:
