@@ -2,16 +2,19 @@
 """Requests per second of the JWT-protected Connect page vs the same page unprotected, under gunicorn.
 
     /path/to/venv/bin/python bench/connect_gunicorn.py [--database-url postgres://...] [--cache-url redis://...]
-        [--duration 8] [--rounds 3] [--connections 8] [--workers 2]
+        [--duration 4] [--rounds 9] [--connections 8] [--workers 2]
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``). Starts gunicorn on 127.0.0.1 with production settings
-(DEBUG off, persistent database connections), creates one enabled tenant, and drives three pages with
-wrk in alternating rounds so background load hits all alike: the identity-proof page (JWT-protected:
-token parse and HS256 check, tenant from the cache, qsh ``context-qsh``, usage-count upsert, framing
-header), its unprotected twin (same usage count and render, no authentication) and the bare template
-render (see bench/connect_urls.py). Everything talks to
-loopback only, every wrk run is bounded by ``--duration``, and gunicorn is stopped at the end.
-Default database: a throw-away SQLite file (pass ``--database-url`` for PostgreSQL).
+(DEBUG off, persistent database connections), creates one enabled tenant and drives three pages with
+wrk, in short rounds that rotate which page goes first, so load from other processes hits all alike:
+
+- JWT-protected: the identity-proof page (token parse, HS256 check, tenant from the cache, qsh
+  ``context-qsh``, usage-count upsert, framing header, render);
+- unprotected: its twin with the same usage count and render but no authentication;
+- bare: the render alone, no database (see bench/connect_urls.py).
+
+Everything talks to loopback only, every wrk run is bounded by ``--duration`` and gunicorn is stopped at
+the end. Default database: a throw-away SQLite file (pass ``--database-url`` for PostgreSQL).
 """
 
 import argparse
@@ -69,8 +72,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--cache-url", default="locmemcache://bench")
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
@@ -157,8 +160,12 @@ def main():
         assert ACCOUNT_ID in body and SITE_URL in body, "protected page did not render"
         for url, page_token in pages.values():  # warm-up: imports, connections, tenant cache in each worker
             run_wrk(url, duration=2, connections=args.connections, token=page_token)
-        for _ in range(args.rounds):
-            for name, (url, page_token) in pages.items():
+        names = list(pages)
+        for round_number in range(args.rounds):
+            # Each round starts with a different page, so a load change from outside favours none.
+            shift = round_number % len(names)
+            for name in names[shift:] + names[:shift]:
+                url, page_token = pages[name]
                 results[name].append(
                     run_wrk(url, duration=args.duration, connections=args.connections, token=page_token)
                 )

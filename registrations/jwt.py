@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from functools import wraps
@@ -26,6 +27,7 @@ from django.utils.encoding import escape_uri_path
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
+from jwt.algorithms import HMACAlgorithm
 from jwt.utils import base64url_decode
 
 from registrations import install_keys, services, tenant_cache
@@ -191,6 +193,44 @@ def _verify(token, key, algorithm, *, require):
         raise ConnectAuthError("invalid", _("The JWT is not valid.")) from None
 
 
+_HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+
+
+def _number(value):
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@sensitive_variables("token", "secret")
+def _verify_hs256(token, header, claims, secret):
+    """HS256 signature (PyJWT's HMAC primitive) and time claims, on the token already parsed once.
+
+    PyJWT's generic ``decode`` re-parses the token and merges options on every call, which costs more
+    than the check itself on this hot path (see docs/benchmarks.md); the rules are PyJWT's: ``exp``
+    required and numeric, ``nbf``/``iat`` not in the future, all with ``CONNECT_JWT_LEEWAY``, and no
+    ``crit`` or ``b64`` header extensions (which would change what is signed).
+    """
+    if "crit" in header or "b64" in header:
+        raise ConnectAuthError("invalid", _("The JWT is not valid."))
+    signing_input, _sep, signature = token.rpartition(".")
+    try:
+        signature = base64url_decode(signature)
+    except (ValueError, binascii.Error):
+        raise ConnectAuthError("malformed", _("The JWT is malformed.")) from None
+    if not _HS256.verify(signing_input.encode(), secret.encode(), signature):
+        raise ConnectAuthError("signature", _("The JWT signature does not verify."))
+    now, leeway = time.time(), settings.CONNECT_JWT_LEEWAY
+    for name in ("exp", "iss", "qsh"):
+        if claims.get(name) is None:
+            raise ConnectAuthError("claims", _("The JWT lacks the '%s' claim.") % name)
+    if not all(_number(claims[name]) for name in ("exp", "nbf", "iat") if name in claims):
+        raise ConnectAuthError("invalid", _("The JWT is not valid."))
+    if claims["exp"] <= now - leeway:
+        raise ConnectAuthError("expired", _("The JWT has expired."))
+    if claims.get("nbf", 0) > now + leeway or claims.get("iat", 0) > now + leeway:
+        raise ConnectAuthError("invalid", _("The JWT is not valid yet."))
+    return claims
+
+
 def _check_qsh(claims, request, *, allow_context_qsh):
     """The token's ``qsh`` must match this request, or be ``context-qsh`` where the view allows that."""
     qsh = claims.get("qsh")
@@ -222,10 +262,10 @@ def authenticate_request(request, *, allow_context_qsh=False, states=ACTIVE_STAT
     tenant = tenant_cache.get(client_key)
     if tenant is None or tenant.state not in states:
         raise ConnectAuthError("tenant", _("The site is not installed or not enabled."))
-    claims = _verify(token, tenant.shared_secret, "HS256", require=["exp", "iss", "qsh"])
+    claims = _verify_hs256(token, header, unverified, tenant.shared_secret)
     _check_qsh(claims, request, allow_context_qsh=allow_context_qsh)
     account_id = claims.get("sub") or None
-    if account_id is not None and not ACCOUNT_ID.fullmatch(account_id):
+    if account_id is not None and not (isinstance(account_id, str) and ACCOUNT_ID.fullmatch(account_id)):
         raise ConnectAuthError("claims", _("The JWT's 'sub' claim is not an account ID."))
     return ConnectContext(tenant=tenant, account_id=account_id, claims=claims)
 

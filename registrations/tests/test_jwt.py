@@ -1,5 +1,8 @@
 """Request JWT authentication: canonical request / qsh, the decorator and mixin, outbound signing."""
 
+import hashlib
+import hmac
+import json
 import time
 
 import jwt as pyjwt
@@ -8,6 +11,7 @@ from django.core.cache import cache
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from jwt.utils import base64url_encode
 
 from registrations.jwt import (
     app_relative_path_of,
@@ -60,8 +64,6 @@ def test_canonical_query_accepts_parameters_about_to_be_sent():
 
 
 def test_qsh_is_sha256_hex_of_canonical_request():
-    import hashlib
-
     expected = hashlib.sha256(b"GET&/rest/api/space&limit=10").hexdigest()
     assert canonical_query_string_hash("GET", "/rest/api/space", "limit=10") == expected
 
@@ -211,6 +213,45 @@ def test_unknown_tenant_is_401(client):
 def test_disabled_or_uninstalled_tenant_is_401(client, state):
     tenant = RegistrationFactory(state=state)
     assert_401(client.get("/api/bare", **auth(request_token(tenant, url="/api/bare"))), "not installed")
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"exp": "9999999999"}, "not valid"),
+        ({"exp": True}, "not valid"),
+        ({"nbf": int(time.time()) + 600}, "not valid yet"),
+        ({"iat": int(time.time()) + 600}, "not valid yet"),
+        ({"iat": "yesterday"}, "not valid"),
+        ({"iss": ...}, "iss"),
+    ],
+)
+def test_claims_pyjwt_would_refuse_are_401(client, claims, reason):
+    tenant = RegistrationFactory()
+    response = client.get("/api/bare", **auth(request_token(tenant, url="/api/bare", **claims)))
+    assert_401(response, reason)
+
+
+def test_infinite_exp_is_401(client):
+    """Python's json accepts the non-standard ``Infinity``; a token must not live for ever."""
+    tenant = RegistrationFactory()
+    header = base64url_encode(b'{"alg":"HS256","typ":"JWT"}')
+    payload = base64url_encode(f'{{"iss":"{tenant.client_key}","exp":Infinity,"qsh":"context-qsh"}}'.encode())
+    signing_input = header + b"." + payload
+    signature = hmac.new(tenant.shared_secret.encode(), signing_input, hashlib.sha256).digest()
+    token = (signing_input + b"." + base64url_encode(signature)).decode()
+    assert_401(client.get(PAGE, **auth(token)), "not valid")
+
+
+@pytest.mark.parametrize("extension", [{"crit": ["exp"]}, {"b64": False}])
+def test_header_extensions_that_change_what_is_signed_are_401(client, extension):
+    tenant = RegistrationFactory()
+    payload = {"iss": tenant.client_key, "exp": int(time.time()) + 60, "qsh": "context-qsh"}
+    header = base64url_encode(json.dumps({"alg": "HS256", **extension}).encode())
+    signing_input = header + b"." + base64url_encode(json.dumps(payload).encode())
+    signature = hmac.new(tenant.shared_secret.encode(), signing_input, hashlib.sha256).digest()
+    token = (signing_input + b"." + base64url_encode(signature)).decode()
+    assert_401(client.get(PAGE, **auth(token)), "not valid")
 
 
 @pytest.mark.parametrize(
