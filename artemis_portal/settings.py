@@ -327,9 +327,15 @@ CONNECT_APP_NAME = env.str("CONNECT_APP_NAME", default="Artemis Privacy")
 CONNECT_VENDOR_NAME = env.str("CONNECT_VENDOR_NAME", default="Artemis Software")
 CONNECT_VENDOR_URL = env.str("CONNECT_VENDOR_URL", default=APP_BASE_URL)
 CONNECT_SCOPES = env.list("CONNECT_SCOPES", default=["READ"])
-CONNECT_INSTALL_KEYS_URL = env.str(
-    "CONNECT_INSTALL_KEYS_URL", default="https://connect-install-keys.atlassian.com"
-).rstrip("/")
+try:
+    # https in production: the keys fetched here decide who may install the app.
+    CONNECT_INSTALL_KEYS_URL = check_base_url(
+        "CONNECT_INSTALL_KEYS_URL",
+        env.str("CONNECT_INSTALL_KEYS_URL", default="https://connect-install-keys.atlassian.com"),
+        debug=DEBUG,
+    )
+except ConfigError as exc:
+    sys.exit(f"Configuration error: {exc}")
 CONNECT_INSTALL_KEYS_TIMEOUT = env.float("CONNECT_INSTALL_KEYS_TIMEOUT", default=5.0)
 CONNECT_JWT_LEEWAY = env.int("CONNECT_JWT_LEEWAY", default=30)
 CONNECT_TENANT_CACHE_SECONDS = env.int("CONNECT_TENANT_CACHE_SECONDS", default=300)

@@ -19,7 +19,7 @@ from django.core.cache import cache
 
 logger = logging.getLogger("artemis.connect")
 
-KID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+KID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 CACHE_SECONDS = 24 * 60 * 60
 MAX_KEY_BYTES = 16 * 1024
 
@@ -30,7 +30,7 @@ class KeyServiceUnavailable(Exception):
 
 def valid_kid(kid):
     """A ``kid`` we are willing to put into a URL path: plain token characters, never ``.`` or ``..``."""
-    return bool(KID.match(kid)) and kid not in {".", ".."}
+    return bool(KID.fullmatch(kid)) and kid not in {".", ".."}
 
 
 def _cache_key(kid):

@@ -12,10 +12,9 @@ log; the decorator and mixin turn it into a 401. Nothing in here may raise anyth
 
 import binascii
 import hashlib
-import hmac
 import json
 import logging
-import re
+import math
 import time
 from dataclasses import dataclass, field
 from functools import wraps
@@ -28,9 +27,11 @@ from django.utils.encoding import escape_uri_path
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
+from jwt.algorithms import HMACAlgorithm
 from jwt.utils import base64url_decode
 
-from registrations import install_keys, tenant_cache
+from registrations import install_keys, services, tenant_cache
+from registrations.identifiers import ACCOUNT_ID, CLIENT_KEY, log_value
 from registrations.models import Registration
 
 logger = logging.getLogger("artemis.connect")
@@ -42,9 +43,6 @@ MAX_TOKEN_LENGTH = 8192
 MAX_QUERY_FIELDS = 200
 # States in which a tenant's pages and APIs may be used (Atlassian sends "enabled" right after "installed").
 ACTIVE_STATES = frozenset({Registration.State.INSTALLED, Registration.State.ENABLED})
-# Client keys and account IDs are logged only when they look like one, so a forged token cannot write
-# arbitrary text (or personal data) into the log.
-SAFE_LOG_VALUE = re.compile(r"^[A-Za-z0-9:._-]{1,128}$")
 
 
 class ConnectAuthError(Exception):
@@ -191,8 +189,46 @@ def _verify(token, key, algorithm, *, require):
         raise ConnectAuthError("claims", _("The JWT lacks the '%s' claim.") % exc.claim) from None
     except pyjwt.InvalidSignatureError:
         raise ConnectAuthError("signature", _("The JWT signature does not verify.")) from None
-    except (pyjwt.InvalidTokenError, ValueError, TypeError):
+    except (pyjwt.PyJWTError, ValueError, TypeError):
         raise ConnectAuthError("invalid", _("The JWT is not valid.")) from None
+
+
+_HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+
+
+def _number(value):
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@sensitive_variables("token", "secret")
+def _verify_hs256(token, header, claims, secret):
+    """HS256 signature (PyJWT's HMAC primitive) and time claims, on the token already parsed once.
+
+    PyJWT's generic ``decode`` re-parses the token and merges options on every call, which costs more
+    than the check itself on this hot path (see docs/benchmarks.md); the rules are PyJWT's: ``exp``
+    required and numeric, ``nbf``/``iat`` not in the future, all with ``CONNECT_JWT_LEEWAY``, and no
+    ``crit`` or ``b64`` header extensions (which would change what is signed).
+    """
+    if "crit" in header or "b64" in header:
+        raise ConnectAuthError("invalid", _("The JWT is not valid."))
+    signing_input, _sep, signature = token.rpartition(".")
+    try:
+        signature = base64url_decode(signature)
+    except (ValueError, binascii.Error):
+        raise ConnectAuthError("malformed", _("The JWT is malformed.")) from None
+    if not _HS256.verify(signing_input.encode(), secret.encode(), signature):
+        raise ConnectAuthError("signature", _("The JWT signature does not verify."))
+    now, leeway = time.time(), settings.CONNECT_JWT_LEEWAY
+    for name in ("exp", "iss", "qsh"):
+        if claims.get(name) is None:
+            raise ConnectAuthError("claims", _("The JWT lacks the '%s' claim.") % name)
+    if not all(_number(claims[name]) for name in ("exp", "nbf", "iat") if name in claims):
+        raise ConnectAuthError("invalid", _("The JWT is not valid."))
+    if claims["exp"] <= now - leeway:
+        raise ConnectAuthError("expired", _("The JWT has expired."))
+    if claims.get("nbf", 0) > now + leeway or claims.get("iat", 0) > now + leeway:
+        raise ConnectAuthError("invalid", _("The JWT is not valid yet."))
+    return claims
 
 
 def _check_qsh(claims, request, *, allow_context_qsh):
@@ -204,7 +240,8 @@ def _check_qsh(claims, request, *, allow_context_qsh):
         if allow_context_qsh:
             return
         raise ConnectAuthError("context-qsh", _("A context JWT is not accepted here."))
-    if not hmac.compare_digest(qsh.encode(), request_qsh(request).encode()):
+    # A hash of the public request, not a secret: a plain comparison is fine (and total on any str).
+    if qsh != request_qsh(request):
         raise ConnectAuthError("qsh", _("The JWT's qsh claim does not match the request."))
 
 
@@ -220,15 +257,17 @@ def authenticate_request(request, *, allow_context_qsh=False, states=ACTIVE_STAT
     if header.get("alg") != "HS256":
         raise ConnectAuthError("algorithm", _("Only HS256 JWTs are accepted."))
     client_key = unverified.get("iss")
-    if not isinstance(client_key, str) or not client_key:
-        raise ConnectAuthError("claims", _("The JWT lacks the 'iss' claim."))
+    if not isinstance(client_key, str) or not CLIENT_KEY.fullmatch(client_key):
+        raise ConnectAuthError("claims", _("The JWT lacks a valid 'iss' claim."))
     tenant = tenant_cache.get(client_key)
     if tenant is None or tenant.state not in states:
         raise ConnectAuthError("tenant", _("The site is not installed or not enabled."))
-    claims = _verify(token, tenant.shared_secret, "HS256", require=["exp", "iss", "qsh"])
+    claims = _verify_hs256(token, header, unverified, tenant.shared_secret)
     _check_qsh(claims, request, allow_context_qsh=allow_context_qsh)
-    account_id = claims.get("sub")
-    return ConnectContext(tenant=tenant, account_id=account_id or None, claims=claims)
+    account_id = claims.get("sub") or None
+    if account_id is not None and not (isinstance(account_id, str) and ACCOUNT_ID.fullmatch(account_id)):
+        raise ConnectAuthError("claims", _("The JWT's 'sub' claim is not an account ID."))
+    return ConnectContext(tenant=tenant, account_id=account_id, claims=claims)
 
 
 def verify_install_token(request, *, client_key):
@@ -260,11 +299,6 @@ def verify_install_token(request, *, client_key):
     return claims
 
 
-def log_value(value):
-    """``value`` if it is safe to write to the log as an identifier, else ``-``."""
-    return value if isinstance(value, str) and SAFE_LOG_VALUE.match(value) else "-"
-
-
 def auth_failure(request, error):
     """Log a failed authentication (client key and account ID only) and build the 401 response."""
     try:
@@ -284,8 +318,6 @@ def auth_failure(request, error):
 
 def _authenticate_view(request, *, allow_context_qsh, module):
     """Shared body of the decorator and the mixin: ``None`` on success (``request.connect`` set)."""
-    from registrations import services  # services imports this module for the lifecycle
-
     try:
         request.connect = authenticate_request(request, allow_context_qsh=allow_context_qsh)
     except ConnectAuthError as error:

@@ -15,8 +15,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.utils.translation import gettext_lazy as _
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-PRODUCT_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
+# Control characters, and lone surrogates (valid in JSON, not encodable for any database).
+CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+PRODUCT_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,49}")
 MIN_SECRET_LENGTH = 32  # HS256 keys shorter than the hash output are weak; PyJWT warns about them
 _https = URLValidator(schemes=["https"])
 
@@ -94,7 +95,7 @@ def parse(raw_body, *, event):
     if event != "installed":
         return LifecyclePayload(event=event, client_key=client_key)
     product_type = _text(body, "productType", max_length=50, required=True)
-    if not PRODUCT_TYPE.match(product_type):
+    if not PRODUCT_TYPE.fullmatch(product_type):
         raise PayloadError(_("'productType' is not a product name."))
     return LifecyclePayload(
         event=event,

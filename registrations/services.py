@@ -14,7 +14,7 @@ from django.utils import timezone
 from fernet_fields import EncryptedField
 
 from registrations import tenant_cache
-from registrations.jwt import log_value
+from registrations.identifiers import log_value
 from registrations.models import Registration, UsageCount
 
 logger = logging.getLogger("artemis.connect")

@@ -44,7 +44,7 @@ def test_non_rsa_key_raises_key_service_unavailable(key_service):
         install_keys.public_key("k5")
 
 
-@pytest.mark.parametrize("kid", ["", ".", "..", "a/b", "a b", "x" * 201, "ключ"])
+@pytest.mark.parametrize("kid", ["", ".", "..", "a/b", "a b", "x" * 201, "ключ", "kid\n"])
 def test_kids_that_could_escape_the_url_path_are_not_valid(kid):
     assert not install_keys.valid_kid(kid)
 

@@ -1,5 +1,8 @@
 """Request JWT authentication: canonical request / qsh, the decorator and mixin, outbound signing."""
 
+import hashlib
+import hmac
+import json
 import time
 
 import jwt as pyjwt
@@ -8,6 +11,7 @@ from django.core.cache import cache
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from jwt.utils import base64url_encode
 
 from registrations.jwt import (
     app_relative_path_of,
@@ -60,8 +64,6 @@ def test_canonical_query_accepts_parameters_about_to_be_sent():
 
 
 def test_qsh_is_sha256_hex_of_canonical_request():
-    import hashlib
-
     expected = hashlib.sha256(b"GET&/rest/api/space&limit=10").hexdigest()
     assert canonical_query_string_hash("GET", "/rest/api/space", "limit=10") == expected
 
@@ -214,12 +216,60 @@ def test_disabled_or_uninstalled_tenant_is_401(client, state):
 
 
 @pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"exp": "9999999999"}, "not valid"),
+        ({"exp": True}, "not valid"),
+        ({"nbf": int(time.time()) + 600}, "not valid yet"),
+        ({"iat": int(time.time()) + 600}, "not valid yet"),
+        ({"iat": "yesterday"}, "not valid"),
+        ({"iss": ...}, "iss"),
+    ],
+)
+def test_claims_pyjwt_would_refuse_are_401(client, claims, reason):
+    tenant = RegistrationFactory()
+    response = client.get("/api/bare", **auth(request_token(tenant, url="/api/bare", **claims)))
+    assert_401(response, reason)
+
+
+def test_infinite_exp_is_401(client):
+    """Python's json accepts the non-standard ``Infinity``; a token must not live for ever."""
+    tenant = RegistrationFactory()
+    header = base64url_encode(b'{"alg":"HS256","typ":"JWT"}')
+    payload = base64url_encode(f'{{"iss":"{tenant.client_key}","exp":Infinity,"qsh":"context-qsh"}}'.encode())
+    signing_input = header + b"." + payload
+    signature = hmac.new(tenant.shared_secret.encode(), signing_input, hashlib.sha256).digest()
+    token = (signing_input + b"." + base64url_encode(signature)).decode()
+    assert_401(client.get(PAGE, **auth(token)), "not valid")
+
+
+@pytest.mark.parametrize("extension", [{"crit": ["exp"]}, {"b64": False}])
+def test_header_extensions_that_change_what_is_signed_are_401(client, extension):
+    tenant = RegistrationFactory()
+    payload = {"iss": tenant.client_key, "exp": int(time.time()) + 60, "qsh": "context-qsh"}
+    header = base64url_encode(json.dumps({"alg": "HS256", **extension}).encode())
+    signing_input = header + b"." + base64url_encode(json.dumps(payload).encode())
+    signature = hmac.new(tenant.shared_secret.encode(), signing_input, hashlib.sha256).digest()
+    token = (signing_input + b"." + base64url_encode(signature)).decode()
+    assert_401(client.get(PAGE, **auth(token)), "not valid")
+
+
+@pytest.mark.parametrize(
     "token",
     ["", "abc", "a.b", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.eyJ.x", "x" * 9000, "W10.W10.x", "bnVsbA.bnVsbA.x"],
 )
 def test_malformed_tokens_are_401(client, token):
     response = client.get("/api/bare", HTTP_AUTHORIZATION=f"JWT {token}" if token else "JWT")
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "claims", [{"qsh": "\ud800"}, {"sub": "\udfff"}, {"iss": "\ud800"}, {"qsh": 5}, {"sub": 7}]
+)
+def test_odd_claim_values_are_401_not_500(client, claims):
+    tenant = RegistrationFactory()
+    token = request_token(tenant, url="/api/bare", **claims)
+    assert client.get("/api/bare", **auth(token)).status_code == 401
 
 
 def test_failure_log_has_client_key_and_account_but_no_token(client, caplog):
@@ -236,7 +286,7 @@ def test_failure_log_has_client_key_and_account_but_no_token(client, caplog):
 
 def test_forged_log_values_are_not_written(client, caplog):
     tenant = RegistrationFactory()
-    token = request_token(tenant, url="/api/bare", iss="evil\nINFO fake line", sub="a@b.example")
+    token = request_token(tenant, url="/api/bare", iss="evil\n", sub="a@b.example")
     with caplog.at_level("WARNING", logger="artemis.connect"):
         client.get("/api/bare", **auth(token))
     assert "client_key=- account_id=-" in caplog.records[-1].getMessage()
@@ -281,8 +331,10 @@ def test_cached_tenant_record_does_not_hold_the_secret_in_plain_text(client):
 
 # --- property-based: arbitrary input never reaches a 500 --------------------------------------------
 
+# Text includes lone surrogates: JSON can carry them, and no database or log accepts them.
+any_text = st.text(st.characters() | st.characters(categories=["Cs"]), max_size=30)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
     ),

@@ -49,13 +49,20 @@ def test_malformed_base_urls_are_refused(connect_settings, value):
         payloads.parse(body(baseUrl=value), event="installed")
 
 
+def test_lone_surrogates_are_refused(connect_settings):
+    with pytest.raises(payloads.PayloadError, match="clientKey"):
+        payloads.parse(body(clientKey="\ud800"), event="installed")
+
+
 def test_deeply_nested_json_is_refused_not_crashed(connect_settings):
     with pytest.raises(payloads.PayloadError):
         payloads.parse(b"[" * 100_000 + b"]" * 100_000, event="installed")
 
 
+# Text includes lone surrogates: JSON can carry them, and no database or log accepts them.
+any_text = st.text(st.characters() | st.characters(categories=["Cs"]))
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
     ),
