@@ -88,6 +88,7 @@ def main():
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "FERNET_KEYS": urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "BACKUP_KEYS": urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "APP_BASE_URL": "https://privacy.example.test",
         "ALLOWED_HOSTS": "127.0.0.1",
         "SECURE_SSL_REDIRECT": "0",
@@ -157,7 +158,7 @@ def main():
         request = urllib.request.Request(pages["JWT-protected"][0], headers={"Authorization": f"JWT {token}"})
         with urllib.request.urlopen(request, timeout=5) as response:
             body = response.read().decode()
-        assert ACCOUNT_ID in body and SITE_URL in body, "protected page did not render"
+        assert SITE_URL in body, "protected page did not render"
         for url, page_token in pages.values():  # warm-up: imports, connections, tenant cache in each worker
             run_wrk(url, duration=2, connections=args.connections, token=page_token)
         names = list(pages)

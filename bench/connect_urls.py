@@ -1,31 +1,42 @@
 """The project's URLs plus two unprotected twins of the identity-proof page, for bench/connect_gunicorn.py.
 
-``/bench/unprotected/`` is the page minus authentication: same template and context, and the same usage
-count (one upsert) that every Connect page load records, so comparing it with the protected page
-measures what JWT protection costs. ``/bench/bare/`` renders the template alone (no database at all), to
-show the price of the usage count separately.
+``/bench/unprotected/`` is the real page minus authentication: the same view body (the decorator
+unwrapped), the same usage count (one upsert) and framing header, with ``request.connect`` set from a
+tenant read once per worker. Comparing it with ``/connect/identity-proof/`` therefore measures exactly
+what JWT protection costs: token parse, tenant from the cache, HS256 check, claims. ``/bench/bare/``
+renders the page's template alone (no database at all), to show the price of the usage count separately.
 """
+
+import inspect
 
 from django.shortcuts import render
 from django.urls import include, path
 
-from registrations import services
+from dsr_requests.views import account_proof
+from registrations import jwt, services
+from registrations.models import Registration
 
 SITE_URL = "https://acme.atlassian.net/wiki"
 ACCOUNT_ID = "557058:0e50fccb-239d-4991-a5db-dc850ba3f236"
 
+_page_body = inspect.unwrap(account_proof)
+_tenant = []
+
 
 def bare(request):
-    """The protected view's template and context, nothing else."""
+    """The protected view's template with its GET context, nothing else."""
     return render(
-        request, "registrations/identity_proof.html", {"site_url": SITE_URL, "account_id": ACCOUNT_ID}
+        request, "dsr_requests/account_proof.html", {"site_url": SITE_URL, "account_id": ACCOUNT_ID}
     )
 
 
 def unprotected(request):
-    """Everything the protected page does except authenticate: the usage count, then the same render."""
+    """Everything the protected page does except authenticate."""
+    if not _tenant:
+        _tenant.append(Registration.objects.filter(base_url=SITE_URL).latest("installed_at"))
+    request.connect = jwt.ConnectContext(tenant=_tenant[0], account_id=ACCOUNT_ID, claims={})
     services.record_usage(module="bench-unprotected")
-    return bare(request)
+    return jwt._frame_for_tenant(request, _page_body(request))
 
 
 urlpatterns = [
