@@ -14,6 +14,7 @@ workers share rate-limit counters, then:
 Talks only to 127.0.0.1, every HTTP call has a timeout, and the whole run is bounded in count.
 """
 
+import base64
 import os
 import re
 import secrets
@@ -48,6 +49,7 @@ def bench_env(database_url, port):
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "FERNET_KEYS": secrets.token_urlsafe(32),
+        "BACKUP_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "APP_BASE_URL": f"https://127.0.0.1:{port}",
         "ALLOWED_HOSTS": "127.0.0.1",
         "SECURE_SSL_REDIRECT": "0",
