@@ -1,7 +1,7 @@
 """Public pages of rights requests: the form, email confirmation, and the status page.
 
 Views only parse input, apply rate limits and call ``services``. Pages that carry a secret in their URL
-or show a person's request send ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer``.
+or show a person's request send ``Cache-Control: no-store`` and ``Referrer-Policy: same-origin``.
 """
 
 import re
@@ -34,12 +34,17 @@ from registrations.jwt import connect_jwt_required
 
 
 def sensitive_page(view):
-    """No caching anywhere, and no Referer header carrying the URL's secret to other sites."""
+    """No caching anywhere, and no Referer header carrying the URL's secret to other sites.
+
+    ``same-origin`` rather than ``no-referrer``: under ``no-referrer`` browsers send ``Origin: null`` with
+    the page's own form posts, which Django's CSRF check (rightly) refuses over https. ``same-origin``
+    keeps the URL's secret on our own origin, which already knows it.
+    """
 
     @wraps(view)
     def wrapped(request, *args, **kwargs):
         response = view(request, *args, **kwargs)
-        response["Referrer-Policy"] = "no-referrer"
+        response["Referrer-Policy"] = "same-origin"
         return response
 
     return never_cache(wrapped)

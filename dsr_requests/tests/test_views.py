@@ -164,7 +164,7 @@ def test_confirmation_link_shows_a_button_and_only_the_post_confirms(client, com
     confirm = link_in(mailoutbox[-1].body, "/requests/confirm/")
     page = client.get(confirm)
     assert page.status_code == 200 and "Confirm my email address" in page.content.decode()
-    assert page["Referrer-Policy"] == "no-referrer" and "no-store" in page["Cache-Control"]
+    assert page["Referrer-Policy"] == "same-origin" and "no-store" in page["Cache-Control"]
     assert RightsRequest.objects.get().state == RequestState.SUBMITTED
     with committed():
         response = client.post(confirm)
@@ -218,7 +218,7 @@ def test_status_page_shows_type_state_due_date_timeline_and_next_step(client, co
     assert request.effective_due_on.strftime("%-d %B %Y") in body
     assert "Request received" in body and "Email address confirmed" in body
     assert "Show me a code" in body and "Send an identity document" in body
-    assert response["Referrer-Policy"] == "no-referrer" and "no-store" in response["Cache-Control"]
+    assert response["Referrer-Policy"] == "same-origin" and "no-store" in response["Cache-Control"]
     assert "ada@example.org" not in body
 
 
