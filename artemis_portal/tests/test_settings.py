@@ -17,6 +17,8 @@ PRODUCTION = {
     "FERNET_KEYS": Fernet.generate_key().decode(),
     "APP_BASE_URL": "https://privacy.example.com",
     "BACKUP_KEYS": Fernet.generate_key().decode(),
+    # Checked, not connected to: check --deploy only reads the setting.
+    "CACHE_URL": "redis://127.0.0.1:6379/0",
 }
 
 
@@ -59,6 +61,14 @@ def test_check_deploy_is_clean_with_production_settings():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_warns_when_production_uses_a_per_process_cache():
+    result = manage(
+        "check", "--deploy", "--fail-level", "WARNING", **{**PRODUCTION, "CACHE_URL": "locmemcache://"}
+    )
+    assert result.returncode != 0
+    assert "artemis.W001" in result.stdout + result.stderr
 
 
 def test_production_settings_trust_heroku_forwarded_proto_and_secure_cookies():

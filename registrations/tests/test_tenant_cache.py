@@ -4,6 +4,7 @@ import pytest
 from django.core.cache import cache
 
 from registrations import services, tenant_cache
+from registrations.models import Registration
 from registrations.tests.factories import RegistrationFactory
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +39,47 @@ def test_entry_cached_under_a_removed_key_is_read_again_from_the_database():
     tenant = RegistrationFactory()
     tenant_cache.get(tenant.client_key)
     key = tenant_cache._key(tenant.client_key)
-    entry = list(cache.get(key))
-    entry[tenant_cache._SECRET_INDEX] = b"gAAAAAnot-a-valid-token"
-    cache.set(key, tuple(entry))
+    tag, values = cache.get(key)
+    values = list(values)
+    values[tenant_cache._SECRET_INDEX] = b"gAAAAAnot-a-valid-token"
+    cache.set(key, (tag, tuple(values)))
     assert tenant_cache.get(tenant.client_key).shared_secret == tenant.shared_secret
+
+
+def test_a_read_from_before_a_disable_cannot_put_the_enabled_state_back(django_assert_num_queries):
+    """The race: a request reads the row, the site is disabled and the entry dropped, then the request fills.
+
+    The fill happens after the change here by replaying it: the stale object is what the slow request read.
+    """
+    tenant = RegistrationFactory()
+    stale = Registration.objects.get(pk=tenant.pk)
+    services.apply_event(client_key=tenant.client_key, event="disabled", actor="test")
+    # What the slow request would now write: the row as it was before the disable.
+    key = tenant_cache._key(tenant.client_key)
+    values = [getattr(stale, name) for name in tenant_cache._ATTNAMES]
+    values[tenant_cache._SECRET_INDEX] = tenant_cache._SECRET_FIELD.fernet.encrypt(b"x")
+    assert cache.add(key, (tenant_cache._COLUMNS_TAG, tuple(values)), 300) is False
+    # Lookups during the tombstone read the database and see the change.
+    with django_assert_num_queries(1):
+        assert tenant_cache.get(tenant.client_key).state == "disabled"
+    assert cache.get(key) == tenant_cache.TOMBSTONE
+
+
+def test_lookups_fill_the_cache_again_once_the_tombstone_expires(django_assert_num_queries):
+    tenant = RegistrationFactory()
+    tenant_cache.forget(tenant.client_key)
+    cache.delete(tenant_cache._key(tenant.client_key))  # the tombstone's expiry
+    tenant_cache.get(tenant.client_key)
+    with django_assert_num_queries(0):
+        assert tenant_cache.get(tenant.client_key).pk == tenant.pk
+
+
+def test_an_entry_written_with_other_columns_is_a_miss_not_an_error(django_assert_num_queries):
+    """After a deploy that adds a column, entries of the previous release must not build a wrong record."""
+    tenant = RegistrationFactory()
+    key = tenant_cache._key(tenant.client_key)
+    cache.set(key, ("0123456789abcdef", ("an", "older", "row")))
+    with django_assert_num_queries(1):
+        assert tenant_cache.get(tenant.client_key).shared_secret == tenant.shared_secret
+    cache.set(key, ("legacy", "tuple", "without", "a", "tag"))
+    assert tenant_cache.get(tenant.client_key).pk == tenant.pk
