@@ -260,7 +260,7 @@ def authenticate_request(request, *, allow_context_qsh=False, states=ACTIVE_STAT
     if not isinstance(client_key, str) or not CLIENT_KEY.fullmatch(client_key):
         raise ConnectAuthError("claims", _("The JWT lacks a valid 'iss' claim."))
     tenant = tenant_cache.get(client_key)
-    if tenant is None or tenant.state not in states:
+    if tenant is None or tenant.state not in states or tenant.blocked_at is not None:
         raise ConnectAuthError("tenant", _("The site is not installed or not enabled."))
     claims = _verify_hs256(token, header, unverified, tenant.shared_secret)
     _check_qsh(claims, request, allow_context_qsh=allow_context_qsh)

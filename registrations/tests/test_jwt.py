@@ -313,12 +313,12 @@ def test_each_authenticated_page_load_counts_one_use_of_its_module(client):
     assert counts == {"identity-proof": 3, "bare": 1}
 
 
-def test_disabling_a_tenant_takes_effect_despite_the_warm_cache(client):
+def test_blocking_a_tenant_takes_effect_despite_the_warm_cache(client):
     from registrations import services
 
     tenant = RegistrationFactory()
     assert client.get("/api/bare", **auth(request_token(tenant, url="/api/bare"))).status_code == 200
-    services.disable_locally(registration=tenant, actor="test")
+    services.block(registration=tenant, actor="test")
     assert client.get("/api/bare", **auth(request_token(tenant, url="/api/bare"))).status_code == 401
 
 
