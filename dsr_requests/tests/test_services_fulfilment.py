@@ -305,6 +305,7 @@ def test_erasure_leaves_a_tombstone_and_the_person_is_gone_from_every_table(appr
     tenant = RegistrationFactory(state="uninstalled")
     earlier = RightsRequestFactory(email=email, name=name, details=f"I am {name}", state=S.COMPLETED)
     services.queue_requester_email(earlier, event="withdrawn")
+    still_open = RightsRequestFactory(email=email, name=name, state=S.IN_REVIEW)
     rights_request, _token = approved_request(
         RequestType.DELETE,
         approver=approver,
@@ -338,6 +339,9 @@ def test_erasure_leaves_a_tombstone_and_the_person_is_gone_from_every_table(appr
     assert "installation records: 1" in receipt.body
     assert approver.username in receipt.body and second.username in receipt.body
     assert "Atlassian" in receipt.body
+    # The person's other, still open request is not ended behind their back: kept, and said so.
+    assert still_open.reference in receipt.body
+    still_open.delete()
     dump = all_rows_text()
     assert email not in dump and name not in dump
     assert "zebedee" not in dump.lower()
