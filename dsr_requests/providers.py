@@ -200,7 +200,7 @@ class RightsRequestProvider(Provider):
             )
             for reference in still_open
         ]
-        return Erasure(erased={"earlier requests (kept as tombstones)": erased}, kept=kept)
+        return Erasure(erased={str(_("earlier requests (kept as tombstones)")): erased}, kept=kept)
 
     def rectify(self, subject, changes):
         unknown = set(changes) - set(self.rectifiable_fields)

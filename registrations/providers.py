@@ -61,7 +61,8 @@ class RegistrationProvider(Provider):
                 registration=registration, actor="rights-request"
             )
             if deleted:
-                erasure.erased["installation records"] = erasure.erased.get("installation records", 0) + 1
+                what = str(_("installation records"))
+                erasure.erased[what] = erasure.erased.get(what, 0) + 1
             else:
                 erasure.kept.append(
                     str(
