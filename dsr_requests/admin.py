@@ -5,6 +5,8 @@ and a refusal (wrong state, missing reason, no permission, someone else acted fi
 message. Personal data is shown, decrypted, only to staff holding ``view_personal_data``.
 """
 
+from collections import Counter
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
@@ -18,7 +20,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from dsr_requests import request_log, selectors, services, tokens
-from dsr_requests.models import IdentityCheck, IdentityStep, RequestEvent, RightsRequest
+from dsr_requests.models import EmailStatus, IdentityCheck, IdentityStep, RequestEvent, RightsRequest
 
 PERSONAL_FIELDS = (
     "name",
@@ -160,6 +162,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
             "erasure_approved_by",
             "rejection_reason",
             "closed_at",
+            "email_delivery",
         ]
         if request.user.has_perm("dsr_requests.view_personal_data"):
             fields[1:1] = PERSONAL_FIELDS
@@ -175,6 +178,20 @@ class RightsRequestAdmin(admin.ModelAdmin):
             return _("none")
         labels = dict(IdentityStep.choices)
         return "; ".join(str(_(" or ").join(str(labels[step]) for step in group)) for group in groups)
+
+    @admin.display(description=_("emails to the requester"))
+    def email_delivery(self, obj):
+        """Counts by status, and why the failed ones failed (the error's class only: never an address)."""
+        rows = list(obj.emails.values_list("status", "last_error"))
+        if not rows:
+            return "–"
+        labels = dict(EmailStatus.choices)
+        counts = Counter(status for status, _error in rows)
+        summary = ", ".join(
+            f"{counts[status]} {labels[status]}" for status in EmailStatus.values if counts[status]
+        )
+        errors = sorted({error for status, error in rows if status == EmailStatus.FAILED and error})
+        return f"{summary} ({', '.join(errors)})" if errors else summary
 
     @admin.display(description=_("days left"))
     def days_left(self, obj):
@@ -273,6 +290,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
                 expected_state=expected,
             ),
             "assign": lambda: services.assign(obj, actor=request.user, assignee=_staff_user(request.POST)),
+            "retry_emails": lambda: services.retry_failed_emails(obj, actor=request.user),
             "change_regime": lambda: services.change_regime(
                 obj, actor=request.user, regime=request.POST.get("regime", ""), expected_state=expected
             ),

@@ -20,6 +20,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
 from dsr_requests import deadlines, emails, tokens
@@ -201,6 +202,40 @@ def deliver_email(*, email_id, now=None):
             email.body_text = email.body_html = ""
         email.save()
         return email.status
+
+
+def retry_failed_emails(rights_request, *, actor):
+    """Put the request's emails that failed for good back in the outbox; returns how many.
+
+    For when staff have fixed what stopped them (a full mailbox, an SMTP outage that outlasted the
+    retries). Each starts a fresh round of ``DSR_EMAIL_MAX_ATTEMPTS`` tries; an internal note records who
+    asked. Needs the correspondence permission (``hold_request``).
+    """
+    _require(actor, "hold_request")
+    with transaction.atomic():
+        locked = _lock(rights_request)
+        failed = list(
+            OutboundEmail.objects.select_for_update().filter(request=locked, status=EmailStatus.FAILED)
+        )
+        for email in failed:
+            email.status = EmailStatus.PENDING
+            email.attempts = 0
+            email.next_attempt_at = timezone.now()
+            email.save(update_fields=["status", "attempts", "next_attempt_at"])
+            transaction.on_commit(lambda pk=email.pk: _enqueue_send(pk))
+        if failed:
+            _event(
+                locked,
+                actor=actor,
+                note=ngettext(
+                    "%(count)d failed email queued to be sent again.",
+                    "%(count)d failed emails queued to be sent again.",
+                    len(failed),
+                )
+                % {"count": len(failed)},
+                public=False,
+            )
+    return len(failed)
 
 
 def send_due_emails(*, now=None, limit=500):
@@ -899,6 +934,7 @@ STAFF_ACTIONS = (
     StaffAction("resume", _("Resume"), "hold_request"),
     StaffAction("extend_deadline", _("Extend the deadline"), "extend_deadline", text="reason"),
     StaffAction("reject", _("Reject"), "reject_request", text="reason"),
+    StaffAction("retry_emails", _("Send failed emails again"), "hold_request"),
 )
 
 
@@ -930,6 +966,7 @@ def available_actions(rights_request, user):
         and not rights_request.extended_at
         and timezone.localdate() <= extension_window_closes(rights_request),
         "reject": S.REJECTED in targets,
+        "retry_emails": rights_request.emails.filter(status=EmailStatus.FAILED).exists(),
     }
     return [
         action

@@ -16,6 +16,7 @@ from django.urls import reverse
 from dsr_requests import roles, services
 from dsr_requests.models import RequestState, RequestType, RightsRequest
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
+from dsr_requests.tests.test_tasks import _refusing_smtp
 
 S = RequestState
 LONDON = ZoneInfo("Europe/London")
@@ -389,3 +390,35 @@ def test_change_page_says_which_identity_proof_is_still_needed(client):
     rights_request = RightsRequestFactory(state=S.VERIFYING)
     body = client.get(change_url(rights_request)).content.decode()
     assert "Email control; Atlassian account or Staff document check" in body
+
+
+def test_failed_emails_are_shown_and_staff_can_send_them_again(client, settings, mailoutbox, committed):
+    """An email that failed for good (a refusing SMTP server, every attempt) is not a dead end for staff."""
+    settings.DSR_EMAIL_MAX_ATTEMPTS = 1
+    rights_request = RightsRequestFactory(state=S.IN_REVIEW)
+    smtp_backend = settings.EMAIL_BACKEND
+    _refusing_smtp(settings)
+    email = services.queue_requester_email(rights_request, event="received")
+    assert services.deliver_email(email_id=email.pk) == "failed"
+    settings.EMAIL_BACKEND = smtp_backend
+
+    user = logged_in(client, roles.REVIEWER)
+    body = client.get(change_url(rights_request)).content.decode()
+    assert "1 Failed (gave up) (ConnectionRefusedError)" in body and "Send failed emails again" in body
+
+    with committed():
+        response = client.post(act_url(rights_request, "retry_emails"), follow=True)
+    assert any("updated" in m for m in messages_of(response))
+    email.refresh_from_db()
+    assert email.status == "sent" and len(mailoutbox) == 1
+    note = rights_request.events.get(public=False)
+    assert note.actor == user and "queued to be sent again" in note.note
+    assert "Send failed emails again" not in client.get(change_url(rights_request)).content.decode()
+
+
+def test_only_staff_with_the_correspondence_permission_can_resend_failed_emails():
+    from django.core.exceptions import PermissionDenied
+
+    rights_request = RightsRequestFactory(state=S.IN_REVIEW)
+    with pytest.raises(PermissionDenied):
+        services.retry_failed_emails(rights_request, actor=StaffUserFactory(roles=[]))
