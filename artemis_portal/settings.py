@@ -339,6 +339,7 @@ except ConfigError as exc:
 CONNECT_INSTALL_KEYS_TIMEOUT = env.float("CONNECT_INSTALL_KEYS_TIMEOUT", default=5.0)
 CONNECT_JWT_LEEWAY = env.int("CONNECT_JWT_LEEWAY", default=30)
 CONNECT_TENANT_CACHE_SECONDS = env.int("CONNECT_TENANT_CACHE_SECONDS", default=300)
+CONNECT_TENANT_LOCAL_SECONDS = env.float("CONNECT_TENANT_LOCAL_SECONDS", default=2.0)
 CONNECT_OUTBOUND_TIMEOUT = env.float("CONNECT_OUTBOUND_TIMEOUT", default=10.0)
 
 # --- Backups (registrations/backups.py) ---------------------------------------------------------

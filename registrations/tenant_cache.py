@@ -16,9 +16,16 @@ Two races are closed here rather than left to the entry's lifetime:
   entry with another tag counts as a miss.
 
 With several processes ``CACHE_URL`` must be a shared cache (Redis): the tombstone must reach every one.
+
+In front of the shared cache each process keeps what it read for ``CONNECT_TENANT_LOCAL_SECONDS`` (2 s by
+default, 0 turns it off): a Redis round trip costs more than verifying the token itself, and a page load
+or an API burst from one site asks for the same tenant many times a second. ``forget`` clears this
+process's copy at once; other processes see a change within those seconds. Only enabled, unblocked tenants
+are kept locally, so a site that is already refused stays refused everywhere.
 """
 
 import hashlib
+import time
 
 from cryptography.fernet import InvalidToken
 from django.conf import settings
@@ -37,6 +44,11 @@ _ATTNAMES = tuple(f.attname for f in Registration._meta.concrete_fields)
 _COLUMNS_TAG = hashlib.sha256(",".join(_ATTNAMES).encode()).hexdigest()[:16]
 _SECRET_INDEX = _ATTNAMES.index("shared_secret")
 _SECRET_FIELD = Registration._meta.get_field("shared_secret")
+
+
+# client key -> (monotonic expiry, column values with the secret in plain text); this process only.
+_local = {}
+LOCAL_MAX_ENTRIES = 10_000
 
 
 def _key(client_key):
@@ -58,15 +70,19 @@ def _from_entry(entry):
     return Registration.from_db("default", _ATTNAMES, values)
 
 
-@sensitive_variables("values", "entry", "tenant")
+@sensitive_variables("values", "entry", "tenant", "local")
 def get(client_key):
     """The registration for ``client_key`` in any state, or ``None``; cached."""
+    local = _local.get(client_key)
+    if local is not None and local[0] > time.monotonic():
+        return Registration.from_db("default", _ATTNAMES, local[1])
     key = _key(client_key)
     entry = cache.get(key)
     if entry == MISSING:
         return None
     cached = _from_entry(entry) if entry is not None else None
     if cached is not None:
+        _keep_locally(cached)
         return cached
     tenant = Registration.objects.filter(client_key=client_key).first()
     if tenant is None:
@@ -76,11 +92,34 @@ def get(client_key):
     values[_SECRET_INDEX] = _SECRET_FIELD.fernet.encrypt(tenant.shared_secret.encode())
     # ``add`` leaves a tombstone, or an entry this release cannot use (it expires on its own), in place.
     cache.add(key, (_COLUMNS_TAG, tuple(values)), settings.CONNECT_TENANT_CACHE_SECONDS)
+    if entry is None:  # not after a tombstone: the row may be about to change again
+        _keep_locally(tenant)
     return tenant
+
+
+@sensitive_variables("tenant")
+def _keep_locally(tenant):
+    seconds = settings.CONNECT_TENANT_LOCAL_SECONDS
+    if seconds <= 0 or tenant.state != Registration.State.ENABLED or tenant.blocked_at is not None:
+        return
+    if len(_local) >= LOCAL_MAX_ENTRIES:
+        _local.clear()  # crude but bounded; a full table means many tenants, each refilled on its next call
+    _local[tenant.client_key] = (time.monotonic() + seconds, [getattr(tenant, name) for name in _ATTNAMES])
 
 
 def forget(client_key):
     """Tombstone the cached record now and once more when the surrounding transaction commits."""
     key = _key(client_key)
+    _local.pop(client_key, None)
     cache.set(key, TOMBSTONE, TOMBSTONE_SECONDS)
-    transaction.on_commit(lambda: cache.set(key, TOMBSTONE, TOMBSTONE_SECONDS))
+
+    def again():
+        _local.pop(client_key, None)
+        cache.set(key, TOMBSTONE, TOMBSTONE_SECONDS)
+
+    transaction.on_commit(again)
+
+
+def clear_local():
+    """Forget this process's copies (tests that change rows behind the services' back use it)."""
+    _local.clear()

@@ -1,5 +1,7 @@
 """Tenant cache: warm lookups cost no query, changes are seen at once, stale ciphertext falls back."""
 
+import time
+
 import pytest
 from django.core.cache import cache
 
@@ -83,3 +85,40 @@ def test_an_entry_written_with_other_columns_is_a_miss_not_an_error(django_asser
         assert tenant_cache.get(tenant.client_key).shared_secret == tenant.shared_secret
     cache.set(key, ("legacy", "tuple", "without", "a", "tag"))
     assert tenant_cache.get(tenant.client_key).pk == tenant.pk
+
+
+def test_an_enabled_tenant_is_kept_in_the_process_and_served_without_the_shared_cache():
+    tenant = RegistrationFactory()
+    tenant_cache.get(tenant.client_key)
+    cache.clear()  # the shared cache gone: the process's own copy still answers
+    assert tenant_cache.get(tenant.client_key).shared_secret == tenant.shared_secret
+
+
+def test_the_process_copy_expires_so_another_processs_change_is_seen_within_seconds(settings):
+    """Another process disabled the site: it tombstoned the shared cache, but cannot reach our copy."""
+    settings.CONNECT_TENANT_LOCAL_SECONDS = 0.2
+    tenant = RegistrationFactory()
+    tenant_cache.get(tenant.client_key)
+    Registration.objects.filter(pk=tenant.pk).update(state="disabled")
+    cache.set(tenant_cache._key(tenant.client_key), tenant_cache.TOMBSTONE)
+    assert tenant_cache.get(tenant.client_key).state == "enabled"
+    time.sleep(0.25)
+    assert tenant_cache.get(tenant.client_key).state == "disabled"
+
+
+def test_a_change_in_this_process_clears_its_copy_at_once():
+    tenant = RegistrationFactory()
+    tenant_cache.get(tenant.client_key)
+    services.block(registration=tenant, actor="test")
+    assert tenant_cache.get(tenant.client_key).blocked_at is not None
+
+
+def test_refused_tenants_are_not_kept_in_the_process(settings):
+    for state in ("disabled", "uninstalled", "installed"):
+        tenant = RegistrationFactory(state=state)
+        tenant_cache.get(tenant.client_key)
+        assert tenant.client_key not in tenant_cache._local
+    tenant = RegistrationFactory()
+    settings.CONNECT_TENANT_LOCAL_SECONDS = 0
+    tenant_cache.get(tenant.client_key)
+    assert tenant.client_key not in tenant_cache._local
