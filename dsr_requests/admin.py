@@ -5,12 +5,14 @@ and a refusal (wrong state, missing reason, no permission, someone else acted fi
 message. Personal data is shown, decrypted, only to staff holding ``view_personal_data``.
 """
 
+import logging
 from collections import Counter
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -22,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from dsr_requests import request_log, selectors, services, tokens
 from dsr_requests.models import EmailStatus, IdentityCheck, IdentityStep, RequestEvent, RightsRequest
 
+logger = logging.getLogger(__name__)
 PERSONAL_FIELDS = (
     "name",
     "email",
@@ -306,6 +309,15 @@ class RightsRequestAdmin(admin.ModelAdmin):
                 )
             except ValueError:
                 self.message_user(request, _("That value is not valid here."), messages.ERROR)
+            except IntegrityError:
+                # A rule the database keeps (e.g. two different approvers of an erasure) that the service
+                # did not catch first: the transaction rolled back, so say so rather than show a 500.
+                logger.exception("staff action %s on request %s broke a database rule", action, obj.pk)
+                self.message_user(
+                    request,
+                    _("That would break a rule of the workflow; nothing was changed."),
+                    messages.ERROR,
+                )
             else:
                 self.message_user(request, _("Done: %(reference)s updated.") % {"reference": obj.reference})
         return HttpResponseRedirect(reverse("admin:dsr_requests_rightsrequest_change", args=[obj.pk]))

@@ -741,7 +741,10 @@ def approve(rights_request, *, actor, note="", expected_state=None):
     """Approve a reviewed request so it can be fulfilled."""
     _require(actor, "approve_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
-    if locked.state == S.FULFILLING:  # fulfilling -> approved is only the failed job's way back
+    # Only a request under review is approved. fulfilling -> approved is the failed job's way back, and
+    # on_hold -> approved is ``resume``'s (with its own permission): approving there would also replace
+    # the first approver of an erasure behind the second one's back.
+    if locked.state != S.IN_REVIEW:
         raise InvalidTransition(locked, S.APPROVED)
     locked.approved_by = actor
     locked.save(update_fields=["approved_by"])
@@ -952,7 +955,7 @@ def available_actions(rights_request, user):
     possible = {
         "document_passed": document_open,
         "document_failed": document_open,
-        "approve": S.APPROVED in targets and state not in (S.ON_HOLD, S.FULFILLING),
+        "approve": state == S.IN_REVIEW,
         "approve_erasure": is_delete
         and state == S.APPROVED
         and not rights_request.erasure_approved_by_id
