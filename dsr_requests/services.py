@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
+from artemis_portal.logging import redact
 from dsr_requests import deadlines, emails, tokens
 from dsr_requests.models import (
     AccountProofCode,
@@ -353,6 +354,9 @@ def _advance_if_verified(locked):
     if locked.state != S.VERIFYING or outstanding_identity_steps(locked):
         return False
     _transition(locked, to_state=S.IN_REVIEW, actor=SYSTEM, note=_("Identity verified"), public=True)
+    # Proof is complete: a document uploaded while another step (account proof) settled it is no longer
+    # needed, and the design keeps documents no longer than the identity decision.
+    _drop_proof_material(locked)
     return True
 
 
@@ -1266,7 +1270,9 @@ def _record_failure(run_id, exc):
     """Count a failure; at the limit, send the request back to staff with the error on its timeline."""
     from dsr_requests.models import FulfilmentRun, RunStatus
 
-    error = f"{type(exc).__name__}: {exc}"[:300]
+    # The message helps staff see what broke, but may quote data (an address an SMTP server refused):
+    # it goes through the log filter's redaction, and a tombstone blanks it.
+    error = redact(f"{type(exc).__name__}: {exc}")[:300]
     with transaction.atomic():
         run = FulfilmentRun.objects.select_for_update().get(pk=run_id)
         run.failures += 1
@@ -1543,6 +1549,7 @@ def _tombstone(locked):
     locked.rectifications.all().delete()
     locked.events.update(note="")
     locked.identity_checks.update(note="")
+    FulfilmentRun.objects.filter(request=locked).update(last_error="")
     locked.emails.update(to="", body_text="", body_html="")
     for export in locked.exports.all():
         (exports.export_dir() / export.file_name).unlink(missing_ok=True)

@@ -383,7 +383,7 @@ class FlakyProvider(providers.Provider):
     def erase(self, subject):
         self.calls += 1
         if self.calls <= self.failures:
-            raise RuntimeError("storage unavailable")
+            raise RuntimeError("storage unavailable for someone@example.org")
         return providers.Erasure(erased={"things": 1})
 
 
@@ -428,6 +428,8 @@ def test_three_failures_put_the_request_back_to_staff_with_the_error(approver, c
     event = back.events.latest("id")
     assert (event.from_state, event.to_state, event.public) == (S.FULFILLING, S.APPROVED, False)
     assert "storage unavailable" in event.note
+    # The error text is shown to staff, but an address it quoted is masked like in the logs.
+    assert "someone@example.org" not in event.note + run.last_error
     assert not [m for m in mail.outbox if "receipt" in m.subject]
 
 
