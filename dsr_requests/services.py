@@ -1467,11 +1467,16 @@ def erasure_receipt(run):
     return {
         "providers": lines,
         "approved_by": [
-            user.get_username()
+            staff_name_for_requester(user)
             for user in (rights_request.approved_by, rights_request.erasure_approved_by)
             if user is not None
         ],
     }
+
+
+def staff_name_for_requester(user):
+    """How a staff member is named to a requester: their full name, never a login (often an email address)."""
+    return user.get_full_name() or str(_("Privacy team member no. %(number)d") % {"number": user.pk})
 
 
 def _step_receipt(run, step):
