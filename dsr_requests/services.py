@@ -19,6 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
@@ -1416,6 +1417,17 @@ def _step_notify_transfer(run, step):
             else _("The transfer link was sent to you.")
         )
         _event(locked, actor=SYSTEM, note=note, public=True)
+        if to_organisation:
+            # The requester would otherwise hear nothing: the only email went to the organisation.
+            queue_requester_email(
+                locked,
+                event="completed",
+                note=_(
+                    "We sent a one-time link to your data to the organisation you named. The link works "
+                    "once and expires on %(date)s."
+                )
+                % {"date": date_format(timezone.localtime(export.expires_at), "DATE_FORMAT")},
+            )
         _mark_done(run, step, recipient="organisation" if to_organisation else "requester")
 
 

@@ -173,6 +173,9 @@ def test_transfer_to_an_organisation_emails_it_a_one_time_link_to_schema_valid_j
     export = DataExport.objects.get(request=done, kind="json")
     assert export.link_used_at is not None and export.downloads.count() == 1
     assert done.events.filter(note__icontains="receiving organisation").exists()
+    # The requester is told too, without the link (only the organisation gets that).
+    (told,) = [m for m in mail.outbox if m.to == [rights_request.email] and "complete" in m.body]
+    assert "organisation you named" in told.body and "/requests/transfer/" not in told.body
 
 
 def test_transfer_to_the_requester_sends_the_link_to_them(approver, committed):
