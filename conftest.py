@@ -1,7 +1,9 @@
 """Project-wide pytest configuration."""
 
 import os
+from datetime import UTC, datetime
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Two shared cores: no per-example deadline (timing is not what these tests check), fewer examples
@@ -13,9 +15,6 @@ settings.register_profile(
     "thorough", deadline=None, max_examples=1000, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture
@@ -41,11 +40,9 @@ def _prune_audit_before_flush(request):
             return
     request.getfixturevalue("transactional_db")
     yield
-    from datetime import datetime, timezone
-
     from security.models import AccessEvent
 
-    AccessEvent.objects.prune(before=datetime(9999, 1, 1, tzinfo=timezone.utc))
+    AccessEvent.objects.prune(before=datetime(9999, 1, 1, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -248,7 +248,11 @@ class RightsRequestAdmin(admin.ModelAdmin):
                 else None
             )
         response = super().change_view(request, object_id, form_url, extra_context)
-        if obj is not None and response.status_code == 200 and request.user.has_perm(PERSONAL_DATA_PERMISSION):
+        if (
+            obj is not None
+            and response.status_code == 200
+            and request.user.has_perm(PERSONAL_DATA_PERMISSION)
+        ):
             # The page shows the requester's decrypted personal data: every such view is audited.
             audit.record(request, action=AccessAction.VIEW_PERSONAL_DATA, obj=obj)
         return response
@@ -268,7 +272,9 @@ class RightsRequestAdmin(admin.ModelAdmin):
                 detail=f"identity document {document_id}",
                 succeeded=False,
             )
-            self.message_user(request, str(exc) or _("You do not have permission to do this."), messages.ERROR)
+            self.message_user(
+                request, str(exc) or _("You do not have permission to do this."), messages.ERROR
+            )
             return HttpResponseRedirect(reverse("admin:dsr_requests_rightsrequest_change", args=[obj.pk]))
         audit.record(
             request, action=AccessAction.DOWNLOAD_DOCUMENT, obj=obj, detail=f"identity document {document_id}"
@@ -344,7 +350,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         action = f"bulk {request.POST.get('action', '')}".strip()
         for obj in queryset.order_by("pk"):
             try:
-                _audited(request, obj, action, lambda: call(obj))
+                _audited(request, obj, action, lambda obj=obj: call(obj))
             except REFUSALS as exc:
                 self.message_user(
                     request,
@@ -528,6 +534,8 @@ class RectificationForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "request" not in self.fields:  # the read-only view of a recorded correction
+            return
         self.fields["request"].queryset = RightsRequest.objects.filter(
             request_type=RightsRequest.Type.CHANGE, state__in=["in_review", "approved"]
         )

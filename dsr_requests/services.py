@@ -900,7 +900,9 @@ def open_identity_document(rights_request, *, actor, document_id):
     _require(actor, "view_identity_document")
     document = IdentityDocument.objects.filter(request=rights_request, pk=document_id).first()
     if document is None:
-        raise ActionRefused(_("This document is no longer held: it is deleted once the decision is recorded."))
+        raise ActionRefused(
+            _("This document is no longer held: it is deleted once the decision is recorded.")
+        )
     content = base64.b64decode(document.content)
     extension = DOCUMENT_EXTENSIONS.get(document.content_type, "bin")
     return DocumentFile(

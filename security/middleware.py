@@ -59,7 +59,9 @@ class AdminSessionMiddleware:
                 and not user.is_verified()
             ):
                 target = "security:otp_verify" if services.has_authenticator(user) else "security:otp_enrol"
-                return HttpResponseRedirect(reverse(target) + "?" + urlencode({"next": request.get_full_path()}))
+                return HttpResponseRedirect(
+                    reverse(target) + "?" + urlencode({"next": request.get_full_path()})
+                )
         return self.get_response(request)
 
     @staticmethod

@@ -133,3 +133,6 @@ class PruneWindow(models.Model):
 
     class Meta:
         default_permissions = ()
+
+    def __str__(self):
+        return f"prune window before {self.cutoff}"

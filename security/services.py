@@ -78,7 +78,9 @@ def confirm_enrolment(*, user, device_id, token):
     """
     token = normalise_token(token)
     with transaction.atomic():
-        device = TOTPDevice.objects.select_for_update().filter(user=user, pk=device_id, confirmed=False).first()
+        device = (
+            TOTPDevice.objects.select_for_update().filter(user=user, pk=device_id, confirmed=False).first()
+        )
         if device is None or not _TOTP_SHAPE.match(token) or not device.verify_token(token):
             return None, None
         device.confirmed = True

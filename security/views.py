@@ -71,7 +71,9 @@ def verify(request):
     if user.is_verified():
         return HttpResponseRedirect(_next_url(request))
     if not services.has_authenticator(user):
-        return HttpResponseRedirect(reverse("security:otp_enrol") + "?" + urlencode({"next": _next_url(request)}))
+        return HttpResponseRedirect(
+            reverse("security:otp_enrol") + "?" + urlencode({"next": _next_url(request)})
+        )
     credentials = {"username": user.get_username()}
     if not AxesProxyHandler.is_allowed(request, credentials):
         return _lock_out(request, credentials)
@@ -109,7 +111,9 @@ def verify(request):
                 % {"seconds": result.wait_seconds},
             )
         else:
-            form.add_error("otp_token", _("That code is not valid. Check the time on your phone, or use a backup code."))
+            form.add_error(
+                "otp_token", _("That code is not valid. Check the time on your phone, or use a backup code.")
+            )
     return TemplateResponse(
         request, "security/verify.html", _context(request, form=form, title=_("Two-factor verification"))
     )
@@ -129,7 +133,9 @@ def enrol(request):
         return refusal
     user = request.user
     if services.has_authenticator(user) and not user.is_verified():
-        return HttpResponseRedirect(reverse("security:otp_verify") + "?" + urlencode({"next": _next_url(request)}))
+        return HttpResponseRedirect(
+            reverse("security:otp_verify") + "?" + urlencode({"next": _next_url(request)})
+        )
     device = services.pending_authenticator(user=user)
     form = TokenForm(request.POST if request.method == "POST" else None)
     if form.is_valid():

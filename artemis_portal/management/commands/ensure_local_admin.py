@@ -10,7 +10,9 @@ TWO_FACTOR_HINT = (
     "Staff need two factors: after the password, the admin asks for a code from an authenticator app "
     "(first time: it shows a QR code to scan at /admin/2fa/enrol/, then ten backup codes once). "
 )
-RELAXED_HINT = "For a quick local demo without an app, set STAFF_2FA_REQUIRED=0 in .env (only works with DEBUG=1)."
+RELAXED_HINT = (
+    "For a quick local demo without an app, set STAFF_2FA_REQUIRED=0 in .env (only works with DEBUG=1)."
+)
 
 
 class Command(BaseCommand):
