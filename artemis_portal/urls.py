@@ -13,6 +13,8 @@ admin.site.index_title = _("Support staff")
 urlpatterns = [
     path("", views.LandingView.as_view(), name="landing"),
     path("healthz", views.healthz, name="healthz"),
+    # The second-factor pages sit under the admin, before it, so its session rules cover them.
+    path("admin/2fa/", include("security.urls")),
     path("admin/", admin.site.urls),
     path("", include("registrations.urls")),
     path("", include("dsr_requests.urls")),

@@ -921,6 +921,40 @@ def record_document_check(rights_request, *, actor, passed, note):
     )
 
 
+DOCUMENT_EXTENSIONS = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg"}
+
+
+@dataclass(frozen=True)
+class DocumentFile:
+    """An identity document opened for staff: its bytes, the type detected at upload, a file name."""
+
+    content: bytes
+    content_type: str
+    filename: str
+
+
+@sensitive_variables("content")
+def open_identity_document(rights_request, *, actor, document_id):
+    """Decrypt an uploaded identity document for the staff member who must decide on it.
+
+    Only while the decision is pending (the document is deleted when it is recorded) and only for
+    staff holding ``view_identity_document``; the caller records the access in the audit.
+    """
+    _require(actor, "view_identity_document")
+    document = IdentityDocument.objects.filter(request=rights_request, pk=document_id).first()
+    if document is None:
+        raise ActionRefused(
+            _("This document is no longer held: it is deleted once the decision is recorded.")
+        )
+    content = base64.b64decode(document.content)
+    extension = DOCUMENT_EXTENSIONS.get(document.content_type, "bin")
+    return DocumentFile(
+        content=content,
+        content_type=document.content_type,
+        filename=f"identity-document-{rights_request.reference}-{document.pk}.{extension}",
+    )
+
+
 @dataclass(frozen=True)
 class StaffAction:
     """An action staff can take on a request now; ``text`` names the field it needs, if any."""
