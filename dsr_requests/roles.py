@@ -38,7 +38,14 @@ ROLE_PERMISSIONS = {
 # Permissions of other apps, as "app_label.codename"; given once the app's migration has created them
 # (that app's migration calls sync_role_groups again).
 OTHER_APP_PERMISSIONS = {
-    PRIVACY_ADMIN: ("security.view_accessevent",),
+    # The privacy admin runs everything: the audit, and the Connect registry (view, block) and its reports.
+    PRIVACY_ADMIN: (
+        "security.view_accessevent",
+        "registrations.view_registration",
+        "registrations.change_registration",
+        "registrations.view_usagecount",
+        "registrations.view_personaldatareport",
+    ),
 }
 
 

@@ -102,3 +102,27 @@ def test_usage_list_shows_a_30_day_chart_and_module_totals(admin_client):
 def test_usage_list_without_data_says_so(admin_client):
     html = admin_client.get("/admin/registrations/usagecount/").content.decode()
     assert "No app uses in the last 30 days." in html
+
+
+def test_the_privacy_admin_role_runs_the_registry_and_its_reports(client):
+    from django.contrib.auth.models import Group
+
+    from dsr_requests import roles
+    from dsr_requests.tests.factories import StaffUserFactory
+
+    user = StaffUserFactory(roles=[roles.PRIVACY_ADMIN])
+    assert set(
+        Group.objects.get(name=roles.PRIVACY_ADMIN).permissions.values_list("codename", flat=True)
+    ) >= {
+        "view_registration",
+        "change_registration",
+        "view_usagecount",
+        "view_personaldatareport",
+        "view_accessevent",
+    }
+    client.force_login(user)
+    tenant = RegistrationFactory()
+    assert client.get(LIST).status_code == 200
+    client.post(LIST, {"action": "block", "_selected_action": [tenant.pk]})
+    tenant.refresh_from_db()
+    assert tenant.blocked_at is not None
