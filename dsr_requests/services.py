@@ -1864,3 +1864,37 @@ def _months_before(now, months):
     year, month = divmod(month_index, 12)
     day = min(now.day, calendar.monthrange(year, month + 1)[1])
     return now.replace(year=year, month=month + 1, day=day)
+
+
+def reindex_email_hashes(*, actor, batch_size=500, progress=None):
+    """Recompute every request's email blind index under the current ``DSR_BLIND_INDEX_KEY``.
+
+    For after the key changed (a leak, or moving off the ``SECRET_KEY``-derived default): without it no
+    earlier request is found by email any more. Reads the encrypted email, so only requests that still
+    hold one are reindexed; a tombstone keeps its old hash (its email is gone), which then simply no
+    longer matches. Batches by primary key and is safe to run again. Returns ``(updated, skipped)``.
+    """
+    updated = skipped = 0
+    last_pk = 0
+    while True:
+        batch = list(RightsRequest.objects.filter(pk__gt=last_pk).order_by("pk")[:batch_size])
+        if not batch:
+            break
+        last_pk = batch[-1].pk
+        changed = []
+        for rights_request in batch:
+            if not rights_request.email:
+                skipped += 1
+                continue
+            fresh = tokens.email_blind_index(rights_request.email)
+            if fresh != rights_request.email_hash:
+                rights_request.email_hash = fresh
+                changed.append(rights_request)
+        RightsRequest.objects.bulk_update(changed, ["email_hash"])
+        updated += len(changed)
+        if progress:
+            progress(updated, skipped)
+    logger.info(
+        "email blind index recomputed: %d updated, %d without an email, by %s", updated, skipped, actor
+    )
+    return updated, skipped
