@@ -56,7 +56,9 @@ def run_axe(page):
     return page.evaluate(
         """() => axe.run(document, {
             resultTypes: ['violations'],
-            runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']},
+            runOnly: {type: 'tag', values: [
+                'wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice',
+            ]},
         })"""
     )
 
