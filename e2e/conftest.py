@@ -62,13 +62,14 @@ def browser():
 def new_context(browser):
     """Make a fresh browser context (its own cookies: one per person); all are closed after the test.
 
-    ``bypass_csp`` lets the accessibility check inject axe-core whatever Content-Security-Policy the
-    site sends; it changes nothing the site's own pages do.
+    ``bypass_csp=True`` (for the accessibility check, which injects axe-core whatever
+    Content-Security-Policy the site sends) is the caller's choice: the journey and the keyboard test
+    run under the site's real policy.
     """
     made = []
 
     def make(**options):
-        context = browser.new_context(bypass_csp=True, accept_downloads=True, **options)
+        context = browser.new_context(accept_downloads=True, **options)
         context.set_default_timeout(15_000)
         made.append(context)
         return context
