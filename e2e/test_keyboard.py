@@ -38,6 +38,17 @@ def focused(page):
     )
 
 
+def has_visible_focus_ring(page):
+    """The focused element draws an outline at least 2px wide in a colour other than the page's."""
+    style = page.evaluate(
+        """() => {
+            const s = getComputedStyle(document.activeElement);
+            return {style: s.outlineStyle, width: parseFloat(s.outlineWidth), colour: s.outlineColor};
+        }"""
+    )
+    return style["style"] != "none" and style["width"] >= 2 and style["colour"] != "rgb(255, 255, 255)"
+
+
 def test_the_form_can_be_filled_and_sent_with_the_keyboard_alone(site, new_context, smtp_server):
     page = new_context().new_page()
     page.goto(f"{site}/requests/new/")
@@ -52,6 +63,7 @@ def test_the_form_can_be_filled_and_sent_with_the_keyboard_alone(site, new_conte
     for _ in range(len(FORM_TAB_ORDER) + 2):
         page.keyboard.press("Tab")
         order.append(focused(page))
+        assert has_visible_focus_ring(page), order[-1]
         if order[-1] == "submit":
             break
         if order[-1] == "id_request_type_0":
