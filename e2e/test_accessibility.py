@@ -7,6 +7,7 @@ moderate findings are printed but do not fail. The axe version is the one locked
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from dsr_requests import roles, services, tokens
 from dsr_requests.models import RequestState, RequestType
@@ -105,6 +106,8 @@ def test_the_status_page_has_no_serious_accessibility_violations_in_any_state(si
     audit.check("status: verifying (identity proof forms)")
     page.get_by_role("button", name="Show me a code").click()
     audit.check("status: account code shown")
+    code = page.locator(".code").inner_text()  # screen readers get it spelled out, one character at a time
+    expect(page.locator(".visually-hidden").filter(has_text=" ".join(code))).to_have_count(1)
     not_a_document = tmp_path / "notes.txt"
     not_a_document.write_text("not a document")
     page.get_by_label("Identity document (PDF, PNG or JPEG)").set_input_files(not_a_document)
