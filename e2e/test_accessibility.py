@@ -5,6 +5,8 @@ validation errors, the status page in the states that show different forms, the 
 moderate findings are printed but do not fail. The axe version is the one locked in package-lock.json.
 """
 
+import re
+
 import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
@@ -115,6 +117,9 @@ def test_the_status_page_has_no_serious_accessibility_violations_in_any_state(si
     audit.check("status: upload refused (error summary)")
     page.get_by_role("button", name="Withdraw").click()
     audit.check("status: withdrawal not ticked (error)")
+    expect(page).to_have_title(re.compile(r"^Error: "))
+    tick = page.get_by_label("Yes, withdraw my request")
+    expect(tick).to_have_accessible_description(re.compile(r"\w"))  # the error, read with the box
 
     staff = StaffUserFactory(roles=[roles.APPROVER])
     held = approved_request(RequestType.REVIEW, approver=staff)
