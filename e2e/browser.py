@@ -51,6 +51,7 @@ def run_axe(page):
     Injected as a script element, so the browser context must bypass the site's CSP (``bypass_csp=True``):
     the portal allows no script it does not serve itself.
     """
+    page.wait_for_load_state("load")
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
         page.add_script_tag(path=str(AXE_JS))
     return page.evaluate(

@@ -60,7 +60,7 @@ def test_the_public_pages_have_no_serious_accessibility_violations(site, audit, 
     page.goto(f"{site}/requests/new/")
     audit.check("request form")
     page.get_by_role("button", name="Send my request").click()
-    assert page.locator("#error-summary").is_visible()
+    expect(page.locator("#error-summary")).to_be_focused()
     audit.check("request form with errors")
     page.get_by_label("Give me a copy of my personal data").check()
     page.get_by_label("Your name").fill("Ada Lovelace")
@@ -78,9 +78,11 @@ def test_the_public_pages_have_no_serious_accessibility_violations(site, audit, 
     page.goto(f"{site}/requests/status/")
     audit.check("lost link")
     page.get_by_role("button", name="Email me my links").click()
+    expect(page.locator("#error-summary")).to_be_visible()
     audit.check("lost link with errors")
     page.get_by_label("Your email address").fill("ada@example.org")
     page.get_by_role("button", name="Email me my links").click()
+    expect(page.get_by_role("status")).to_be_visible()
     audit.check("lost link sent")
 
     assert page.goto(f"{site}/no-such-page/").status == 404
@@ -93,7 +95,10 @@ def test_the_public_pages_have_no_serious_accessibility_violations(site, audit, 
 
     page.goto(f"{site}/admin/login/")
     audit.check("admin login")
+    page.get_by_label("Username").fill("nobody")
+    page.get_by_label("Password").fill("wrong password")
     page.get_by_role("button", name="Log in").click()
+    expect(page.locator(".errornote")).to_be_visible()
     audit.check("admin login with errors")
 
     audit.assert_clean()
@@ -107,6 +112,7 @@ def test_the_status_page_has_no_serious_accessibility_violations_in_any_state(si
     page.goto(status + verifying + "/")
     audit.check("status: verifying (identity proof forms)")
     page.get_by_role("button", name="Show me a code").click()
+    expect(page.locator(".code")).to_be_visible()
     audit.check("status: account code shown")
     code = page.locator(".code").inner_text()  # screen readers get it spelled out, one character at a time
     expect(page.locator(".visually-hidden").filter(has_text=" ".join(code))).to_have_count(1)
@@ -114,8 +120,12 @@ def test_the_status_page_has_no_serious_accessibility_violations_in_any_state(si
     not_a_document.write_text("not a document")
     page.get_by_label("Identity document (PDF, PNG or JPEG)").set_input_files(not_a_document)
     page.get_by_role("button", name="Upload").click()
+    page.wait_for_url(re.compile(r"/document/$"))
+    expect(page.locator("#error-summary")).to_be_focused()
     audit.check("status: upload refused (error summary)")
     page.get_by_role("button", name="Withdraw").click()
+    page.wait_for_url(re.compile(r"/withdraw/$"))
+    expect(page.locator("#error-summary")).to_be_focused()
     audit.check("status: withdrawal not ticked (error)")
     expect(page).to_have_title(re.compile(r"^Error: "))
     tick = page.get_by_label("Yes, withdraw my request")
@@ -134,6 +144,8 @@ def test_the_status_page_has_no_serious_accessibility_violations_in_any_state(si
     audit.check("status: completed copy (download)")
     page.get_by_label("Download code from our email").fill("WRONG123")
     page.get_by_role("button", name="Download (ZIP)").click()
+    page.wait_for_url(re.compile(r"/download/$"))
+    expect(page.locator("#error-summary")).to_be_focused()
     audit.check("status: download code refused")
 
     audit.assert_clean()

@@ -61,6 +61,16 @@ class Inbox:
         return match.group(0)
 
 
+def press(admin, button, reference):
+    """Click a workflow button on the admin change page; returns once the action is done and the page
+    (the same URL) has reloaded with its confirmation."""
+    with admin.expect_response(lambda r: "/act/" in r.url and r.request.method == "POST") as posted:
+        button.click()
+    assert posted.value.status == 302
+    admin.wait_for_load_state()
+    expect(admin.locator(".messagelist")).to_contain_text(f"Done: {reference} updated.")
+
+
 def test_a_copy_request_goes_from_the_form_to_the_downloaded_zip_in_a_real_browser(
     site, new_context, smtp_server, tmp_path
 ):
@@ -110,13 +120,10 @@ def test_a_copy_request_goes_from_the_form_to_the_downloaded_zip_in_a_real_brows
         has=admin.get_by_role("button", name="Identity document accepted")
     )
     accept.get_by_label("What you checked, and why (staff only)").fill("Passport photo matches the name.")
-    accept.get_by_role("button", name="Identity document accepted").click()
-    expect(admin.locator(".messagelist")).to_contain_text(f"Done: {reference} updated.")
+    press(admin, accept.get_by_role("button", name="Identity document accepted"), reference)
     inbox.next("your identity is verified")
-    admin.get_by_role("button", name="Approve", exact=True).click()
-    expect(admin.locator(".messagelist")).to_contain_text(f"Done: {reference} updated.")
-    admin.get_by_role("button", name="Start fulfilment").click()  # the job runs inline (immediate tasks)
-    expect(admin.locator(".messagelist")).to_contain_text(f"Done: {reference} updated.")
+    press(admin, admin.get_by_role("button", name="Approve", exact=True), reference)
+    press(admin, admin.get_by_role("button", name="Start fulfilment"), reference)  # the job runs inline
     assert RightsRequest.objects.get().state == RequestState.COMPLETED
 
     # The requester: the copy is ready; a one-time code by email opens it.
@@ -124,6 +131,7 @@ def test_a_copy_request_goes_from_the_form_to_the_downloaded_zip_in_a_real_brows
     page.goto(status_url)
     expect(page.get_by_text("Your request is complete.")).to_be_visible()
     page.get_by_role("button", name="Email me a download code").click()
+    expect(page.get_by_role("status")).to_contain_text("We emailed you a download code")
     code = re.search(r"download code is \*?\*?([0-9A-Z]{8})", inbox.next("your download code")).group(1)
     page.get_by_label("Download code from our email").fill(code)
     with page.expect_download() as download_info:
