@@ -12,7 +12,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from dsr_requests import roles, services, tokens
-from dsr_requests.models import RequestState, RequestType
+from dsr_requests.models import RequestState, RequestType, TransferTo
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory, approved_request
 from e2e.browser import blocking_violations, describe_violations, run_axe
 
@@ -104,7 +104,9 @@ def test_the_public_pages_have_no_serious_accessibility_violations(site, audit, 
     audit.assert_clean()
 
 
-def test_the_status_page_has_no_serious_accessibility_violations_in_any_state(site, audit, tmp_path):
+def test_the_status_and_transfer_pages_have_no_serious_accessibility_violations_in_any_state(
+    site, audit, tmp_path, smtp_server
+):
     page = audit.page
     status = f"{site}/requests/status/"
 
@@ -147,5 +149,20 @@ def test_the_status_page_has_no_serious_accessibility_violations_in_any_state(si
     page.wait_for_url(re.compile(r"/download/$"))
     expect(page.locator("#error-summary")).to_be_focused()
     audit.check("status: download code refused")
+
+    transfer, _transfer_token = approved_request(
+        RequestType.TRANSFER, approver=staff, transfer_to=TransferTo.REQUESTER, email="me@example.org"
+    )
+    services.start_fulfilment(transfer, actor=staff)
+    (link,) = {
+        match.group(0)
+        for _to, message in smtp_server.messages
+        for match in [
+            re.search(r"https?://\S+/requests/transfer/\S+/", message.get_body(("plain",)).get_content())
+        ]
+        if match
+    }
+    page.goto(link)
+    audit.check("transfer link page")
 
     audit.assert_clean()
