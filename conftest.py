@@ -1,6 +1,10 @@
 """Project-wide pytest configuration."""
 
+import email
+import email.policy
 import os
+import socket
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -60,3 +64,51 @@ def admin_client(db, admin_user, client):
     """pytest-django's ``admin_client``, logged in with both factors like ``client``."""
     client.force_login(admin_user)
     return client
+
+
+class SmtpSink:
+    """An aiosmtpd handler that keeps every message it accepts, parsed: ``messages`` is a list of
+    ``(recipients, email.message.EmailMessage)``."""
+
+    def __init__(self, port):
+        self.port = port
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's naming)
+        self.messages.append(
+            (envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=email.policy.default))
+        )
+        return "250 OK"
+
+    def wait_for(self, count, *, timeout=10):
+        """The first ``count`` messages, once that many have arrived (mail sent by another thread or
+        process reaches the sink a moment after the page that caused it)."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} emails, got {len(self.messages)}")
+            time.sleep(0.05)
+        return self.messages[:count]
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on 127.0.0.1 (aiosmtpd), with Django's SMTP backend pointed at it.
+
+    Shared by every test where email matters (the journey, the staff digest, the worker, the browser
+    tests); ``.port`` is there for subprocesses (``EMAIL_URL=smtp://127.0.0.1:<port>``).
+    """
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:  # a free port (aiosmtpd's start-up check cannot use port 0)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = SmtpSink(port)
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    yield sink
+    controller.stop()

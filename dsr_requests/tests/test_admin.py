@@ -4,6 +4,7 @@ import csv
 import io
 import re
 from datetime import date, datetime, timedelta
+from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -188,6 +189,35 @@ def test_change_page_shows_only_the_buttons_allowed_now(client):
     assert act_url(rights_request, "put_on_hold") in body
     assert act_url(rights_request, "approve") not in body  # reviewers do not approve
     assert act_url(rights_request, "complete") not in body  # not in this state
+
+
+class _FormNesting(HTMLParser):
+    """Records every <form> start tag that comes while another form is open (browsers drop those)."""
+
+    def __init__(self):
+        super().__init__()
+        self.depth, self.nested = 0, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "form":
+            if self.depth:
+                self.nested.append(dict(attrs).get("action"))
+            self.depth += 1
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.depth = max(0, self.depth - 1)
+
+
+def test_no_action_form_is_nested_in_the_admin_change_form(client):
+    """A nested form is dropped by HTML parsers, so its button would submit the outer form instead
+    (the first action button on the page did, until e2e/test_journey.py clicked it in chromium)."""
+    logged_in(client, roles.PRIVACY_ADMIN)
+    rights_request = RightsRequestFactory(state=S.IN_REVIEW)
+    parser = _FormNesting()
+    parser.feed(client.get(change_url(rights_request)).content.decode())
+    assert parser.nested == []
+    assert parser.depth == 0
 
 
 def test_change_page_shows_the_timeline_and_identity_steps(client):
