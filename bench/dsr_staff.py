@@ -64,6 +64,7 @@ def _request(i, now, rng):
         received_at=received_at,
         regime=rng.choice(["uk_gdpr", "uk_gdpr", "gdpr", "ccpa"]),
         rejection_reason="Identity not proven." if state == S.REJECTED else "",
+        rejection_ground="identity_not_proven" if state == S.REJECTED else "",
     )
     if state in services.FINAL_STATES:
         r.closed_at = received_at + timedelta(days=rng.uniform(1, 45))

@@ -22,7 +22,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from dsr_requests import request_log, selectors, services, tokens
-from dsr_requests.models import EmailStatus, IdentityCheck, IdentityStep, RequestEvent, RightsRequest
+from dsr_requests.models import (
+    EmailStatus,
+    IdentityCheck,
+    IdentityStep,
+    RejectionGround,
+    RequestEvent,
+    RightsRequest,
+)
 from security import audit
 from security.models import AccessAction
 
@@ -166,6 +173,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
             "assignee",
             "approved_by",
             "erasure_approved_by",
+            "rejection_ground",
             "rejection_reason",
             "closed_at",
             "email_delivery",
@@ -252,6 +260,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         if obj is not None:
             extra_context["staff_actions"] = services.available_actions(obj, request.user)
             extra_context["month_choices"] = obj.regime in services.deadlines.MONTH_REGIMES
+            extra_context["rejection_grounds"] = RejectionGround.choices
             extra_context["staff_users"] = (
                 get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")
                 if request.user.has_perm("dsr_requests.assign_request")
@@ -335,7 +344,13 @@ class RightsRequestAdmin(admin.ModelAdmin):
                 obj, actor=request.user, message=text, expected_state=expected
             ),
             "resume": lambda: services.resume(obj, actor=request.user, expected_state=expected),
-            "reject": lambda: services.reject(obj, actor=request.user, reason=text, expected_state=expected),
+            "reject": lambda: services.reject(
+                obj,
+                actor=request.user,
+                reason=text,
+                ground=request.POST.get("ground", ""),
+                expected_state=expected,
+            ),
             "extend_deadline": lambda: services.extend_deadline(
                 obj,
                 actor=request.user,

@@ -25,6 +25,21 @@ class RequestType(models.TextChoices):
     TRANSFER = "transfer", _("Transfer my personal data")
 
 
+class RejectionGround(models.TextChoices):
+    """Why a request was refused, in the words of the request log: a category, never free text.
+
+    The free-text reason goes to the requester and may name them; the log regulators ask for must not.
+    """
+
+    IDENTITY_NOT_PROVEN = "identity_not_proven", _("Identity not proven")
+    NOTHING_HELD = "nothing_held", _("No personal data held about the requester")
+    UNFOUNDED = "unfounded", _("Manifestly unfounded")
+    EXCESSIVE = "excessive", _("Excessive or repetitive")
+    EXEMPTION = "exemption", _("A legal exemption applies")
+    OUT_OF_SCOPE = "out_of_scope", _("Not a data-protection request")
+    OTHER = "other", _("Other")
+
+
 class RequestState(models.TextChoices):
     """Every state of the design's workflow; the labels are what the requester reads."""
 
@@ -143,6 +158,9 @@ class RightsRequest(models.Model):
         related_name="+",
     )
     rejection_reason = models.TextField(_("reason for rejection"), blank=True)
+    rejection_ground = models.CharField(
+        _("ground for rejection"), max_length=30, choices=RejectionGround.choices, blank=True
+    )
     # When the request reached a final state (completed, rejected, withdrawn, closed unverified).
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     # Set when the personal data was erased (a delete request, or retention): the row is a tombstone.
@@ -202,6 +220,11 @@ class RightsRequest(models.Model):
             ),
             models.CheckConstraint(
                 condition=~Q(state="rejected") | ~Q(rejection_reason=""), name="dsr_rejection_has_reason"
+            ),
+            models.CheckConstraint(
+                condition=Q(rejection_ground__in=["", *RejectionGround.values])
+                & (~Q(state="rejected") | ~Q(rejection_ground="")),
+                name="dsr_rejection_has_ground",
             ),
             models.CheckConstraint(
                 condition=Q(effective_due_on__isnull=True)

@@ -8,7 +8,7 @@ import csv
 
 from django.utils import timezone
 
-from dsr_requests.models import RequestState, RightsRequest
+from dsr_requests.models import RejectionGround, RequestState, RightsRequest
 
 CHANNEL_WEB_FORM = "web form"
 HEADER = (
@@ -63,7 +63,7 @@ def rows():
         "statutory_due_on",
         "extended_at",
         "closed_at",
-        "rejection_reason",
+        "rejection_ground",
     )
     for r in RightsRequest.objects.order_by("received_at", "pk").values(*fields).iterator(chunk_size=2000):
         closed = r["closed_at"]
@@ -81,8 +81,12 @@ def rows():
             OUTCOMES.get(r["state"], "open"),
             _date(closed),
             days,
-            _cell(r["rejection_reason"]),
+            # The ground, never the free-text reason: that was written to the requester and may name them.
+            str(GROUNDS.get(r["rejection_ground"], "")),
         )
+
+
+GROUNDS = dict(RejectionGround.choices)
 
 
 def csv_lines():

@@ -35,6 +35,7 @@ from dsr_requests.models import (
     IdentityDocument,
     IdentityStep,
     OutboundEmail,
+    RejectionGround,
     RequestEvent,
     RequestState,
     RequestType,
@@ -729,13 +730,17 @@ def resume(rights_request, *, actor, note="", expected_state=S.ON_HOLD):
 
 
 @transaction.atomic
-def reject(rights_request, *, actor, reason, expected_state=None):
-    """Refuse the request; the reason is recorded and sent to the requester."""
+def reject(rights_request, *, actor, reason, ground, expected_state=None):
+    """Refuse the request; the reason is recorded and sent to the requester, the ground goes to the log."""
     _require(actor, "reject_request")
     reason = _required_text(reason, _("A rejection needs a reason; it is sent to the requester."))
+    if ground not in RejectionGround.values:
+        raise ActionRefused(_("Choose the ground for the rejection; it goes into the request log."))
     locked = _lock_for_action(rights_request, expected_state=expected_state)
     locked.rejection_reason = reason
-    locked.save(update_fields=["rejection_reason"])  # first: a rejected row must carry its reason
+    locked.rejection_ground = ground
+    # First: a rejected row must carry its reason and ground (constraints).
+    locked.save(update_fields=["rejection_reason", "rejection_ground"])
     _transition(locked, to_state=S.REJECTED, actor=actor, note=reason, public=True)
     queue_requester_email(locked, event="rejected", reason=reason)
     return locked

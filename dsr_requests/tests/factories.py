@@ -44,6 +44,8 @@ class RightsRequestFactory(factory.django.DjangoModelFactory):
     details = "Please show me what you hold."
     received_at = factory.LazyFunction(timezone.now)
     held_since = factory.LazyAttribute(lambda o: timezone.now() if o.state == RequestState.ON_HOLD else None)
+    # A rejected request carries a ground (a database constraint), as the reject service always sets.
+    rejection_ground = factory.LazyAttribute(lambda o: "other" if o.state == RequestState.REJECTED else "")
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):

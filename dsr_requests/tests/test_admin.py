@@ -234,12 +234,16 @@ def test_button_runs_the_service_and_reports_success(client):
     rights_request = RightsRequestFactory(state=S.IN_REVIEW)
     response = client.post(
         act_url(rights_request, "reject"),
-        {"text": "No data held.", "expected_state": "in_review"},
+        {"text": "No data held.", "ground": "nothing_held", "expected_state": "in_review"},
         follow=True,
     )
-    assert any("updated" in m for m in messages_of(response))
+    assert any("updated" in m for m in messages_of(response)), messages_of(response)
     rights_request.refresh_from_db()
-    assert (rights_request.state, rights_request.rejection_reason) == (S.REJECTED, "No data held.")
+    assert (rights_request.state, rights_request.rejection_reason, rights_request.rejection_ground) == (
+        S.REJECTED,
+        "No data held.",
+        "nothing_held",
+    )
 
 
 def test_refused_button_reports_why_and_changes_nothing(client):
@@ -249,8 +253,12 @@ def test_refused_button_reports_why_and_changes_nothing(client):
     assert any("needs a reason" in m for m in messages_of(response))
     response = client.post(act_url(rights_request, "approve"), follow=True)
     assert any("permission" in m for m in messages_of(response))
+    response = client.post(act_url(rights_request, "reject"), {"text": "No proof."}, follow=True)
+    assert any("ground for the rejection" in m for m in messages_of(response))
     response = client.post(
-        act_url(rights_request, "reject"), {"text": "x", "expected_state": "approved"}, follow=True
+        act_url(rights_request, "reject"),
+        {"text": "x", "ground": "other", "expected_state": "approved"},
+        follow=True,
     )
     assert any("changed meanwhile" in m for m in messages_of(response))
     rights_request.refresh_from_db()
@@ -388,7 +396,9 @@ def test_request_log_export_has_regulator_fields_and_no_personal_data(client):
     rights_request = RightsRequestFactory(
         state=S.IN_REVIEW, name="Ada Lovelace", email="ada@example.org", details="secret details"
     )
-    services.reject(rights_request, actor=admin, reason="=HYPERLINK(1) identity not proven")
+    services.reject(
+        rights_request, actor=admin, ground="identity_not_proven", reason="=HYPERLINK(1) identity not proven"
+    )
     response = client.get(reverse("admin:dsr_requests_rightsrequest_export"))
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
@@ -399,7 +409,7 @@ def test_request_log_export_has_regulator_fields_and_no_personal_data(client):
     row = rows[0]
     assert row["reference"] == rights_request.reference
     assert (row["request_type"], row["channel"], row["outcome"]) == ("review", "web form", "denied")
-    assert row["reason_for_denial"] == "'=HYPERLINK(1) identity not proven"
+    assert row["reason_for_denial"] == "Identity not proven"  # the ground, never the free text
     assert row["date_received"] and row["response_date"]
 
 

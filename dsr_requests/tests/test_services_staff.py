@@ -64,7 +64,7 @@ ACTIONS = {
     "complete": lambda r, u: services.complete(r, actor=u),
     "put_on_hold": lambda r, u: services.put_on_hold(r, actor=u, message="Which site is it about?"),
     "resume": lambda r, u: services.resume(r, actor=u),
-    "reject": lambda r, u: services.reject(r, actor=u, reason="We hold no data about you."),
+    "reject": lambda r, u: services.reject(r, actor=u, ground="other", reason="We hold no data about you."),
 }
 ALLOWED = {
     "approve": {(S.IN_REVIEW, S.APPROVED)},
@@ -132,7 +132,9 @@ def test_action_on_a_request_that_changed_since_the_page_was_shown_is_refused(ad
     rights_request = _request_in(S.APPROVED)
     before = snapshot(rights_request)
     with pytest.raises(services.ActionRefused, match="changed meanwhile"):
-        services.reject(rights_request, actor=admin_user, reason="no", expected_state=S.IN_REVIEW)
+        services.reject(
+            rights_request, actor=admin_user, ground="other", reason="no", expected_state=S.IN_REVIEW
+        )
     assert snapshot(rights_request) == before
 
 
@@ -144,14 +146,16 @@ def test_reject_without_a_reason_is_refused(reason, admin_user):
     rights_request = _request_in(S.IN_REVIEW)
     before = snapshot(rights_request)
     with pytest.raises(services.ActionRefused, match="reason"):
-        services.reject(rights_request, actor=admin_user, reason=reason)
+        services.reject(rights_request, actor=admin_user, ground="other", reason=reason)
     assert snapshot(rights_request) == before
 
 
 def test_reject_records_the_reason_and_sends_it_to_the_requester(admin_user, committed, mailoutbox):
     rights_request = _request_in(S.IN_REVIEW)
     with committed():
-        services.reject(rights_request, actor=admin_user, reason="  We hold no data about this address. ")
+        services.reject(
+            rights_request, actor=admin_user, ground="other", reason="  We hold no data about this address. "
+        )
     rights_request.refresh_from_db()
     assert rights_request.rejection_reason == "We hold no data about this address."
     assert rights_request.closed_at is not None
@@ -386,7 +390,7 @@ ROLE_CAN = {
 ROLE_CASES = {
     "put_on_hold": (S.IN_REVIEW, lambda r, u: services.put_on_hold(r, actor=u, message="?")),
     "resume": (S.ON_HOLD, lambda r, u: services.resume(r, actor=u)),
-    "reject": (S.IN_REVIEW, lambda r, u: services.reject(r, actor=u, reason="No.")),
+    "reject": (S.IN_REVIEW, lambda r, u: services.reject(r, actor=u, ground="other", reason="No.")),
     "assign": (S.IN_REVIEW, lambda r, u: services.assign(r, actor=u, assignee=u)),
     "approve": (S.IN_REVIEW, lambda r, u: services.approve(r, actor=u)),
     "fulfil": (S.APPROVED, lambda r, u: services.start_fulfilment(r, actor=u)),
@@ -447,7 +451,7 @@ def test_non_staff_and_inactive_users_are_refused_even_with_permissions():
         StaffUserFactory(is_active=False, roles=[roles.PRIVACY_ADMIN]),
     ):
         with pytest.raises(PermissionDenied):
-            services.reject(rights_request, actor=user, reason="No.")
+            services.reject(rights_request, actor=user, ground="other", reason="No.")
 
 
 def test_available_actions_follow_state_and_permissions():
@@ -507,10 +511,12 @@ def test_two_staff_acting_at_once_exactly_one_succeeds_and_one_email_goes_out(se
     # acts second finds the request changed (approved -> rejected alone would be a legal move).
     seen = S.IN_REVIEW
     calls = [
-        lambda: services.reject(rights_request, actor=admins[0], reason="No data held.", expected_state=seen),
+        lambda: services.reject(
+            rights_request, actor=admins[0], ground="other", reason="No data held.", expected_state=seen
+        ),
         {
             "reject": lambda: services.reject(
-                rights_request, actor=admins[1], reason="Not verified.", expected_state=seen
+                rights_request, actor=admins[1], ground="other", reason="Not verified.", expected_state=seen
             ),
             "approve": lambda: services.approve(rights_request, actor=admins[1], expected_state=seen),
         }[second],
