@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 
 from dsr_requests import request_log, selectors, services, tokens
 from dsr_requests.models import (
+    Concerns,
     EmailStatus,
     IdentityCheck,
     IdentityStep,
@@ -156,6 +157,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
             "state",
             "held_from_state",
             "identity_outstanding",
+            "site_scope",
             "regime",
             "country",
             "concerns",
@@ -192,6 +194,23 @@ class RightsRequestAdmin(admin.ModelAdmin):
             return _("none")
         labels = dict(IdentityStep.choices)
         return "; ".join(str(_(" or ").join(str(labels[step]) for step in group)) for group in groups)
+
+    @admin.display(description=_("site scope"))
+    def site_scope(self, obj):
+        """What a site-scoped request may reach, and the check Atlassian leaves to staff.
+
+        Atlassian's Connect JWT says which account is signed in on which site, not whether that account is
+        the site's admin (no Confluence Cloud API tells an app either), so staff must confirm it before a
+        site's installation record is exported or erased.
+        """
+        if obj.concerns != Concerns.SITE:
+            return "–"
+        if not obj.site_client_key:
+            return _("About a site, but no account has been proven inside a site yet.")
+        return _(
+            "Account proven inside %(site)s. Atlassian does not tell apps whether it is the site's admin: "
+            "confirm that before approving, since the site's installation record will be exported or erased."
+        ) % {"site": obj.verified_site_url}
 
     @admin.display(description=_("emails to the requester"))
     def email_delivery(self, obj):

@@ -462,3 +462,17 @@ def test_only_staff_with_the_correspondence_permission_can_resend_failed_emails(
     rights_request = RightsRequestFactory(state=S.IN_REVIEW)
     with pytest.raises(PermissionDenied):
         services.retry_failed_emails(rights_request, actor=StaffUserFactory(roles=[]))
+
+
+def test_a_site_scoped_request_tells_staff_to_confirm_the_account_is_the_sites_admin(client):
+    logged_in(client, roles.REVIEWER)
+    rights_request = RightsRequestFactory(
+        state=S.IN_REVIEW,
+        concerns="site",
+        account_id="557058:abc",
+        site_client_key="client-key-1",
+        verified_site_url="https://acme.atlassian.net",
+    )
+    body = client.get(change_url(rights_request)).content.decode()
+    assert "Account proven inside https://acme.atlassian.net" in body
+    assert "confirm that before approving" in body
