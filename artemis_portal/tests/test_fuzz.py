@@ -24,16 +24,18 @@ from urllib.parse import quote, urlencode
 import jwt as pyjwt
 import pytest
 from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from artemis_portal.logging import RedactingFilter
 from dsr_requests import roles, services, tokens
-from dsr_requests.models import RequestType, TransferTo
-from dsr_requests.tests.factories import StaffUserFactory, approved_request
+from dsr_requests.models import RequestState, RequestType, StaffQuestion, TransferTo
+from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory, approved_request
 from registrations.models import Registration
 from registrations.tests.conftest import (  # noqa: F401 (fixtures used by name)
     APP_BASE_URL,
@@ -142,6 +144,15 @@ def world(settings, key_service, rsa_key, django_capture_on_commit_callbacks, tm
     )
     mail.outbox.clear()
     w.confirm_token = tokens.confirmation_token(w.copy)
+    # A request still proving identity (uploads and account codes apply), with a question from staff.
+    w.verifying_token, token_hash = tokens.new_status_token()
+    verifying = RightsRequestFactory(
+        state=RequestState.VERIFYING,
+        email=EMAIL,
+        email_confirmed_at=timezone.now(),
+        status_token_hash=token_hash,
+    )
+    w.question = StaffQuestion.objects.create(request=verifying, question="Which site?", asked_by=approver)
     w.rsa_key = rsa_key
     from django.conf import settings as django_settings
 
@@ -157,6 +168,7 @@ def world(settings, key_service, rsa_key, django_capture_on_commit_callbacks, tm
         "status token": w.status_token,
         "transfer request's status token": w.transfer_status_token,
         "transfer token": w.transfer_token,
+        "verifying request's status token": w.verifying_token,
     }
     return w
 
@@ -362,8 +374,6 @@ def requests(draw, world):
     elif body_kind == "multipart":
         data = dict(draw(st.lists(st.tuples(FORM_FIELDS, FORM_VALUES), max_size=4)))
         if draw(st.booleans()):
-            from django.core.files.uploadedfile import SimpleUploadedFile
-
             data["document"] = SimpleUploadedFile(
                 draw(st.sampled_from(["id.pdf", "id.png", "../../x", "a" * 300])),
                 draw(st.binary(max_size=200)),
@@ -485,7 +495,13 @@ def check_response(world, request, response, content, log_lines):
         assert EMAIL not in line, f"the requester's email in a log line: {line[:200]}"
     # The requester (status token) and the receiver of a transfer (its one-time link) are shown the data.
     may_see_email = EMAIL in carried or any(
-        t in carried for t in (world.status_token, world.transfer_status_token, world.transfer_token)
+        t in carried
+        for t in (
+            world.status_token,
+            world.transfer_status_token,
+            world.transfer_token,
+            world.verifying_token,
+        )
     )
     if not may_see_email:
         assert EMAIL not in answer, "the requester's email shown to someone without their status token"
@@ -540,3 +556,44 @@ def test_connect_page_and_lifecycle_answer_near_valid_tokens_with_401_never_500(
         assert response.status_code in (400, 401, 404, 405), (kind, response.status_code, content[:300])
     # An install may carry the tenant's secret in its body; it must not come back.
     assert world.tenant.shared_secret.encode() not in content
+
+
+FILE_CONTENT = st.one_of(
+    st.binary(max_size=300),
+    st.binary(max_size=200).map(lambda b: b"%PDF-1.7\n" + b),
+    st.binary(max_size=200).map(lambda b: b"\x89PNG\r\n\x1a\n" + b),
+    st.binary(max_size=200).map(lambda b: b"\xff\xd8\xff\xe0" + b),
+)
+
+
+@FUZZ
+@given(data=st.data())
+def test_status_page_actions_with_a_valid_link_never_500_or_leak(world, log_lines, data):
+    """The requester's own actions (code, upload, answer, withdraw, download) with arbitrary form input."""
+    token = data.draw(
+        st.sampled_from([world.status_token, world.transfer_status_token, world.verifying_token])
+    )
+    action = data.draw(
+        st.sampled_from(["", "code/", "document/", "answer/", "withdraw/", "download-code/", "download/"])
+    )
+    values = FORM_VALUES | st.sampled_from(
+        [str(world.question.pk), str(world.question.pk + 1000), "0", "1e3"]
+    )
+    fields = dict(data.draw(st.lists(st.tuples(FORM_FIELDS, values), max_size=5)))
+    if data.draw(st.booleans()):
+        fields["document"] = SimpleUploadedFile(
+            data.draw(st.sampled_from(["id.pdf", "id.png", "id.jpg", "id", "x" * 255 + ".pdf"])),
+            data.draw(FILE_CONTENT),
+            content_type=data.draw(
+                st.sampled_from(["application/pdf", "image/png", "image/jpeg", "text/html"])
+            ),
+        )
+        body, content_type = encode_multipart(BOUNDARY, fields), MULTIPART_CONTENT
+    else:
+        body, content_type = urlencode(fields).encode(), "application/x-www-form-urlencoded"
+    method = data.draw(st.sampled_from(["POST", "POST", "GET"]))
+    request = (method, f"/requests/status/{token}/{action}", "", body, content_type, {})
+    log_lines.raw.clear()
+    log_lines.lines.clear()
+    response, content = _send(Client(raise_request_exception=False), *request[:5], {})
+    check_response(world, request, response, content, log_lines)
