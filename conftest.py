@@ -1,7 +1,13 @@
 """Project-wide pytest configuration."""
 
+import email
+import email.policy
 import os
+import socket
+import time
+from datetime import UTC, datetime
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Two shared cores: no per-example deadline (timing is not what these tests check), fewer examples
@@ -13,3 +19,96 @@ settings.register_profile(
     "thorough", deadline=None, max_examples=1000, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(autouse=True)
+def _no_tenant_copies_between_tests():
+    """Each process keeps recently read tenants for a moment; a test must not see the previous test's."""
+    from registrations import tenant_cache
+
+    tenant_cache.clear_local()
+    yield
+    tenant_cache.clear_local()
+
+
+@pytest.fixture
+def client():
+    """pytest-django's ``client``, whose ``force_login`` of a staff user also passes the second factor.
+
+    Staff two-factor is enforced in tests as in production; see ``security/testing.py``.
+    """
+    from security.testing import SecondFactorClient
+
+    return SecondFactorClient()
+
+
+@pytest.fixture(autouse=True)
+def _prune_audit_before_flush(request):
+    """Empty the append-only audit before a transactional test's flush (SQLite's trigger refuses a plain
+    DELETE; PostgreSQL's flush truncates). Requesting ``transactional_db`` here makes this teardown run
+    before the flush."""
+    if "transactional_db" not in request.fixturenames and "live_server" not in request.fixturenames:
+        marker = request.node.get_closest_marker("django_db")
+        if not (marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))):
+            yield
+            return
+    request.getfixturevalue("transactional_db")
+    yield
+    from security.models import AccessEvent
+
+    AccessEvent.objects.prune(before=datetime(9999, 1, 1, tzinfo=UTC))
+
+
+@pytest.fixture
+def admin_client(db, admin_user, client):
+    """pytest-django's ``admin_client``, logged in with both factors like ``client``."""
+    client.force_login(admin_user)
+    return client
+
+
+class SmtpSink:
+    """An aiosmtpd handler that keeps every message it accepts, parsed: ``messages`` is a list of
+    ``(recipients, email.message.EmailMessage)``."""
+
+    def __init__(self, port):
+        self.port = port
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's naming)
+        self.messages.append(
+            (envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=email.policy.default))
+        )
+        return "250 OK"
+
+    def wait_for(self, count, *, timeout=10):
+        """The first ``count`` messages, once that many have arrived (mail sent by another thread or
+        process reaches the sink a moment after the page that caused it)."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} emails, got {len(self.messages)}")
+            time.sleep(0.05)
+        return self.messages[:count]
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on 127.0.0.1 (aiosmtpd), with Django's SMTP backend pointed at it.
+
+    Shared by every test where email matters (the journey, the staff digest, the worker, the browser
+    tests); ``.port`` is there for subprocesses (``EMAIL_URL=smtp://127.0.0.1:<port>``).
+    """
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:  # a free port (aiosmtpd's start-up check cannot use port 0)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = SmtpSink(port)
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    yield sink
+    controller.stop()

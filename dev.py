@@ -2,14 +2,17 @@
 """One-command set-up for the Artemis privacy portal (standard library only, so it runs before the venv).
 
     python3 dev.py serve     set up, migrate SQLite, ensure a local admin, serve on http://127.0.0.1:8000
-    python3 dev.py test      set up, lint, and run the whole test suite (arguments go to pytest)
+    python3 dev.py test      set up (with the npm packages of the browser tests), lint, and run the whole
+                             test suite (arguments go to pytest)
 
 Both are idempotent: the virtual environment, installed requirements, .env and database are reused.
 """
 
 import hashlib
+import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import venv
@@ -54,6 +57,27 @@ def ensure_venv(requirements):
     stamp.write_text(digest.hexdigest())
 
 
+def ensure_npm_packages():
+    """Install the locked test-only npm packages (axe-core, for the browser tests) when missing or stale.
+
+    ``npm ci`` installs exactly package-lock.json. Without npm the browser accessibility test cannot run:
+    it fails under CI and is skipped, with the reason, elsewhere.
+    """
+    lock = ROOT / "package-lock.json"
+    if not lock.exists():
+        return
+    wanted = json.loads(lock.read_text())["packages"]["node_modules/axe-core"]["version"]
+    installed = ROOT / "node_modules" / "axe-core" / "package.json"
+    if installed.exists() and json.loads(installed.read_text()).get("version") == wanted:
+        say(f"npm packages already installed (axe-core {wanted})")
+        return
+    if not shutil.which("npm"):
+        say("npm not found: the accessibility tests need axe-core (install Node.js and npm)")
+        return
+    say("installing npm packages (npm ci)")
+    run("npm", "ci", "--no-audit", "--no-fund")
+
+
 def new_key():
     """A fresh Fernet-format key (32 random bytes, url-safe base64)."""
     return urlsafe_b64encode(secrets.token_bytes(32)).decode()
@@ -92,6 +116,7 @@ def serve():
 def test(pytest_args):
     """Set up, lint with ruff, and run the whole test suite with pytest."""
     ensure_venv("requirements-dev.txt")
+    ensure_npm_packages()
     ensure_env_file()
     say("linting (ruff)")
     run(BIN / "ruff", "check", ".")
@@ -109,6 +134,7 @@ def main(argv):
         test(rest)
     elif command == "setup":
         ensure_venv("requirements-dev.txt")
+        ensure_npm_packages()
         ensure_env_file()
     else:
         sys.exit(f"unknown command {command!r}; use: python3 dev.py serve | test [pytest args] | setup")

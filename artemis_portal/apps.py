@@ -6,3 +6,6 @@ class ArtemisPortalConfig(AppConfig):
 
     name = "artemis_portal"
     verbose_name = "Artemis portal"
+
+    def ready(self):
+        from artemis_portal import checks  # noqa: F401  (registers the deploy checks)

@@ -20,6 +20,9 @@ LABELLED = re.compile(
 )
 # Long runs of key-like characters (Fernet tokens, keys); account IDs and UUIDs are shorter or dashed.
 LONG_OPAQUE = re.compile(r"\b[A-Za-z0-9+/_]{40,}={0,2}")
+# ...except a URL path of short lower-case segments (``/admin/dsr_requests/rightsrequest/12/change/``):
+# no key looks like that, and masking it would hide which page a log line is about.
+PATH_SEGMENT = re.compile(r"[a-z0-9_]{0,23}")
 
 MASK = "[redacted]"
 
@@ -29,7 +32,14 @@ def redact(text):
     text = EMAIL.sub("[email]", text)
     text = JWT.sub(MASK, text)
     text = LABELLED.sub(lambda m: m.group(1) + MASK, text)
-    return LONG_OPAQUE.sub(MASK, text)
+    return LONG_OPAQUE.sub(_mask_unless_path, text)
+
+
+def _mask_unless_path(match):
+    run = match.group(0)
+    if "/" in run and all(PATH_SEGMENT.fullmatch(segment) for segment in run.split("/")):
+        return run
+    return MASK
 
 
 class RedactingFilter(logging.Filter):

@@ -108,23 +108,41 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_tasks",
     "django_tasks_db",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+    "csp",
     "artemis_portal",
     "registrations",
     "dsr_requests",
+    "security",
 ]
 
 MIDDLEWARE = [
     "artemis_portal.middleware.RequestIdMiddleware",
     "artemis_portal.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "security.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "security.middleware.AdminSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: it turns a lockout flagged during the view into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First, as axes asks: refuses a locked-out username/IP before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "artemis_portal.urls"
@@ -141,6 +159,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "artemis_portal.context_processors.portal",
             ],
         },
     },
@@ -220,6 +239,89 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 60 * 60)
 X_FRAME_OPTIONS = "DENY"
 
+# --- Staff security (security/README.md) ---------------------------------------------------------
+from datetime import timedelta as _timedelta  # noqa: E402
+
+from csp.constants import NONE as _CSP_NONE  # noqa: E402
+from csp.constants import SELF as _CSP_SELF  # noqa: E402
+
+
+def _load_staff_security():
+    """Two-factor, lockout, session and audit settings; a wrong value stops start-up naming it."""
+    required = env.bool("STAFF_2FA_REQUIRED", default=True)
+    if not required and not DEBUG:
+        raise ConfigError("STAFF_2FA_REQUIRED may be turned off only when DEBUG is on.")
+    values = {}
+    for name, default in (
+        ("ADMIN_IDLE_TIMEOUT_MINUTES", 30),
+        ("LOGIN_FAILURE_LIMIT", 5),
+        ("LOGIN_LOCKOUT_MINUTES", 15),
+        ("ACCESS_EVENT_RETENTION_DAYS", 730),
+    ):
+        try:
+            values[name] = env.int(name, default=default)
+        except ValueError:
+            values[name] = 0
+        if values[name] < 1:
+            raise ConfigError(f"{name} must be a whole number of at least 1.")
+    return required, values
+
+
+try:
+    STAFF_2FA_REQUIRED, _staff = _load_staff_security()
+except ConfigError as exc:
+    sys.exit(f"Configuration error: {exc}")
+# The admin session ends after this long without a request, and after SESSION_COOKIE_AGE in any case.
+ADMIN_IDLE_TIMEOUT_MINUTES = _staff["ADMIN_IDLE_TIMEOUT_MINUTES"]
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# AccessEvent rows older than this are deleted by `manage.py prune_access_events`.
+ACCESS_EVENT_RETENTION_DAYS = _staff["ACCESS_EVENT_RETENTION_DAYS"]
+# Name of the issuer shown in authenticator apps.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Artemis privacy portal")
+# Each failed code doubles the wait before the device accepts another (1 s, 2 s, 4 s, ...).
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+
+# django-axes: failed password or second-factor attempts lock out the username and the client IP.
+AXES_FAILURE_LIMIT = _staff["LOGIN_FAILURE_LIMIT"]
+AXES_COOLOFF_TIME = _timedelta(minutes=_staff["LOGIN_LOCKOUT_MINUTES"])
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_CALLABLE = "security.views.locked_out"
+# Our own audit (security.AccessEvent) records logins; axes keeps only the counters it needs.
+AXES_DISABLE_ACCESS_LOG = True
+# Axes' own log lines name the username, IP and user agent of each attempt: not in our logs.
+AXES_VERBOSE = False
+AXES_RESET_ON_SUCCESS = False
+# One rule for the client IP everywhere: REMOTE_ADDR, or behind Heroku's router (DSR_BEHIND_PROXY,
+# below) the last X-Forwarded-For hop, the only one the router itself wrote.
+AXES_CLIENT_IP_CALLABLE = "security.audit.client_ip"
+
+# Content-Security-Policy (django-csp 4): no inline script anywhere; Connect pages widen
+# frame-ancestors to their tenant's site and load Atlassian's all.js (registrations/jwt.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [_CSP_SELF],
+        "script-src": [_CSP_SELF],
+        "style-src": [_CSP_SELF],
+        "img-src": [_CSP_SELF, "data:"],
+        "font-src": [_CSP_SELF],
+        "connect-src": [_CSP_SELF],
+        "form-action": [_CSP_SELF],
+        "frame-ancestors": [_CSP_NONE],
+        "base-uri": [_CSP_NONE],
+        "object-src": [_CSP_NONE],
+    }
+}
+# Browser features no page of the portal uses, refused for it and for anything it embeds.
+PERMISSIONS_POLICY = (
+    "accelerometer=(), autoplay=(), camera=(), display-capture=(), encrypted-media=(), fullscreen=(), "
+    "geolocation=(), gyroscope=(), magnetometer=(), microphone=(), midi=(), payment=(), "
+    "picture-in-picture=(), publickey-credentials-get=(), screen-wake-lock=(), serial=(), usb=(), "
+    "xr-spatial-tracking=()"
+)
+
 # --- Logging: stdout, one line per request with its id, personal data and secrets masked --------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
@@ -246,6 +348,8 @@ LOGGING = {
         "django.server": {"handlers": [], "propagate": False},
         "django.request": {"level": "ERROR"},
         "gunicorn.access": {"handlers": [], "propagate": False},
+        # axes notes every login and clean-up at INFO; our audit table records logins instead.
+        "axes": {"level": "WARNING"},
     },
 }
 
@@ -345,6 +449,7 @@ except ConfigError as exc:
 CONNECT_INSTALL_KEYS_TIMEOUT = env.float("CONNECT_INSTALL_KEYS_TIMEOUT", default=5.0)
 CONNECT_JWT_LEEWAY = env.int("CONNECT_JWT_LEEWAY", default=30)
 CONNECT_TENANT_CACHE_SECONDS = env.int("CONNECT_TENANT_CACHE_SECONDS", default=300)
+CONNECT_TENANT_LOCAL_SECONDS = env.float("CONNECT_TENANT_LOCAL_SECONDS", default=2.0)
 CONNECT_OUTBOUND_TIMEOUT = env.float("CONNECT_OUTBOUND_TIMEOUT", default=10.0)
 
 # --- Backups (registrations/backups.py) ---------------------------------------------------------

@@ -16,6 +16,8 @@ handler500 = "artemis_portal.views.server_error"
 urlpatterns = [
     path("", views.LandingView.as_view(), name="landing"),
     path("healthz", views.healthz, name="healthz"),
+    # The second-factor pages sit under the admin, before it, so its session rules cover them.
+    path("admin/2fa/", include("security.urls")),
     path("admin/", admin.site.urls),
     path("", include("registrations.urls")),
     path("", include("dsr_requests.urls")),

@@ -31,13 +31,13 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
-from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from dsr_requests import roles, services, tokens  # noqa: E402
 from dsr_requests.models import RequestEvent, RequestState, RequestType, RightsRequest  # noqa: E402
+from security.testing import SecondFactorClient  # noqa: E402
 
 S = RequestState
 PREFIX = "BEN-"
@@ -146,7 +146,8 @@ def main():
         username="bench-reviewer", defaults={"is_staff": True}
     )
     user.groups.add(Group.objects.get(name=roles.REVIEWER))
-    client = Client()
+    # Staff two-factor is enforced: log in as after password and authenticator code.
+    client = SecondFactorClient()
     client.force_login(user)
     changelist = reverse("admin:dsr_requests_rightsrequest_changelist")
     sample = RightsRequest.objects.filter(reference__startswith=PREFIX).order_by("pk").first()

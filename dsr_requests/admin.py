@@ -5,11 +5,15 @@ and a refusal (wrong state, missing reason, no permission, someone else acted fi
 message. Personal data is shown, decrypted, only to staff holding ``view_personal_data``.
 """
 
+import logging
+from collections import Counter
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect, StreamingHttpResponse
+from django.db import IntegrityError
+from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -18,8 +22,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from dsr_requests import request_log, selectors, services, tokens
-from dsr_requests.models import IdentityCheck, IdentityStep, RequestEvent, RightsRequest
+from dsr_requests.models import EmailStatus, IdentityCheck, IdentityStep, RequestEvent, RightsRequest
+from security import audit
+from security.models import AccessAction
 
+logger = logging.getLogger(__name__)
 PERSONAL_FIELDS = (
     "name",
     "email",
@@ -30,6 +37,7 @@ PERSONAL_FIELDS = (
     "verified_site_url",
 )
 REFUSALS = (services.InvalidTransition, services.ActionRefused, PermissionDenied)
+PERSONAL_DATA_PERMISSION = "dsr_requests.view_personal_data"
 
 
 class DueFilter(admin.SimpleListFilter):
@@ -160,6 +168,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
             "erasure_approved_by",
             "rejection_reason",
             "closed_at",
+            "email_delivery",
         ]
         if request.user.has_perm("dsr_requests.view_personal_data"):
             fields[1:1] = PERSONAL_FIELDS
@@ -175,6 +184,20 @@ class RightsRequestAdmin(admin.ModelAdmin):
             return _("none")
         labels = dict(IdentityStep.choices)
         return "; ".join(str(_(" or ").join(str(labels[step]) for step in group)) for group in groups)
+
+    @admin.display(description=_("emails to the requester"))
+    def email_delivery(self, obj):
+        """Counts by status, and why the failed ones failed (the error's class only: never an address)."""
+        rows = list(obj.emails.values_list("status", "last_error"))
+        if not rows:
+            return "–"
+        labels = dict(EmailStatus.choices)
+        counts = Counter(status for status, _error in rows)
+        summary = ", ".join(
+            f"{counts[status]} {labels[status]}" for status in EmailStatus.values if counts[status]
+        )
+        errors = sorted({error for status, error in rows if status == EmailStatus.FAILED and error})
+        return f"{summary} ({', '.join(errors)})" if errors else summary
 
     @admin.display(description=_("days left"))
     def days_left(self, obj):
@@ -213,6 +236,11 @@ class RightsRequestAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.act_view),
                 name=f"{prefix}_act",
             ),
+            path(
+                "<int:object_id>/document/<int:document_id>/",
+                self.admin_site.admin_view(self.document_view),
+                name=f"{prefix}_document",
+            ),
             path("dashboard/", self.admin_site.admin_view(self.dashboard_view), name=f"{prefix}_dashboard"),
             path("export-log/", self.admin_site.admin_view(self.export_view), name=f"{prefix}_export"),
             *super().get_urls(),
@@ -234,7 +262,50 @@ class RightsRequestAdmin(admin.ModelAdmin):
                 if request.user.has_perm("dsr_requests.extend_deadline")
                 else None
             )
-        return super().change_view(request, object_id, form_url, extra_context)
+            extra_context["identity_documents"] = (
+                list(obj.identity_documents.only("pk", "content_type", "size", "uploaded_at"))
+                if request.user.has_perm("dsr_requests.view_identity_document")
+                else None
+            )
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if (
+            obj is not None
+            and response.status_code == 200
+            and request.user.has_perm(PERSONAL_DATA_PERMISSION)
+        ):
+            # The page shows the requester's decrypted personal data: every such view is audited.
+            audit.record(request, action=AccessAction.VIEW_PERSONAL_DATA, obj=obj)
+        return response
+
+    def document_view(self, request, object_id, document_id):
+        """Download an identity document awaiting the staff decision (audited; never cached or rendered)."""
+        obj = get_object_or_404(RightsRequest, pk=object_id)
+        if not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        try:
+            document = services.open_identity_document(obj, actor=request.user, document_id=document_id)
+        except REFUSALS as exc:
+            audit.record(
+                request,
+                action=AccessAction.DOWNLOAD_DOCUMENT,
+                obj=obj,
+                detail=f"identity document {document_id}",
+                succeeded=False,
+            )
+            self.message_user(
+                request, str(exc) or _("You do not have permission to do this."), messages.ERROR
+            )
+            return HttpResponseRedirect(reverse("admin:dsr_requests_rightsrequest_change", args=[obj.pk]))
+        audit.record(
+            request, action=AccessAction.DOWNLOAD_DOCUMENT, obj=obj, detail=f"identity document {document_id}"
+        )
+        response = HttpResponse(document.content, content_type=document.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{document.filename}"'
+        response["Cache-Control"] = "no-store"
+        response["X-Content-Type-Options"] = "nosniff"
+        # Opened in a tab anyway, it runs nothing and loads nothing.
+        response._csp_config = {"default-src": ["'none'"], "frame-ancestors": ["'none'"], "sandbox": [True]}
+        return response
 
     def act_view(self, request, object_id, action):
         """Run one staff action from the change page's buttons, then go back to the page."""
@@ -273,6 +344,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
                 expected_state=expected,
             ),
             "assign": lambda: services.assign(obj, actor=request.user, assignee=_staff_user(request.POST)),
+            "retry_emails": lambda: services.retry_failed_emails(obj, actor=request.user),
             "change_regime": lambda: services.change_regime(
                 obj, actor=request.user, regime=request.POST.get("regime", ""), expected_state=expected
             ),
@@ -281,13 +353,22 @@ class RightsRequestAdmin(admin.ModelAdmin):
             self.message_user(request, _("Unknown action."), messages.ERROR)
         else:
             try:
-                calls[action]()
+                _audited(request, obj, action, calls[action])
             except REFUSALS as exc:
                 self.message_user(
                     request, str(exc) or _("You do not have permission to do this."), messages.ERROR
                 )
             except ValueError:
                 self.message_user(request, _("That value is not valid here."), messages.ERROR)
+            except IntegrityError:
+                # A rule the database keeps (e.g. two different approvers of an erasure) that the service
+                # did not catch first: the transaction rolled back, so say so rather than show a 500.
+                logger.exception("staff action %s on request %s broke a database rule", action, obj.pk)
+                self.message_user(
+                    request,
+                    _("That would break a rule of the workflow; nothing was changed."),
+                    messages.ERROR,
+                )
             else:
                 self.message_user(request, _("Done: %(reference)s updated.") % {"reference": obj.reference})
         return HttpResponseRedirect(reverse("admin:dsr_requests_rightsrequest_change", args=[obj.pk]))
@@ -296,9 +377,10 @@ class RightsRequestAdmin(admin.ModelAdmin):
 
     def _run_for_each(self, request, queryset, call, done_message):
         done = 0
+        action = f"bulk {request.POST.get('action', '')}".strip()
         for obj in queryset.order_by("pk"):
             try:
-                call(obj)
+                _audited(request, obj, action, lambda obj=obj: call(obj))
             except REFUSALS as exc:
                 self.message_user(
                     request,
@@ -364,6 +446,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         """The request log as CSV, for a regulator: no personal data beyond the reference."""
         if not request.user.has_perm("dsr_requests.export_request_log"):
             raise PermissionDenied
+        audit.record(request, action=AccessAction.DOWNLOAD_EXPORT, detail="request log CSV")
         response = StreamingHttpResponse(request_log.csv_lines(), content_type="text/csv; charset=utf-8")
         stamp = timezone.localdate().isoformat()
         response["Content-Disposition"] = f'attachment; filename="request-log-{stamp}.csv"'
@@ -373,6 +456,18 @@ class RightsRequestAdmin(admin.ModelAdmin):
         extra_context = dict(extra_context or {})
         extra_context["can_export_log"] = request.user.has_perm("dsr_requests.export_request_log")
         return super().changelist_view(request, extra_context)
+
+
+def _audited(request, obj, action, call):
+    """Run one staff action on ``obj`` and append it to the audit, refused or not (the one hook for
+    every button and bulk action)."""
+    try:
+        result = call()
+    except Exception:
+        audit.record(request, action=AccessAction.TRANSITION, obj=obj, detail=action, succeeded=False)
+        raise
+    audit.record(request, action=AccessAction.TRANSITION, obj=obj, detail=action)
+    return result
 
 
 def _months(raw):
@@ -469,6 +564,8 @@ class RectificationForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "request" not in self.fields:  # the read-only view of a recorded correction
+            return
         self.fields["request"].queryset = RightsRequest.objects.filter(
             request_type=RightsRequest.Type.CHANGE, state__in=["in_review", "approved"]
         )
@@ -509,6 +606,14 @@ class RectificationAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        obj = self.get_object(request, object_id) if response.status_code == 200 else None
+        if obj is not None:
+            # The page shows the corrected value, decrypted: personal data.
+            audit.record(request, action=AccessAction.VIEW_PERSONAL_DATA, obj=obj)
+        return response
+
     def save_model(self, request, obj, form, change):
         provider, _sep, field = form.cleaned_data["source_field"].partition(":")
         try:
@@ -522,3 +627,4 @@ class RectificationAdmin(admin.ModelAdmin):
         except REFUSALS as exc:
             raise PermissionDenied(str(exc)) from exc
         obj.pk = saved.pk
+        audit.record(request, action=AccessAction.TRANSITION, obj=saved, detail="record rectification")

@@ -154,6 +154,7 @@ class RightsRequest(models.Model):
         ordering = ["-received_at"]
         permissions = [
             ("view_personal_data", _("Can see requesters' personal data")),
+            ("view_identity_document", _("Can download identity documents awaiting a decision")),
             ("verify_identity", _("Can record identity checks")),
             ("hold_request", _("Can put requests on hold and resume them")),
             ("reject_request", _("Can reject requests")),

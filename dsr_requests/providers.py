@@ -173,15 +173,34 @@ class RightsRequestProvider(Provider):
                 }
 
     def erase(self, subject):
-        """Erase the subject's other requests down to tombstones (the current one is tombstoned last)."""
+        """Erase the subject's finished requests down to tombstones (the current one is tombstoned last).
+
+        Requests still open are kept and named in the receipt: erasing one would silently end a copy or
+        change the person is still waiting for. Once they are finished, a new erasure request removes them.
+        """
         from dsr_requests import services
 
-        queryset = self._queryset(subject).exclude(reference=subject.exclude_reference)
+        others = self._queryset(subject).exclude(reference=subject.exclude_reference)
         erased = 0
-        for pk in queryset.values_list("pk", flat=True).iterator():
+        for pk in others.filter(state__in=services.FINAL_STATES).values_list("pk", flat=True).iterator():
             services.tombstone_request(request_id=pk)
             erased += 1
-        return Erasure(erased={"earlier requests (kept as tombstones)": erased})
+        still_open = list(
+            others.exclude(state__in=services.FINAL_STATES)
+            .order_by("received_at")
+            .values_list("reference", flat=True)
+        )
+        kept = [
+            str(
+                _(
+                    "Your request %(reference)s is still open, so it is kept until it is finished; ask us "
+                    "again afterwards if you want its details erased too."
+                )
+                % {"reference": reference}
+            )
+            for reference in still_open
+        ]
+        return Erasure(erased={str(_("earlier requests (kept as tombstones)")): erased}, kept=kept)
 
     def rectify(self, subject, changes):
         unknown = set(changes) - set(self.rectifiable_fields)

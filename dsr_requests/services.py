@@ -19,9 +19,12 @@ from django.core.exceptions import PermissionDenied
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
+from artemis_portal.logging import redact
 from dsr_requests import deadlines, emails, tokens
 from dsr_requests.models import (
     AccountProofCode,
@@ -203,6 +206,40 @@ def deliver_email(*, email_id, now=None):
         return email.status
 
 
+def retry_failed_emails(rights_request, *, actor):
+    """Put the request's emails that failed for good back in the outbox; returns how many.
+
+    For when staff have fixed what stopped them (a full mailbox, an SMTP outage that outlasted the
+    retries). Each starts a fresh round of ``DSR_EMAIL_MAX_ATTEMPTS`` tries; an internal note records who
+    asked. Needs the correspondence permission (``hold_request``).
+    """
+    _require(actor, "hold_request")
+    with transaction.atomic():
+        locked = _lock(rights_request)
+        failed = list(
+            OutboundEmail.objects.select_for_update().filter(request=locked, status=EmailStatus.FAILED)
+        )
+        for email in failed:
+            email.status = EmailStatus.PENDING
+            email.attempts = 0
+            email.next_attempt_at = timezone.now()
+            email.save(update_fields=["status", "attempts", "next_attempt_at"])
+            transaction.on_commit(lambda pk=email.pk: _enqueue_send(pk))
+        if failed:
+            _event(
+                locked,
+                actor=actor,
+                note=ngettext(
+                    "%(count)d failed email queued to be sent again.",
+                    "%(count)d failed emails queued to be sent again.",
+                    len(failed),
+                )
+                % {"count": len(failed)},
+                public=False,
+            )
+    return len(failed)
+
+
 def send_due_emails(*, now=None, limit=500):
     """Send every pending email whose retry time has come; returns (sent, still pending, failed)."""
     now = now or timezone.now()
@@ -318,6 +355,9 @@ def _advance_if_verified(locked):
     if locked.state != S.VERIFYING or outstanding_identity_steps(locked):
         return False
     _transition(locked, to_state=S.IN_REVIEW, actor=SYSTEM, note=_("Identity verified"), public=True)
+    # Proof is complete: a document uploaded while another step (account proof) settled it is no longer
+    # needed, and the design keeps documents no longer than the identity decision.
+    _drop_proof_material(locked)
     return True
 
 
@@ -706,7 +746,10 @@ def approve(rights_request, *, actor, note="", expected_state=None):
     """Approve a reviewed request so it can be fulfilled."""
     _require(actor, "approve_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
-    if locked.state == S.FULFILLING:  # fulfilling -> approved is only the failed job's way back
+    # Only a request under review is approved. fulfilling -> approved is the failed job's way back, and
+    # on_hold -> approved is ``resume``'s (with its own permission): approving there would also replace
+    # the first approver of an erasure behind the second one's back.
+    if locked.state != S.IN_REVIEW:
         raise InvalidTransition(locked, S.APPROVED)
     locked.approved_by = actor
     locked.save(update_fields=["approved_by"])
@@ -878,6 +921,40 @@ def record_document_check(rights_request, *, actor, passed, note):
     )
 
 
+DOCUMENT_EXTENSIONS = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg"}
+
+
+@dataclass(frozen=True)
+class DocumentFile:
+    """An identity document opened for staff: its bytes, the type detected at upload, a file name."""
+
+    content: bytes
+    content_type: str
+    filename: str
+
+
+@sensitive_variables("content")
+def open_identity_document(rights_request, *, actor, document_id):
+    """Decrypt an uploaded identity document for the staff member who must decide on it.
+
+    Only while the decision is pending (the document is deleted when it is recorded) and only for
+    staff holding ``view_identity_document``; the caller records the access in the audit.
+    """
+    _require(actor, "view_identity_document")
+    document = IdentityDocument.objects.filter(request=rights_request, pk=document_id).first()
+    if document is None:
+        raise ActionRefused(
+            _("This document is no longer held: it is deleted once the decision is recorded.")
+        )
+    content = base64.b64decode(document.content)
+    extension = DOCUMENT_EXTENSIONS.get(document.content_type, "bin")
+    return DocumentFile(
+        content=content,
+        content_type=document.content_type,
+        filename=f"identity-document-{rights_request.reference}-{document.pk}.{extension}",
+    )
+
+
 @dataclass(frozen=True)
 class StaffAction:
     """An action staff can take on a request now; ``text`` names the field it needs, if any."""
@@ -899,6 +976,7 @@ STAFF_ACTIONS = (
     StaffAction("resume", _("Resume"), "hold_request"),
     StaffAction("extend_deadline", _("Extend the deadline"), "extend_deadline", text="reason"),
     StaffAction("reject", _("Reject"), "reject_request", text="reason"),
+    StaffAction("retry_emails", _("Send failed emails again"), "hold_request"),
 )
 
 
@@ -916,7 +994,7 @@ def available_actions(rights_request, user):
     possible = {
         "document_passed": document_open,
         "document_failed": document_open,
-        "approve": S.APPROVED in targets and state not in (S.ON_HOLD, S.FULFILLING),
+        "approve": state == S.IN_REVIEW,
         "approve_erasure": is_delete
         and state == S.APPROVED
         and not rights_request.erasure_approved_by_id
@@ -930,6 +1008,7 @@ def available_actions(rights_request, user):
         and not rights_request.extended_at
         and timezone.localdate() <= extension_window_closes(rights_request),
         "reject": S.REJECTED in targets,
+        "retry_emails": rights_request.emails.filter(status=EmailStatus.FAILED).exists(),
     }
     return [
         action
@@ -1226,7 +1305,9 @@ def _record_failure(run_id, exc):
     """Count a failure; at the limit, send the request back to staff with the error on its timeline."""
     from dsr_requests.models import FulfilmentRun, RunStatus
 
-    error = f"{type(exc).__name__}: {exc}"[:300]
+    # The message helps staff see what broke, but may quote data (an address an SMTP server refused):
+    # it goes through the log filter's redaction, and a tombstone blanks it.
+    error = redact(f"{type(exc).__name__}: {exc}")[:300]
     with transaction.atomic():
         run = FulfilmentRun.objects.select_for_update().get(pk=run_id)
         run.failures += 1
@@ -1370,6 +1451,17 @@ def _step_notify_transfer(run, step):
             else _("The transfer link was sent to you.")
         )
         _event(locked, actor=SYSTEM, note=note, public=True)
+        if to_organisation:
+            # The requester would otherwise hear nothing: the only email went to the organisation.
+            queue_requester_email(
+                locked,
+                event="completed",
+                note=_(
+                    "We sent a one-time link to your data to the organisation you named. The link works "
+                    "once and expires on %(date)s."
+                )
+                % {"date": date_format(timezone.localtime(export.expires_at), "DATE_FORMAT")},
+            )
         _mark_done(run, step, recipient="organisation" if to_organisation else "requester")
 
 
@@ -1421,11 +1513,16 @@ def erasure_receipt(run):
     return {
         "providers": lines,
         "approved_by": [
-            user.get_username()
+            staff_name_for_requester(user)
             for user in (rights_request.approved_by, rights_request.erasure_approved_by)
             if user is not None
         ],
     }
+
+
+def staff_name_for_requester(user):
+    """How a staff member is named to a requester: their full name, never a login (often an email address)."""
+    return user.get_full_name() or str(_("Privacy team member no. %(number)d") % {"number": user.pk})
 
 
 def _step_receipt(run, step):
@@ -1503,6 +1600,7 @@ def _tombstone(locked):
     locked.rectifications.all().delete()
     locked.events.update(note="")
     locked.identity_checks.update(note="")
+    FulfilmentRun.objects.filter(request=locked).update(last_error="")
     locked.emails.update(to="", body_text="", body_html="")
     for export in locked.exports.all():
         (exports.export_dir() / export.file_name).unlink(missing_ok=True)
@@ -1766,3 +1864,37 @@ def _months_before(now, months):
     year, month = divmod(month_index, 12)
     day = min(now.day, calendar.monthrange(year, month + 1)[1])
     return now.replace(year=year, month=month + 1, day=day)
+
+
+def reindex_email_hashes(*, actor, batch_size=500, progress=None):
+    """Recompute every request's email blind index under the current ``DSR_BLIND_INDEX_KEY``.
+
+    For after the key changed (a leak, or moving off the ``SECRET_KEY``-derived default): without it no
+    earlier request is found by email any more. Reads the encrypted email, so only requests that still
+    hold one are reindexed; a tombstone keeps its old hash (its email is gone), which then simply no
+    longer matches. Batches by primary key and is safe to run again. Returns ``(updated, skipped)``.
+    """
+    updated = skipped = 0
+    last_pk = 0
+    while True:
+        batch = list(RightsRequest.objects.filter(pk__gt=last_pk).order_by("pk")[:batch_size])
+        if not batch:
+            break
+        last_pk = batch[-1].pk
+        changed = []
+        for rights_request in batch:
+            if not rights_request.email:
+                skipped += 1
+                continue
+            fresh = tokens.email_blind_index(rights_request.email)
+            if fresh != rights_request.email_hash:
+                rights_request.email_hash = fresh
+                changed.append(rights_request)
+        RightsRequest.objects.bulk_update(changed, ["email_hash"])
+        updated += len(changed)
+        if progress:
+            progress(updated, skipped)
+    logger.info(
+        "email blind index recomputed: %d updated, %d without an email, by %s", updated, skipped, actor
+    )
+    return updated, skipped

@@ -12,14 +12,22 @@ CHART_WIDTH, CHART_HEIGHT, BAR_GAP = 600, 160, 2
 
 @admin.register(Registration)
 class RegistrationAdmin(admin.ModelAdmin):
-    """Staff can look tenants up and switch one off locally; records change only through lifecycle calls.
+    """Staff can look tenants up and block or unblock one; records change only through lifecycle calls.
 
     ``shared_secret`` is in no list, form, search or filter, and the queryset defers it, so the admin
     never even decrypts it.
     """
 
-    list_display = ("client_key", "state", "product_type", "base_url", "installed_at", "updated_at")
-    list_filter = ("state", "product_type")
+    list_display = (
+        "client_key",
+        "state",
+        "blocked",
+        "product_type",
+        "base_url",
+        "installed_at",
+        "updated_at",
+    )
+    list_filter = ("state", ("blocked_at", admin.EmptyFieldListFilter), "product_type")
     search_fields = ("client_key", "base_url", "display_url")
     date_hierarchy = "installed_at"
     fields = (
@@ -38,9 +46,10 @@ class RegistrationAdmin(admin.ModelAdmin):
         "enabled_at",
         "disabled_at",
         "uninstalled_at",
+        "blocked_at",
     )
     readonly_fields = fields
-    actions = ["disable_locally"]
+    actions = ["block", "unblock"]
 
     def get_queryset(self, request):
         """Never load the secret column."""
@@ -58,23 +67,37 @@ class RegistrationAdmin(admin.ModelAdmin):
         """Uninstall keeps the row; erasing tenant data is a rights-request fulfilment, not a click."""
         return False
 
-    def has_disable_permission(self, request):
-        """The disable action needs the model's change permission (the admin itself stays read-only)."""
+    @admin.display(boolean=True, description=_("blocked"))
+    def blocked(self, obj):
+        return obj.blocked_at is not None
+
+    def has_block_permission(self, request):
+        """Blocking needs the model's change permission (the admin itself stays read-only)."""
         return request.user.has_perm("registrations.change_registration")
 
     @admin.action(
-        description=_("Disable selected tenants locally (their requests are refused)"),
-        permissions=["disable"],
+        description=_("Block selected tenants (their requests are refused until unblocked)"),
+        permissions=["block"],
     )
-    def disable_locally(self, request, queryset):
+    def block(self, request, queryset):
         """Call the service for each selected tenant; Atlassian is not told."""
         changed = sum(
-            services.disable_locally(registration=registration, actor=request.user).outcome == "changed"
-            for registration in queryset
+            services.block(registration=registration, actor=request.user) for registration in queryset
         )
         self.message_user(
             request,
-            ngettext("%d tenant disabled.", "%d tenants disabled.", changed) % changed,
+            ngettext("%d tenant blocked.", "%d tenants blocked.", changed) % changed,
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Unblock selected tenants"), permissions=["block"])
+    def unblock(self, request, queryset):
+        changed = sum(
+            services.unblock(registration=registration, actor=request.user) for registration in queryset
+        )
+        self.message_user(
+            request,
+            ngettext("%d tenant unblocked.", "%d tenants unblocked.", changed) % changed,
             messages.SUCCESS,
         )
 

@@ -355,6 +355,19 @@ def plan_retention(names, *, now):
 # --- Storage -------------------------------------------------------------------------------------------
 
 
+def _storage_errors():
+    """What a storage backend raises when it cannot be reached: OSError, and botocore's errors for S3."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - boto3 is pinned, but the local folder needs none of it
+        return (OSError,)
+    return (OSError, BotoCoreError, ClientError)
+
+
+# Commands catch these next to BackupError, so an unreachable bucket is one line, not a traceback.
+STORAGE_ERRORS = _storage_errors()
+
+
 def backup_storage():
     """Return the storage backups live in: ``BACKUP_STORAGE`` if set, else a local folder at BACKUP_DIR."""
     configured = settings.BACKUP_STORAGE
@@ -518,8 +531,8 @@ def verify_backups(*, storage: Storage | None = None) -> Iterator[VerifyResult]:
                 manifest = read_manifest(fileobj, fernet=fernet)
         except BackupError as exc:
             yield VerifyResult(name=name, error=str(exc))
-        except OSError as exc:
-            yield VerifyResult(name=name, error=f"cannot be read: {exc.strerror or exc}")
+        except STORAGE_ERRORS as exc:
+            yield VerifyResult(name=name, error=f"cannot be read: {getattr(exc, 'strerror', None) or exc}")
         else:
             yield VerifyResult(name=name, manifest=manifest)
 

@@ -260,7 +260,7 @@ def authenticate_request(request, *, allow_context_qsh=False, states=ACTIVE_STAT
     if not isinstance(client_key, str) or not CLIENT_KEY.fullmatch(client_key):
         raise ConnectAuthError("claims", _("The JWT lacks a valid 'iss' claim."))
     tenant = tenant_cache.get(client_key)
-    if tenant is None or tenant.state not in states:
+    if tenant is None or tenant.state not in states or tenant.blocked_at is not None:
         raise ConnectAuthError("tenant", _("The site is not installed or not enabled."))
     claims = _verify_hs256(token, header, unverified, tenant.shared_secret)
     _check_qsh(claims, request, allow_context_qsh=allow_context_qsh)
@@ -332,11 +332,21 @@ def _module_for(request):
     return (match.url_name if match and match.url_name else "unnamed")[:100]
 
 
+# Where Atlassian serves all.js, the script every Connect page must load (templates/registrations).
+CONNECT_CDN = "https://connect-cdn.atl-paas.net"
+
+
 def _frame_for_tenant(request, response):
     """Connect pages live in an iframe on the tenant's site: allow exactly that site to frame them."""
     parts = urlsplit(request.connect.tenant.base_url)
     response.xframe_options_exempt = True
-    response.headers.setdefault("Content-Security-Policy", f"frame-ancestors {parts.scheme}://{parts.netloc}")
+    # The site-wide policy (django-csp) with two changes: frame-ancestors is the tenant's site instead
+    # of 'none', and Atlassian's iframe bridge (all.js) may load.
+    response._csp_replace = {
+        **(getattr(response, "_csp_replace", None) or {}),
+        "frame-ancestors": [f"{parts.scheme}://{parts.netloc}"],
+    }
+    response._csp_update = {**(getattr(response, "_csp_update", None) or {}), "script-src": [CONNECT_CDN]}
     return response
 
 

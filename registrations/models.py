@@ -35,6 +35,9 @@ class Registration(models.Model):
     enabled_at = models.DateTimeField(_("enabled at"), null=True, blank=True)
     disabled_at = models.DateTimeField(_("disabled at"), null=True, blank=True)
     uninstalled_at = models.DateTimeField(_("uninstalled at"), null=True, blank=True)
+    # Staff's own switch, apart from Atlassian's lifecycle state: a blocked site's requests are refused
+    # whatever Atlassian says, so its next "enabled" callback cannot undo a block staff put on.
+    blocked_at = models.DateTimeField(_("blocked by staff at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("registration")

@@ -6,6 +6,7 @@ Registered in ``RegistrationsConfig.ready``; see dsr_requests/providers.py for t
 from django.utils.translation import gettext_lazy as _
 
 from dsr_requests.providers import Erasure, Provider
+from registrations import services
 from registrations.models import Registration
 
 
@@ -56,9 +57,12 @@ class RegistrationProvider(Provider):
         """Delete an uninstalled site's record; an installed site's record is kept while the app serves it."""
         erasure = Erasure()
         for registration in self._queryset(subject):
-            if registration.state == Registration.State.UNINSTALLED:
-                registration.delete()
-                erasure.erased["installation records"] = erasure.erased.get("installation records", 0) + 1
+            deleted = registration.state == Registration.State.UNINSTALLED and services.delete_uninstalled(
+                registration=registration, actor="rights-request"
+            )
+            if deleted:
+                what = str(_("installation records"))
+                erasure.erased[what] = erasure.erased.get(what, 0) + 1
             else:
                 erasure.kept.append(
                     str(

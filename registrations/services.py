@@ -1,4 +1,4 @@
-"""Every write to the Connect registry: lifecycle events, local disable, usage counts, key rotation.
+"""Every write to the Connect registry: lifecycle events, staff blocks, usage counts, key rotation.
 
 Services take keyword-only arguments and an ``actor`` (``"atlassian"`` for lifecycle callbacks, the staff
 user for admin actions) that goes into the log line; callers have verified who is asking.
@@ -120,9 +120,54 @@ def apply_event(*, client_key, event, actor):
     return EventResult(outcome=outcome, state=state)
 
 
-def disable_locally(*, registration, actor):
-    """Staff switch a tenant off in our registry (its requests get 401) without telling Atlassian."""
-    return apply_event(client_key=registration.client_key, event="disabled", actor=actor)
+def block(*, registration, actor):
+    """Staff switch a tenant off in our registry (its requests get 401) without telling Atlassian.
+
+    A flag beside the lifecycle state, not the ``disabled`` state itself: Atlassian's next ``enabled``
+    callback (an admin toggling the app, an upgrade) must not quietly undo it. Returns whether it changed.
+    """
+    return _set_block(registration=registration, actor=actor, blocked_at=timezone.now())
+
+
+def unblock(*, registration, actor):
+    """Undo ``block``: the tenant's requests are served again if Atlassian has it enabled."""
+    return _set_block(registration=registration, actor=actor, blocked_at=None)
+
+
+def delete_uninstalled(*, registration, actor):
+    """Delete an uninstalled tenant's record (a rights request's erasure); returns whether it was deleted.
+
+    Only an uninstalled row goes: the condition is in the DELETE itself, so a reinstall that lands at the
+    same moment keeps its row.
+    """
+    deleted, _ = Registration.objects.filter(pk=registration.pk, state=State.UNINSTALLED).delete()
+    tenant_cache.forget(registration.client_key)
+    logger.info(
+        "connect erase client_key=%s deleted=%s actor=%s",
+        log_value(registration.client_key),
+        bool(deleted),
+        _actor_label(actor),
+    )
+    return bool(deleted)
+
+
+def _set_block(*, registration, actor, blocked_at):
+    with transaction.atomic():
+        changed = bool(
+            Registration.objects.filter(pk=registration.pk, blocked_at__isnull=blocked_at is not None).update(
+                blocked_at=blocked_at, updated_at=timezone.now()
+            )
+        )
+        if changed:
+            tenant_cache.forget(registration.client_key)
+    logger.info(
+        "connect %s client_key=%s changed=%s actor=%s",
+        "block" if blocked_at else "unblock",
+        log_value(registration.client_key),
+        changed,
+        _actor_label(actor),
+    )
+    return changed
 
 
 def record_usage(*, module, day=None):

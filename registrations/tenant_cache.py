@@ -4,12 +4,28 @@ The cache holds the registration's column values with the shared secret still Fe
 shared Redis never sees it in plain text); a miss costs one indexed query. Unknown client keys are cached
 briefly too, so a stream of forged tokens cannot turn into a stream of queries.
 
-Every lifecycle change and the admin's disable call ``forget`` (at once and again after commit). A
-request that read the row just before a change could still put the old state back until the entry
-expires (``CONNECT_TENANT_CACHE_SECONDS``); with several processes ``CACHE_URL`` must be shared (Redis).
+Two races are closed here rather than left to the entry's lifetime:
+
+- A request that read the row just before a lifecycle change must not put the old state back into the
+  cache after the change dropped it (a disabled or uninstalled site would keep authenticating for up to
+  ``CONNECT_TENANT_CACHE_SECONDS``). ``forget`` therefore leaves a short-lived *tombstone* instead of an
+  empty slot, and lookups fill the cache only with ``cache.add``, which never replaces an entry: while the
+  tombstone lives (longer than any request), lookups read the database and fill nothing.
+- An entry written by an older release lists that release's columns; read by a newer one after a
+  migration it would build a wrong object (or fail). Each entry carries a tag of the column list, and an
+  entry with another tag counts as a miss.
+
+With several processes ``CACHE_URL`` must be a shared cache (Redis): the tombstone must reach every one.
+
+In front of the shared cache each process keeps what it read for ``CONNECT_TENANT_LOCAL_SECONDS`` (2 s by
+default, 0 turns it off): a Redis round trip costs more than verifying the token itself, and a page load
+or an API burst from one site asks for the same tenant many times a second. ``forget`` clears this
+process's copy at once; other processes see a change within those seconds. Only enabled, unblocked tenants
+are kept locally, so a site that is already refused stays refused everywhere.
 """
 
 import hashlib
+import time
 
 from cryptography.fernet import InvalidToken
 from django.conf import settings
@@ -21,9 +37,18 @@ from registrations.models import Registration
 
 MISSING = "missing"
 MISSING_SECONDS = 30
+TOMBSTONE = "forgotten"
+# Longer than any request can take (gunicorn's timeout is 30 s), so no read from before a change outlives it.
+TOMBSTONE_SECONDS = 120
 _ATTNAMES = tuple(f.attname for f in Registration._meta.concrete_fields)
+_COLUMNS_TAG = hashlib.sha256(",".join(_ATTNAMES).encode()).hexdigest()[:16]
 _SECRET_INDEX = _ATTNAMES.index("shared_secret")
 _SECRET_FIELD = Registration._meta.get_field("shared_secret")
+
+
+# client key -> (monotonic expiry, column values with the secret in plain text); this process only.
+_local = {}
+LOCAL_MAX_ENTRIES = 10_000
 
 
 def _key(client_key):
@@ -31,34 +56,70 @@ def _key(client_key):
     return "connect:tenant:" + hashlib.sha256(client_key.encode("utf-8", "replace")).hexdigest()
 
 
-@sensitive_variables("values", "entry", "tenant")
+@sensitive_variables("values", "entry")
+def _from_entry(entry):
+    """The registration in a cached entry, or ``None`` when the entry cannot be used."""
+    if not (isinstance(entry, tuple) and len(entry) == 2 and entry[0] == _COLUMNS_TAG):
+        return None
+    values = list(entry[1])
+    try:
+        values[_SECRET_INDEX] = _SECRET_FIELD.fernet.decrypt(values[_SECRET_INDEX]).decode()
+    except InvalidToken:
+        # Cached under a key since removed from FERNET_KEYS: read the row again.
+        return None
+    return Registration.from_db("default", _ATTNAMES, values)
+
+
+@sensitive_variables("values", "entry", "tenant", "local")
 def get(client_key):
     """The registration for ``client_key`` in any state, or ``None``; cached."""
+    local = _local.get(client_key)
+    if local is not None and local[0] > time.monotonic():
+        return Registration.from_db("default", _ATTNAMES, local[1])
     key = _key(client_key)
     entry = cache.get(key)
     if entry == MISSING:
         return None
-    if entry is not None:
-        values = list(entry)
-        try:
-            values[_SECRET_INDEX] = _SECRET_FIELD.fernet.decrypt(values[_SECRET_INDEX]).decode()
-        except InvalidToken:
-            # Cached under a key since removed from FERNET_KEYS: read the row again.
-            values = None
-        if values is not None:
-            return Registration.from_db("default", _ATTNAMES, values)
+    cached = _from_entry(entry) if entry is not None else None
+    if cached is not None:
+        _keep_locally(cached)
+        return cached
     tenant = Registration.objects.filter(client_key=client_key).first()
     if tenant is None:
-        cache.set(key, MISSING, MISSING_SECONDS)
+        cache.add(key, MISSING, MISSING_SECONDS)
         return None
     values = [getattr(tenant, name) for name in _ATTNAMES]
     values[_SECRET_INDEX] = _SECRET_FIELD.fernet.encrypt(tenant.shared_secret.encode())
-    cache.set(key, tuple(values), settings.CONNECT_TENANT_CACHE_SECONDS)
+    # ``add`` leaves a tombstone, or an entry this release cannot use (it expires on its own), in place.
+    cache.add(key, (_COLUMNS_TAG, tuple(values)), settings.CONNECT_TENANT_CACHE_SECONDS)
+    if entry is None:  # not after a tombstone: the row may be about to change again
+        _keep_locally(tenant)
     return tenant
 
 
+@sensitive_variables("tenant")
+def _keep_locally(tenant):
+    seconds = settings.CONNECT_TENANT_LOCAL_SECONDS
+    if seconds <= 0 or tenant.state != Registration.State.ENABLED or tenant.blocked_at is not None:
+        return
+    if len(_local) >= LOCAL_MAX_ENTRIES:
+        _local.clear()  # crude but bounded; a full table means many tenants, each refilled on its next call
+    _local[tenant.client_key] = (time.monotonic() + seconds, [getattr(tenant, name) for name in _ATTNAMES])
+
+
 def forget(client_key):
-    """Drop the cached record now and once more when the surrounding transaction commits."""
+    """Tombstone the cached record now and once more when the surrounding transaction commits."""
     key = _key(client_key)
-    cache.delete(key)
-    transaction.on_commit(lambda: cache.delete(key))
+    _local.pop(client_key, None)
+    cache.set(key, TOMBSTONE, TOMBSTONE_SECONDS)
+
+    def again():
+        _local.pop(client_key, None)
+        cache.set(key, TOMBSTONE, TOMBSTONE_SECONDS)
+
+    transaction.on_commit(again)
+
+
+def clear_local():
+    """Forget this process's copies (tests that change rows behind the services' back use it)."""
+    _local.clear()

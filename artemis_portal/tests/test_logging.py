@@ -20,6 +20,9 @@ from artemis_portal.logging import EMAIL, RedactingFilter, redact
             "key gAAAAABlZ2V0dGluZ3RoaXNpc2F2ZXJ5bG9uZ2Zlcm5ldHRva2Vu",
             "gAAAAABlZ2V0dGluZ3RoaXNpc2F2ZXJ5bG9uZ2Zlcm5ldHRva2Vu",
         ),
+        # A status token in a path, and a standard-base64 key with slashes: both still masked.
+        ("GET /requests/status/" + "ab12" * 16 + "/ 200", "ab12" * 16),
+        ("key q3Vx/9kLmN2pQ+rsT/uvWxYz0123AbCdEfGhIjKl=", "q3Vx/9kLmN2pQ+rsT/uvWxYz0123AbCdEfGhIjKl"),
     ],
 )
 def test_redact_hides_emails_and_secrets(raw, hidden):
@@ -32,6 +35,8 @@ def test_redact_hides_emails_and_secrets(raw, hidden):
         "account 557058:f0c4e8a4-4b8c-4b1a-9f0e-1a2b3c4d5e6f",
         "account 5b10ac8d82e05b22cc7d4ef5",
         "client key 6f1c2d3e-aaaa-bbbb-cccc-123456789abc",
+        "GET /admin/dsr_requests/rightsrequest/12/change/ 200 19.6ms",
+        "POST /admin/registrations/registration/?state__exact=enabled 302",
     ],
 )
 def test_redact_keeps_account_ids_and_client_keys(kept):

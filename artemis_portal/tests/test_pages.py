@@ -81,3 +81,11 @@ def test_ensure_local_admin_creates_one_superuser_with_a_random_password(capsys)
     password = first.split("password ")[1].split()[0]
     assert users.get().check_password(password)
     assert "A superuser exists" in second and password not in second
+
+
+@pytest.mark.django_db
+def test_the_promised_answer_time_follows_the_working_days_setting(client, settings):
+    settings.DSR_WORKING_DAYS = 20
+    for url in ("/", "/requests/new/"):
+        body = client.get(url).content.decode()
+        assert "within 20 working days" in body and "30 working days" not in body

@@ -17,6 +17,11 @@ PRODUCTION = {
     "FERNET_KEYS": Fernet.generate_key().decode(),
     "APP_BASE_URL": "https://privacy.example.com",
     "BACKUP_KEYS": Fernet.generate_key().decode(),
+    # Checked, not connected to: check --deploy only reads these.
+    "CACHE_URL": "redis://127.0.0.1:6379/0",
+    "EMAIL_URL": "smtp+tls://mailer:password@smtp.example.com:587",
+    "TASKS_BACKEND": "database",
+    "DSR_BLIND_INDEX_KEY": secrets.token_urlsafe(40),
 }
 
 
@@ -59,6 +64,21 @@ def test_check_deploy_is_clean_with_production_settings():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "warning"),
+    [
+        ("CACHE_URL", "locmemcache://", "artemis.W001"),
+        ("EMAIL_URL", "consolemail://", "artemis.W002"),
+        ("TASKS_BACKEND", "immediate", "artemis.W003"),
+        ("DSR_BLIND_INDEX_KEY", "", "artemis.W004"),
+    ],
+)
+def test_check_deploy_warns_about_each_development_default_left_in_production(variable, value, warning):
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **{**PRODUCTION, variable: value})
+    assert result.returncode != 0
+    assert warning in result.stdout + result.stderr
 
 
 def test_production_settings_trust_heroku_forwarded_proto_and_secure_cookies():

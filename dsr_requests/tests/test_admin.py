@@ -4,6 +4,7 @@ import csv
 import io
 import re
 from datetime import date, datetime, timedelta
+from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,6 +17,7 @@ from django.urls import reverse
 from dsr_requests import roles, services
 from dsr_requests.models import RequestState, RequestType, RightsRequest
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
+from dsr_requests.tests.test_tasks import _refusing_smtp
 
 S = RequestState
 LONDON = ZoneInfo("Europe/London")
@@ -187,6 +189,35 @@ def test_change_page_shows_only_the_buttons_allowed_now(client):
     assert act_url(rights_request, "put_on_hold") in body
     assert act_url(rights_request, "approve") not in body  # reviewers do not approve
     assert act_url(rights_request, "complete") not in body  # not in this state
+
+
+class _FormNesting(HTMLParser):
+    """Records every <form> start tag that comes while another form is open (browsers drop those)."""
+
+    def __init__(self):
+        super().__init__()
+        self.depth, self.nested = 0, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "form":
+            if self.depth:
+                self.nested.append(dict(attrs).get("action"))
+            self.depth += 1
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.depth = max(0, self.depth - 1)
+
+
+def test_no_action_form_is_nested_in_the_admin_change_form(client):
+    """A nested form is dropped by HTML parsers, so its button would submit the outer form instead
+    (the first action button on the page did, until e2e/test_journey.py clicked it in chromium)."""
+    logged_in(client, roles.PRIVACY_ADMIN)
+    rights_request = RightsRequestFactory(state=S.IN_REVIEW)
+    parser = _FormNesting()
+    parser.feed(client.get(change_url(rights_request)).content.decode())
+    assert parser.nested == []
+    assert parser.depth == 0
 
 
 def test_change_page_shows_the_timeline_and_identity_steps(client):
@@ -389,3 +420,35 @@ def test_change_page_says_which_identity_proof_is_still_needed(client):
     rights_request = RightsRequestFactory(state=S.VERIFYING)
     body = client.get(change_url(rights_request)).content.decode()
     assert "Email control; Atlassian account or Staff document check" in body
+
+
+def test_failed_emails_are_shown_and_staff_can_send_them_again(client, settings, mailoutbox, committed):
+    """An email that failed for good (a refusing SMTP server, every attempt) is not a dead end for staff."""
+    settings.DSR_EMAIL_MAX_ATTEMPTS = 1
+    rights_request = RightsRequestFactory(state=S.IN_REVIEW)
+    smtp_backend = settings.EMAIL_BACKEND
+    _refusing_smtp(settings)
+    email = services.queue_requester_email(rights_request, event="received")
+    assert services.deliver_email(email_id=email.pk) == "failed"
+    settings.EMAIL_BACKEND = smtp_backend
+
+    user = logged_in(client, roles.REVIEWER)
+    body = client.get(change_url(rights_request)).content.decode()
+    assert "1 Failed (gave up) (ConnectionRefusedError)" in body and "Send failed emails again" in body
+
+    with committed():
+        response = client.post(act_url(rights_request, "retry_emails"), follow=True)
+    assert any("updated" in m for m in messages_of(response))
+    email.refresh_from_db()
+    assert email.status == "sent" and len(mailoutbox) == 1
+    note = rights_request.events.get(public=False)
+    assert note.actor == user and "queued to be sent again" in note.note
+    assert "Send failed emails again" not in client.get(change_url(rights_request)).content.decode()
+
+
+def test_only_staff_with_the_correspondence_permission_can_resend_failed_emails():
+    from django.core.exceptions import PermissionDenied
+
+    rights_request = RightsRequestFactory(state=S.IN_REVIEW)
+    with pytest.raises(PermissionDenied):
+        services.retry_failed_emails(rights_request, actor=StaffUserFactory(roles=[]))

@@ -1,14 +1,11 @@
 """`manage.py dsr_reminders`: the daily staff digest, over a real SMTP server on loopback."""
 
-import socket
 from datetime import date, datetime
-from email import message_from_bytes, policy
 from io import StringIO
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from aiosmtpd.controller import Controller
 from django.core.management import call_command
 
 from dsr_requests import roles
@@ -20,32 +17,10 @@ LONDON = ZoneInfo("Europe/London")
 pytestmark = pytest.mark.django_db
 
 
-class _Inbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content, policy=policy.default)))
-        return "250 OK"
-
-
 @pytest.fixture
-def smtp(settings):
-    """A real SMTP server on loopback, with Django's SMTP backend pointed at it."""
-    inbox = _Inbox()
-    with socket.socket() as probe:  # a free port (aiosmtpd's start-up check cannot use port 0)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    yield inbox
-    controller.stop()
+def smtp(smtp_server):
+    """The root conftest's real SMTP server on loopback; Django's SMTP backend points at it."""
+    return smtp_server
 
 
 @pytest.fixture(autouse=True)

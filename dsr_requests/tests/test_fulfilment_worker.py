@@ -8,14 +8,12 @@ second file, email or export row.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.db import connection
@@ -39,31 +37,10 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 
 
-class Collector:
-    """aiosmtpd handler that keeps every message it accepts."""
-
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's naming)
-        self.messages.append((envelope.rcpt_tos, envelope.content.decode("utf-8", "replace")))
-        return "250 OK"
-
-    def subjects(self):
-        return [content.split("Subject: ", 1)[1].split("\n", 1)[0] for _to, content in self.messages]
-
-
 @pytest.fixture
-def smtp():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    collector = Collector()
-    controller = Controller(collector, hostname="127.0.0.1", port=port)
-    controller.start()
-    collector.port = port
-    yield collector
-    controller.stop()
+def smtp(smtp_server):
+    """The root conftest's real SMTP server on loopback; the workers send to it through EMAIL_URL."""
+    return smtp_server
 
 
 @pytest.fixture

@@ -1,17 +1,14 @@
 """The requester's whole journey: form, email, confirmation, status page, code, Connect page, verified.
 
-Once with Django's captured mail, once through a real SMTP server (aiosmtpd) on loopback.
+Once with Django's captured mail, once through a real SMTP server (aiosmtpd, the ``smtp_server``
+fixture of the root conftest) on loopback.
 """
 
-import email
-import socket
 import time
 import uuid
-from email import policy
 
 import jwt as pyjwt
 import pytest
-from aiosmtpd.controller import Controller
 from django.db import connection
 
 from dsr_requests.models import RequestState, RightsRequest
@@ -93,34 +90,6 @@ def test_journey_with_captured_mail(client, committed, mailoutbox):
     assert_no_plain_personal_data_in_the_database()
 
 
-class Collector:
-    """aiosmtpd handler that keeps every message it accepts."""
-
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's naming)
-        self.messages.append((envelope.rcpt_tos, envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server(settings):
-    """A real SMTP server on 127.0.0.1; EMAIL_* settings point at it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    collector = Collector()
-    controller = Controller(collector, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    yield collector
-    controller.stop()
-
-
 @pytest.mark.django_db
 def test_journey_through_a_real_smtp_server(client, committed, smtp_server):
     seen = []
@@ -129,9 +98,8 @@ def test_journey_through_a_real_smtp_server(client, committed, smtp_server):
         new = smtp_server.messages[len(seen) :]
         seen.extend(new)
         parsed = []
-        for recipients, content in new:
+        for recipients, message in new:
             assert recipients == ["grace@example.org"]
-            message = email.message_from_bytes(content, policy=policy.default)
             parsed.append(
                 {
                     "subject": message["Subject"],

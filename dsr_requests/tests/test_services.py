@@ -224,6 +224,18 @@ def test_document_is_stored_encrypted_and_deleted_when_staff_record_the_decision
 
 
 @pytest.mark.django_db
+def test_a_document_left_over_when_the_account_proof_settles_identity_is_deleted():
+    request = _verifying()
+    services.add_identity_document(
+        rights_request=request, content=b"%PDF-1.7 passport", content_type="application/pdf"
+    )
+    services.redeem_account_code(code=services.issue_account_code(rights_request=request), **SITE)
+    request.refresh_from_db()
+    assert request.state == RequestState.IN_REVIEW
+    assert not request.identity_documents.exists()
+
+
+@pytest.mark.django_db
 def test_a_failed_document_check_keeps_the_request_verifying_and_deletes_the_document():
     request = _verifying()
     services.add_identity_document(

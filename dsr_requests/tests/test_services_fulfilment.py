@@ -173,6 +173,9 @@ def test_transfer_to_an_organisation_emails_it_a_one_time_link_to_schema_valid_j
     export = DataExport.objects.get(request=done, kind="json")
     assert export.link_used_at is not None and export.downloads.count() == 1
     assert done.events.filter(note__icontains="receiving organisation").exists()
+    # The requester is told too, without the link (only the organisation gets that).
+    (told,) = [m for m in mail.outbox if m.to == [rights_request.email] and "complete" in m.body]
+    assert "organisation you named" in told.body and "/requests/transfer/" not in told.body
 
 
 def test_transfer_to_the_requester_sends_the_link_to_them(approver, committed):
@@ -305,6 +308,7 @@ def test_erasure_leaves_a_tombstone_and_the_person_is_gone_from_every_table(appr
     tenant = RegistrationFactory(state="uninstalled")
     earlier = RightsRequestFactory(email=email, name=name, details=f"I am {name}", state=S.COMPLETED)
     services.queue_requester_email(earlier, event="withdrawn")
+    still_open = RightsRequestFactory(email=email, name=name, state=S.IN_REVIEW)
     rights_request, _token = approved_request(
         RequestType.DELETE,
         approver=approver,
@@ -336,8 +340,14 @@ def test_erasure_leaves_a_tombstone_and_the_person_is_gone_from_every_table(appr
     assert receipt.to == [email]
     assert "earlier requests (kept as tombstones): 1" in receipt.body
     assert "installation records: 1" in receipt.body
-    assert approver.username in receipt.body and second.username in receipt.body
+    # Approvers are named, but never by their login (often an email address).
+    assert f"Privacy team member no. {approver.pk}" in receipt.body
+    assert f"Privacy team member no. {second.pk}" in receipt.body
+    assert approver.username not in receipt.body and approver.email not in receipt.body
     assert "Atlassian" in receipt.body
+    # The person's other, still open request is not ended behind their back: kept, and said so.
+    assert still_open.reference in receipt.body
+    still_open.delete()
     dump = all_rows_text()
     assert email not in dump and name not in dump
     assert "zebedee" not in dump.lower()
@@ -379,7 +389,7 @@ class FlakyProvider(providers.Provider):
     def erase(self, subject):
         self.calls += 1
         if self.calls <= self.failures:
-            raise RuntimeError("storage unavailable")
+            raise RuntimeError("storage unavailable for someone@example.org")
         return providers.Erasure(erased={"things": 1})
 
 
@@ -424,6 +434,8 @@ def test_three_failures_put_the_request_back_to_staff_with_the_error(approver, c
     event = back.events.latest("id")
     assert (event.from_state, event.to_state, event.public) == (S.FULFILLING, S.APPROVED, False)
     assert "storage unavailable" in event.note
+    # The error text is shown to staff, but an address it quoted is masked like in the logs.
+    assert "someone@example.org" not in event.note + run.last_error
     assert not [m for m in mail.outbox if "receipt" in m.subject]
 
 

@@ -226,6 +226,26 @@ def test_erasure_needs_a_second_approver_before_fulfilment(admin_user):
     assert rights_request.state == S.FULFILLING
 
 
+def test_an_erasure_on_hold_cannot_be_approved_again_only_resumed(admin_user):
+    """Approving an on-hold request would skip resume's permission and could replace the first approver."""
+    first, second, third = (StaffUserFactory(roles=[roles.APPROVER]) for _ in range(3))
+    rights_request = RightsRequestFactory(state=S.IN_REVIEW, request_type=RequestType.DELETE)
+    services.approve(rights_request, actor=first)
+    services.approve_erasure(rights_request, actor=second)
+    rights_request = services.put_on_hold(rights_request, actor=first, message="Which site?")
+    for who in (second, third):
+        with pytest.raises(services.InvalidTransition):
+            services.approve(rights_request, actor=who, expected_state=S.ON_HOLD)
+        assert "approve" not in [a.name for a in services.available_actions(rights_request, who)]
+    rights_request.refresh_from_db()
+    assert (rights_request.state, rights_request.approved_by, rights_request.erasure_approved_by) == (
+        S.ON_HOLD,
+        first,
+        second,
+    )
+    assert services.resume(rights_request, actor=third).state == S.APPROVED
+
+
 def test_second_approval_is_only_for_approved_deletions(admin_user):
     other = StaffUserFactory(roles=[roles.APPROVER])
     review = RightsRequestFactory(state=S.APPROVED, approved_by=other)

@@ -6,7 +6,9 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
-from registrations.models import Registration, UsageCount
+from registrations import services
+from registrations.models import UsageCount
+from registrations.tests.conftest import request_token
 from registrations.tests.factories import RegistrationFactory
 
 pytestmark = pytest.mark.django_db
@@ -55,25 +57,34 @@ def test_registration_admin_is_read_only(admin_client):
     assert tenant.client_key != "changed"
 
 
-def test_disable_action_disables_locally_and_refuses_further_requests(admin_client):
+def _page(client, tenant):
+    return client.get(
+        "/connect/identity-proof/", HTTP_AUTHORIZATION=f"JWT {request_token(tenant)}"
+    ).status_code
+
+
+def test_block_action_refuses_the_tenants_requests_and_survives_atlassians_enabled(admin_client, client):
     tenant = RegistrationFactory()
     other = RegistrationFactory()
-    response = admin_client.post(
-        LIST, {"action": "disable_locally", "_selected_action": [tenant.pk]}, follow=True
-    )
-    assert "1 tenant disabled." in response.content.decode()
+    response = admin_client.post(LIST, {"action": "block", "_selected_action": [tenant.pk]}, follow=True)
+    assert "1 tenant blocked." in response.content.decode()
     tenant.refresh_from_db()
     other.refresh_from_db()
-    assert tenant.state == Registration.State.DISABLED
-    assert other.state == Registration.State.ENABLED
+    assert tenant.blocked_at is not None and other.blocked_at is None
+    # Atlassian toggles the app off and on again: the block stays.
+    services.apply_event(client_key=tenant.client_key, event="disabled", actor="atlassian")
+    services.apply_event(client_key=tenant.client_key, event="enabled", actor="atlassian")
+    assert _page(client, tenant) == 401
+    admin_client.post(LIST, {"action": "unblock", "_selected_action": [tenant.pk]})
+    assert _page(client, tenant) == 200
 
 
-def test_view_only_staff_cannot_run_the_disable_action(staff_client):
+def test_view_only_staff_cannot_block_a_tenant(staff_client):
     tenant = RegistrationFactory()
     assert staff_client.get(LIST).status_code == 200
-    staff_client.post(LIST, {"action": "disable_locally", "_selected_action": [tenant.pk]})
+    staff_client.post(LIST, {"action": "block", "_selected_action": [tenant.pk]})
     tenant.refresh_from_db()
-    assert tenant.state == Registration.State.ENABLED
+    assert tenant.blocked_at is None
 
 
 def test_usage_list_shows_a_30_day_chart_and_module_totals(admin_client):
@@ -91,3 +102,27 @@ def test_usage_list_shows_a_30_day_chart_and_module_totals(admin_client):
 def test_usage_list_without_data_says_so(admin_client):
     html = admin_client.get("/admin/registrations/usagecount/").content.decode()
     assert "No app uses in the last 30 days." in html
+
+
+def test_the_privacy_admin_role_runs_the_registry_and_its_reports(client):
+    from django.contrib.auth.models import Group
+
+    from dsr_requests import roles
+    from dsr_requests.tests.factories import StaffUserFactory
+
+    user = StaffUserFactory(roles=[roles.PRIVACY_ADMIN])
+    assert set(
+        Group.objects.get(name=roles.PRIVACY_ADMIN).permissions.values_list("codename", flat=True)
+    ) >= {
+        "view_registration",
+        "change_registration",
+        "view_usagecount",
+        "view_personaldatareport",
+        "view_accessevent",
+    }
+    client.force_login(user)
+    tenant = RegistrationFactory()
+    assert client.get(LIST).status_code == 200
+    client.post(LIST, {"action": "block", "_selected_action": [tenant.pk]})
+    tenant.refresh_from_db()
+    assert tenant.blocked_at is not None

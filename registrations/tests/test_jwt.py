@@ -125,7 +125,13 @@ def test_expired_token_within_leeway_is_accepted(client):
 def test_protected_page_may_be_framed_only_by_the_tenants_site(client):
     tenant = RegistrationFactory(base_url="https://acme.atlassian.net/wiki")
     response = client.get(PAGE, **auth(request_token(tenant, qsh="context-qsh")))
-    assert response["Content-Security-Policy"] == "frame-ancestors https://acme.atlassian.net"
+    directives = dict(
+        (part.strip().split(" ", 1) + [""])[:2] for part in response["Content-Security-Policy"].split(";")
+    )
+    # The site-wide policy, with frame-ancestors the tenant's site and Atlassian's all.js allowed.
+    assert directives["frame-ancestors"] == "https://acme.atlassian.net"
+    assert directives["script-src"] == "'self' https://connect-cdn.atl-paas.net"
+    assert directives["default-src"] == "'self'"
     assert "X-Frame-Options" not in response
 
 
@@ -313,12 +319,12 @@ def test_each_authenticated_page_load_counts_one_use_of_its_module(client):
     assert counts == {"identity-proof": 3, "bare": 1}
 
 
-def test_disabling_a_tenant_takes_effect_despite_the_warm_cache(client):
+def test_blocking_a_tenant_takes_effect_despite_the_warm_cache(client):
     from registrations import services
 
     tenant = RegistrationFactory()
     assert client.get("/api/bare", **auth(request_token(tenant, url="/api/bare"))).status_code == 200
-    services.disable_locally(registration=tenant, actor="test")
+    services.block(registration=tenant, actor="test")
     assert client.get("/api/bare", **auth(request_token(tenant, url="/api/bare"))).status_code == 401
 
 

@@ -2,8 +2,17 @@
 
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+
+TWO_FACTOR_HINT = (
+    "Staff need two factors: after the password, the admin asks for a code from an authenticator app "
+    "(first time: it shows a QR code to scan at /admin/2fa/enrol/, then ten backup codes once). "
+)
+RELAXED_HINT = (
+    "For a quick local demo without an app, set STAFF_2FA_REQUIRED=0 in .env (only works with DEBUG=1)."
+)
 
 
 class Command(BaseCommand):
@@ -19,6 +28,7 @@ class Command(BaseCommand):
                 "A superuser exists. Forgot the password? Run: .venv/bin/python manage.py changepassword "
                 f"{User.objects.filter(is_superuser=True).values_list('username', flat=True).first()}"
             )
+            self._two_factor_hint()
             return
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
@@ -27,3 +37,13 @@ class Command(BaseCommand):
             + "\nIt is shown only this once; change it with: .venv/bin/python manage.py changepassword "
             + username
         )
+        self._two_factor_hint()
+
+    def _two_factor_hint(self):
+        if settings.STAFF_2FA_REQUIRED:
+            self.stdout.write(TWO_FACTOR_HINT + RELAXED_HINT)
+        else:
+            self.stdout.write(
+                "STAFF_2FA_REQUIRED is off (DEBUG only): the admin opens after the password. You can still "
+                "set up an authenticator at /admin/2fa/enrol/."
+            )

@@ -27,7 +27,7 @@ class Command(BaseCommand):
             result = backups.create_backup(
                 actor="command:backup_registrations", batch_size=batch_size, progress=progress
             )
-        except backups.BackupError as exc:
+        except (backups.BackupError, *backups.STORAGE_ERRORS) as exc:
             raise CommandError(f"Backup failed: {exc}") from None
         if verbosity:  # -v 0: silent on success, as cron expects
             self.stdout.write(

@@ -18,7 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args, dry_run, verbosity, **options):
         try:
             plan = backups.prune_backups(actor="command:prune_backups", dry_run=dry_run)
-        except backups.BackupError as exc:
+        except (backups.BackupError, *backups.STORAGE_ERRORS) as exc:
             raise CommandError(f"Prune failed: {exc}") from None
         if verbosity > 1 or dry_run:
             for name, reasons in sorted(plan.keep.items()):

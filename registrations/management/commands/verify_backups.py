@@ -12,7 +12,7 @@ class Command(BaseCommand):
         try:
             storage = backups.backup_storage()
             results = list(self._report(backups.verify_backups(storage=storage), quiet=not verbosity))
-        except backups.BackupError as exc:
+        except (backups.BackupError, *backups.STORAGE_ERRORS) as exc:
             raise CommandError(f"Verify failed: {exc}") from None
         failed = [r for r in results if not r.ok]
         if not results:

@@ -1,0 +1,76 @@
+"""Deployment checks of our own, run by ``manage.py check --deploy``."""
+
+from django.conf import settings
+from django.core.checks import Tags, Warning, register
+
+PER_PROCESS_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+@register(Tags.caches, deploy=True)
+def shared_cache_check(app_configs, **kwargs):
+    """Warn when production runs on a cache that each process keeps to itself.
+
+    Rate limits, the Connect tenant cache's invalidation after a lifecycle change, and django-axes-style
+    counters all assume one cache seen by every gunicorn worker and dyno. With a per-process cache each
+    worker counts on its own and a disabled site can stay cached in the others. Not an error, so a
+    single-process deployment can still start; ``check --deploy`` says so.
+    """
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    if settings.DEBUG or backend not in PER_PROCESS_CACHES:
+        return []
+    return [
+        Warning(
+            "CACHE_URL is a per-process cache: rate limits and tenant-cache invalidation do not reach "
+            "other processes.",
+            hint="Set CACHE_URL to a shared cache, e.g. redis://host:6379/0.",
+            id="artemis.W001",
+        )
+    ]
+
+
+@register(deploy=True)
+def production_defaults_check(app_configs, **kwargs):
+    """Warn about development defaults that are unsafe once real people's requests arrive.
+
+    - The console email backend prints whole emails (addresses, names, confirmation and status links) to
+      stdout, past the log filter.
+    - The immediate task backend sends email and builds exports inside web requests, so a slow SMTP
+      server or a large export holds a gunicorn worker; production runs ``db_worker``.
+    - A blind-index key derived from ``SECRET_KEY`` means rotating ``SECRET_KEY`` silently stops every
+      earlier request being found by email (search, lost link, erasure of earlier requests).
+    """
+    if settings.DEBUG:
+        return []
+    found = []
+    if settings.EMAIL_BACKEND in (
+        "django.core.mail.backends.console.EmailBackend",
+        "django.core.mail.backends.filebased.EmailBackend",
+    ):
+        found.append(
+            Warning(
+                "EMAIL_URL prints emails instead of sending them; they hold personal data and links.",
+                hint="Set EMAIL_URL to your SMTP server, e.g. smtp+tls://user:password@host:587.",
+                id="artemis.W002",
+            )
+        )
+    if settings.TASKS["default"]["BACKEND"].endswith("ImmediateBackend"):
+        found.append(
+            Warning(
+                "TASKS_BACKEND is immediate: emails and exports run inside web requests.",
+                hint="Set TASKS_BACKEND=database and run the Procfile's worker (manage.py db_worker).",
+                id="artemis.W003",
+            )
+        )
+    if not settings.DSR_BLIND_INDEX_KEY:
+        found.append(
+            Warning(
+                "DSR_BLIND_INDEX_KEY is not set, so it is derived from SECRET_KEY: rotating SECRET_KEY would "
+                "stop earlier requests being found by email.",
+                hint="Set DSR_BLIND_INDEX_KEY to its own random value (at least 32 characters) and keep it.",
+                id="artemis.W004",
+            )
+        )
+    return found
