@@ -10,6 +10,9 @@ admin.site.site_header = _("Artemis privacy portal")
 admin.site.site_title = _("Artemis privacy portal")
 admin.site.index_title = _("Support staff")
 
+# A database outage noticed outside a view is a 503, not a 500 (see DatabaseUnavailableMiddleware).
+handler500 = "artemis_portal.views.server_error"
+
 urlpatterns = [
     path("", views.LandingView.as_view(), name="landing"),
     path("healthz", views.healthz, name="healthz"),

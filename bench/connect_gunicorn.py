@@ -23,36 +23,18 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from base64 import urlsafe_b64encode
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(url, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"gunicorn did not answer {url} within {timeout}s")
+from bench._support import free_port, production_env, wait_until_up  # noqa: E402 (after the path set-up)
 
 
 def run_wrk(url, *, duration, connections, token=None):
@@ -82,23 +64,14 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="connect-gunicorn-")
     port = free_port()
-    env = {
-        **os.environ,
-        "ENV_FILE": "",
-        "DEBUG": "0",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "FERNET_KEYS": urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "BACKUP_KEYS": urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "APP_BASE_URL": "https://privacy.example.test",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "0",
-        "SECURE_HSTS_SECONDS": "0",
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": args.database_url or f"sqlite:///{tmp}/bench.sqlite3",
-        "CACHE_URL": args.cache_url,
-        "DJANGO_SETTINGS_MODULE": "bench.connect_settings",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = production_env(
+        database_url=args.database_url or f"sqlite:///{tmp}/bench.sqlite3",
+        port=port,
+        cache_url=args.cache_url,
+        app_base_url="https://privacy.example.test",
+        DJANGO_SETTINGS_MODULE="bench.connect_settings",
+        PYTHONPATH=str(ROOT),
+    )
     os.environ.update(env)
     import django
 
