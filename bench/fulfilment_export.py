@@ -98,7 +98,7 @@ def seed(records):
         received_at=now,
         status_token_hash=token_hash,
     )
-    services.approve(rights_request, actor=approver)
+    services.approve(rights_request=rights_request, actor=approver)
     return rights_request.pk, approver
 
 
@@ -149,7 +149,7 @@ def child(records):
         time.sleep(5)  # imports done, waiting for work
         idle = proc_kib(worker.pid, "VmRSS")
         started = time.perf_counter()
-        services.start_fulfilment(RightsRequest.objects.get(pk=request_id), actor=approver)
+        services.start_fulfilment(rights_request=RightsRequest.objects.get(pk=request_id), actor=approver)
         while RightsRequest.objects.values_list("state", flat=True).get(pk=request_id) != "completed":
             if worker.poll() is not None:
                 raise RuntimeError("the worker died")

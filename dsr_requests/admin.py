@@ -311,7 +311,9 @@ class RightsRequestAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, obj):
             raise PermissionDenied
         try:
-            document = services.open_identity_document(obj, actor=request.user, document_id=document_id)
+            document = services.open_identity_document(
+                rights_request=obj, actor=request.user, document_id=document_id
+            )
         except REFUSALS as exc:
             audit.record(
                 request,
@@ -346,41 +348,52 @@ class RightsRequestAdmin(admin.ModelAdmin):
         text = request.POST.get("text", "")
         calls = {
             "document_passed": lambda: services.record_document_check(
-                obj, actor=request.user, passed=True, note=text
+                rights_request=obj, actor=request.user, passed=True, note=text
             ),
             "document_failed": lambda: services.record_document_check(
-                obj, actor=request.user, passed=False, note=text
+                rights_request=obj, actor=request.user, passed=False, note=text
             ),
-            "approve": lambda: services.approve(obj, actor=request.user, expected_state=expected),
+            "approve": lambda: services.approve(
+                rights_request=obj, actor=request.user, expected_state=expected
+            ),
             "approve_erasure": lambda: services.approve_erasure(
-                obj, actor=request.user, expected_state=expected
+                rights_request=obj, actor=request.user, expected_state=expected
             ),
             "start_fulfilment": lambda: services.start_fulfilment(
-                obj, actor=request.user, expected_state=expected
+                rights_request=obj, actor=request.user, expected_state=expected
             ),
-            "complete": lambda: services.complete(obj, actor=request.user, expected_state=expected),
+            "complete": lambda: services.complete(
+                rights_request=obj, actor=request.user, expected_state=expected
+            ),
             "put_on_hold": lambda: services.put_on_hold(
-                obj, actor=request.user, message=text, expected_state=expected
+                rights_request=obj, actor=request.user, message=text, expected_state=expected
             ),
-            "resume": lambda: services.resume(obj, actor=request.user, expected_state=expected),
+            "resume": lambda: services.resume(
+                rights_request=obj, actor=request.user, expected_state=expected
+            ),
             "reject": lambda: services.reject(
-                obj,
+                rights_request=obj,
                 actor=request.user,
                 reason=text,
                 ground=request.POST.get("ground", ""),
                 expected_state=expected,
             ),
             "extend_deadline": lambda: services.extend_deadline(
-                obj,
+                rights_request=obj,
                 actor=request.user,
                 reason=text,
                 months=_months(request.POST.get("months")),
                 expected_state=expected,
             ),
-            "assign": lambda: services.assign(obj, actor=request.user, assignee=_staff_user(request.POST)),
-            "retry_emails": lambda: services.retry_failed_emails(obj, actor=request.user),
+            "assign": lambda: services.assign(
+                rights_request=obj, actor=request.user, assignee=_staff_user(request.POST)
+            ),
+            "retry_emails": lambda: services.retry_failed_emails(rights_request=obj, actor=request.user),
             "change_regime": lambda: services.change_regime(
-                obj, actor=request.user, regime=request.POST.get("regime", ""), expected_state=expected
+                rights_request=obj,
+                actor=request.user,
+                regime=request.POST.get("regime", ""),
+                expected_state=expected,
             ),
         }
         if action not in calls:
@@ -431,7 +444,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         self._run_for_each(
             request,
             queryset,
-            lambda obj: services.assign(obj, actor=request.user, assignee=request.user),
+            lambda obj: services.assign(rights_request=obj, actor=request.user, assignee=request.user),
             _("%(count)d requests assigned to you."),
         )
 
@@ -440,7 +453,9 @@ class RightsRequestAdmin(admin.ModelAdmin):
         self._run_for_each(
             request,
             queryset,
-            lambda obj: services.approve(obj, actor=request.user, expected_state=services.S.IN_REVIEW),
+            lambda obj: services.approve(
+                rights_request=obj, actor=request.user, expected_state=services.S.IN_REVIEW
+            ),
             _("%(count)d requests approved."),
         )
 
@@ -449,7 +464,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         self._run_for_each(
             request,
             queryset,
-            lambda obj: services.start_fulfilment(obj, actor=request.user),
+            lambda obj: services.start_fulfilment(rights_request=obj, actor=request.user),
             _("%(count)d requests started."),
         )
 
@@ -458,7 +473,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         self._run_for_each(
             request,
             queryset,
-            lambda obj: services.complete(obj, actor=request.user),
+            lambda obj: services.complete(rights_request=obj, actor=request.user),
             _("%(count)d requests completed."),
         )
 
@@ -614,7 +629,9 @@ class RectificationForm(forms.ModelForm):
         if cleaned.get("request") and cleaned.get("source_field"):
             provider, _sep, field = cleaned["source_field"].partition(":")
             try:
-                services.check_rectification(cleaned["request"], provider=provider, field=field)
+                services.check_rectification(
+                    rights_request=cleaned["request"], provider=provider, field=field
+                )
             except services.ActionRefused as exc:
                 raise forms.ValidationError(str(exc)) from None
         return cleaned
@@ -652,7 +669,7 @@ class RectificationAdmin(admin.ModelAdmin):
         provider, _sep, field = form.cleaned_data["source_field"].partition(":")
         try:
             saved = services.record_rectification(
-                form.cleaned_data["request"],
+                rights_request=form.cleaned_data["request"],
                 actor=request.user,
                 provider=provider,
                 field=field,

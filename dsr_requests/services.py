@@ -127,7 +127,7 @@ def _transition(rights_request, *, to_state, actor, note="", public=True):
 
 
 @transaction.atomic
-def transition(rights_request, *, to_state, actor, note="", public=True):
+def transition(*, rights_request, to_state, actor, note="", public=True):
     """Lock the request, change its state and record the event; returns the locked, updated request."""
     locked = _lock(rights_request)
     _transition(locked, to_state=to_state, actor=actor, note=note, public=public)
@@ -137,7 +137,7 @@ def transition(rights_request, *, to_state, actor, note="", public=True):
 # --- Emails -----------------------------------------------------------------------------------------
 
 
-def queue_requester_email(rights_request, *, event, to=None, **context):
+def queue_requester_email(*, rights_request, event, to=None, **context):
     """Render a requester email into the outbox and send it once the transaction commits.
 
     Queuing in the same transaction as the change it reports means the email exists exactly when the
@@ -207,7 +207,7 @@ def deliver_email(*, email_id, now=None):
         return email.status
 
 
-def retry_failed_emails(rights_request, *, actor):
+def retry_failed_emails(*, rights_request, actor):
     """Put the request's emails that failed for good back in the outbox; returns how many.
 
     For when staff have fixed what stopped them (a full mailbox, an SMTP outage that outlasted the
@@ -322,7 +322,9 @@ def submit_request(
                     to_state=S.SUBMITTED,
                 )
                 queue_requester_email(
-                    rights_request, event="received", **_confirmation_email_context(rights_request)
+                    rights_request=rights_request,
+                    event="received",
+                    **_confirmation_email_context(rights_request),
                 )
                 return rights_request
         except IntegrityError:
@@ -383,7 +385,7 @@ def confirm_email(*, reference, actor=REQUESTER, now=None):
         _transition(locked, to_state=S.VERIFYING, actor=actor, note=_("Email address confirmed"))
         verified = _advance_if_verified(locked)
         queue_requester_email(
-            locked,
+            rights_request=locked,
             event="confirmed",
             status_url=emails.absolute_url("dsr_requests:status", token=token),
             verified=verified,
@@ -416,7 +418,7 @@ def record_identity_step(*, rights_request, step, outcome, method, actor, note="
             else _("%(step)s: not accepted") % {"step": label},
         )
         if _advance_if_verified(locked):
-            queue_requester_email(locked, event="identity_verified")
+            queue_requester_email(rights_request=locked, event="identity_verified")
         return check
 
 
@@ -487,7 +489,7 @@ def redeem_account_code(*, code, client_key, site_url, account_id, actor=REQUEST
         )
         _event(locked, actor=actor, note=_("Atlassian account confirmed"))
         if _advance_if_verified(locked):
-            queue_requester_email(locked, event="identity_verified")
+            queue_requester_email(rights_request=locked, event="identity_verified")
         return locked
 
 
@@ -547,7 +549,7 @@ def withdraw(*, rights_request, actor=REQUESTER):
         locked = _lock(rights_request)
         _transition(locked, to_state=S.WITHDRAWN, actor=actor, note=_("Withdrawn by the requester"))
         _drop_proof_material(locked)
-        queue_requester_email(locked, event="withdrawn")
+        queue_requester_email(rights_request=locked, event="withdrawn")
         return locked
 
 
@@ -568,7 +570,9 @@ def send_confirmation_reminders(*, now=None):
                 continue
             locked.reminder_sent_at = now
             locked.save(update_fields=["reminder_sent_at", "updated_at"])
-            queue_requester_email(locked, event="confirm_reminder", **_confirmation_email_context(locked))
+            queue_requester_email(
+                rights_request=locked, event="confirm_reminder", **_confirmation_email_context(locked)
+            )
             sent += 1
     return sent
 
@@ -707,19 +711,19 @@ def _required_text(value, message):
 
 
 @transaction.atomic
-def put_on_hold(rights_request, *, actor, message, expected_state=None):
+def put_on_hold(*, rights_request, actor, message, expected_state=None):
     """Ask the requester for something and stop the clock until they answer or staff resume."""
     _require(actor, "hold_request")
     message = _required_text(message, _("Say what the requester needs to send or answer."))
     locked = _lock_for_action(rights_request, expected_state=expected_state)
     _transition(locked, to_state=S.ON_HOLD, actor=actor, note=message, public=True)
     StaffQuestion.objects.create(request=locked, question=message, asked_by=actor)
-    queue_requester_email(locked, event="more_information", question=message)
+    queue_requester_email(rights_request=locked, event="more_information", question=message)
     return locked
 
 
 @transaction.atomic
-def resume(rights_request, *, actor, note="", expected_state=S.ON_HOLD):
+def resume(*, rights_request, actor, note="", expected_state=S.ON_HOLD):
     """Take a request off hold, back to the state it was held from; the due dates move by the hold."""
     _require(actor, "hold_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
@@ -730,7 +734,7 @@ def resume(rights_request, *, actor, note="", expected_state=S.ON_HOLD):
 
 
 @transaction.atomic
-def reject(rights_request, *, actor, reason, ground, expected_state=None):
+def reject(*, rights_request, actor, reason, ground, expected_state=None):
     """Refuse the request; the reason is recorded and sent to the requester, the ground goes to the log."""
     _require(actor, "reject_request")
     reason = _required_text(reason, _("A rejection needs a reason; it is sent to the requester."))
@@ -742,12 +746,12 @@ def reject(rights_request, *, actor, reason, ground, expected_state=None):
     # First: a rejected row must carry its reason and ground (constraints).
     locked.save(update_fields=["rejection_reason", "rejection_ground"])
     _transition(locked, to_state=S.REJECTED, actor=actor, note=reason, public=True)
-    queue_requester_email(locked, event="rejected", reason=reason)
+    queue_requester_email(rights_request=locked, event="rejected", reason=reason)
     return locked
 
 
 @transaction.atomic
-def approve(rights_request, *, actor, note="", expected_state=None):
+def approve(*, rights_request, actor, note="", expected_state=None):
     """Approve a reviewed request so it can be fulfilled."""
     _require(actor, "approve_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
@@ -763,7 +767,7 @@ def approve(rights_request, *, actor, note="", expected_state=None):
 
 
 @transaction.atomic
-def approve_erasure(rights_request, *, actor, note="", expected_state=S.APPROVED):
+def approve_erasure(*, rights_request, actor, note="", expected_state=S.APPROVED):
     """Give the second approval an erasure needs, from someone other than the first approver."""
     _require(actor, "approve_erasure")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
@@ -782,7 +786,7 @@ def approve_erasure(rights_request, *, actor, note="", expected_state=S.APPROVED
 
 
 @transaction.atomic
-def start_fulfilment(rights_request, *, actor, note="", expected_state=S.APPROVED):
+def start_fulfilment(*, rights_request, actor, note="", expected_state=S.APPROVED):
     """Start carrying out an approved request (an erasure only after its second approval)."""
     _require(actor, "fulfil_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
@@ -794,7 +798,7 @@ def start_fulfilment(rights_request, *, actor, note="", expected_state=S.APPROVE
 
 
 @transaction.atomic
-def complete(rights_request, *, actor, note="", expected_state=S.FULFILLING):
+def complete(*, rights_request, actor, note="", expected_state=S.FULFILLING):
     """Record that the request has been carried out, and tell the requester.
 
     Refused while a fulfilment job is running: the job completes the request itself when its last step
@@ -808,7 +812,7 @@ def complete(rights_request, *, actor, note="", expected_state=S.FULFILLING):
             % {"reference": locked.reference}
         )
     _transition(locked, to_state=S.COMPLETED, actor=actor, note=note, public=True)
-    queue_requester_email(locked, event="completed", note=note)
+    queue_requester_email(rights_request=locked, event="completed", note=note)
     return locked
 
 
@@ -827,7 +831,7 @@ def extension_window_closes(rights_request):
 
 
 @transaction.atomic
-def extend_deadline(rights_request, *, actor, reason, months=None, expected_state=None):
+def extend_deadline(*, rights_request, actor, reason, months=None, expected_state=None):
     """Extend the time limit once, within the law's limits and window; the requester is told why.
 
     GDPR and UK GDPR: one or two further months, granted within the first month. CCPA: one further 45
@@ -867,12 +871,14 @@ def extend_deadline(rights_request, *, actor, reason, months=None, expected_stat
         ]
     )
     _event(locked, actor=actor, note=reason, public=True)
-    queue_requester_email(locked, event="extended", reason=reason, due_on=locked.effective_due_on)
+    queue_requester_email(
+        rights_request=locked, event="extended", reason=reason, due_on=locked.effective_due_on
+    )
     return locked
 
 
 @transaction.atomic
-def change_regime(rights_request, *, actor, regime, expected_state=None):
+def change_regime(*, rights_request, actor, regime, expected_state=None):
     """Set the regime staff decided applies, and recompute the statutory date from it."""
     _require(actor, "extend_deadline")
     regime = RightsRequest.Regime(regime)
@@ -897,7 +903,7 @@ def change_regime(rights_request, *, actor, regime, expected_state=None):
 
 
 @transaction.atomic
-def assign(rights_request, *, actor, assignee):
+def assign(*, rights_request, actor, assignee):
     """Give the request to a staff member (or to nobody, with ``assignee=None``)."""
     _require(actor, "assign_request")
     if assignee is not None and not (assignee.is_staff and assignee.is_active):
@@ -912,7 +918,7 @@ def assign(rights_request, *, actor, assignee):
     return locked
 
 
-def record_document_check(rights_request, *, actor, passed, note):
+def record_document_check(*, rights_request, actor, passed, note):
     """Record staff's decision on the requester's identity document (the upload is deleted with it)."""
     _require(actor, "verify_identity")
     note = _required_text(note, _("Say what you checked and why you decided so."))
@@ -939,7 +945,7 @@ class DocumentFile:
 
 
 @sensitive_variables("content")
-def open_identity_document(rights_request, *, actor, document_id):
+def open_identity_document(*, rights_request, actor, document_id):
     """Decrypt an uploaded identity document for the staff member who must decide on it.
 
     Only while the decision is pending (the document is deleted when it is recorded) and only for
@@ -1119,7 +1125,9 @@ def resend_links(*, email, actor=REQUESTER):
         with transaction.atomic():
             locked = _lock(rights_request)
             if locked.state == S.SUBMITTED:
-                queue_requester_email(locked, event="confirm_reminder", **_confirmation_email_context(locked))
+                queue_requester_email(
+                    rights_request=locked, event="confirm_reminder", **_confirmation_email_context(locked)
+                )
             elif locked.status_token_hash:
                 token, locked.status_token_hash = tokens.new_status_token()
                 locked.save(update_fields=["status_token_hash", "updated_at"])
@@ -1129,7 +1137,7 @@ def resend_links(*, email, actor=REQUESTER):
                     note=_("A new status page link was sent; the old one no longer works"),
                 )
                 queue_requester_email(
-                    locked,
+                    rights_request=locked,
                     event="status_link",
                     status_url=emails.absolute_url("dsr_requests:status", token=token),
                 )
@@ -1406,7 +1414,7 @@ def _step_notify(run, step, event, **context):
     with transaction.atomic():
         locked = _lock(run.request)
         context.update(_notify_context(locked, event))
-        queue_requester_email(locked, event=event, **context)
+        queue_requester_email(rights_request=locked, event=event, **context)
         _mark_done(run, step)
 
 
@@ -1442,7 +1450,7 @@ def _step_notify_transfer(run, step):
         export.save(update_fields=["link_token_hash", "link_used_at"])
         to_organisation = locked.transfer_to == TransferTo.ORGANISATION and locked.transfer_email
         queue_requester_email(
-            locked,
+            rights_request=locked,
             event="transfer_link",
             to=locked.transfer_email if to_organisation else None,
             link_url=emails.absolute_url("dsr_requests:transfer", token=token),
@@ -1459,7 +1467,7 @@ def _step_notify_transfer(run, step):
         if to_organisation:
             # The requester would otherwise hear nothing: the only email went to the organisation.
             queue_requester_email(
-                locked,
+                rights_request=locked,
                 event="completed",
                 note=_(
                     "We sent a one-time link to your data to the organisation you named. The link works "
@@ -1534,7 +1542,9 @@ def _step_receipt(run, step):
     """Queue the receipt email (sent before the tombstone removes the address it goes to)."""
     with transaction.atomic():
         locked = _lock(run.request)
-        email = queue_requester_email(locked, event="erasure_receipt", receipt=erasure_receipt(run))
+        email = queue_requester_email(
+            rights_request=locked, event="erasure_receipt", receipt=erasure_receipt(run)
+        )
         _mark_done(run, step, email_id=email.pk)
 
 
@@ -1640,7 +1650,7 @@ def resume_stalled_fulfilment(*, now=None):
 # --- Fulfilment: downloads ---------------------------------------------------------------------------
 
 
-def downloadable_export(rights_request, *, kind="zip", now=None):
+def downloadable_export(*, rights_request, kind="zip", now=None):
     """The request's export of ``kind`` while it may still be downloaded, else None."""
     now = now or timezone.now()
     return rights_request.exports.filter(kind=kind, purged_at=None, expires_at__gt=now).first()
@@ -1653,7 +1663,7 @@ def send_download_code(*, rights_request, actor=REQUESTER, now=None):
     now = now or timezone.now()
     with transaction.atomic():
         locked = _lock(rights_request)
-        export = downloadable_export(locked, now=now)
+        export = downloadable_export(rights_request=locked, now=now)
         if export is None:
             raise ActionRefused(_("There is no copy to download, or its download period has ended."))
         export.codes.filter(used_at__isnull=True).delete()
@@ -1664,7 +1674,10 @@ def send_download_code(*, rights_request, actor=REQUESTER, now=None):
             expires_at=now + timedelta(minutes=settings.DSR_DOWNLOAD_CODE_TTL_MINUTES),
         )
         queue_requester_email(
-            locked, event="download_code", code=code, minutes=settings.DSR_DOWNLOAD_CODE_TTL_MINUTES
+            rights_request=locked,
+            event="download_code",
+            code=code,
+            minutes=settings.DSR_DOWNLOAD_CODE_TTL_MINUTES,
         )
         _event(locked, actor=actor, note=_("Download code emailed"), public=False)
 
@@ -1701,7 +1714,7 @@ def redeem_download_code(*, rights_request, code, actor=REQUESTER, now=None):
             raise ActionRefused(_("This code has already been used. Ask for a new one."))
         if found.expires_at <= now:
             raise ActionRefused(_("This code has expired. Ask for a new one."))
-        if downloadable_export(locked, now=now) is None:
+        if downloadable_export(rights_request=locked, now=now) is None:
             raise ActionRefused(_("The download period of your copy has ended."))
         found.used_at = now
         found.save(update_fields=["used_at"])
@@ -1749,7 +1762,7 @@ def redeem_transfer_link(*, token, actor=REQUESTER, now=None):
 # --- Fulfilment: corrections -------------------------------------------------------------------------
 
 
-def check_rectification(rights_request, *, provider, field):
+def check_rectification(*, rights_request, provider, field):
     """Refuse (ActionRefused) a correction the request or the provider cannot take; the form uses it too."""
     from dsr_requests import providers
 
@@ -1770,13 +1783,13 @@ def check_rectification(rights_request, *, provider, field):
 
 
 @transaction.atomic
-def record_rectification(rights_request, *, actor, provider, field, new_value):
+def record_rectification(*, rights_request, actor, provider, field, new_value):
     """Record a correction for a change request, applied by the provider when the request is fulfilled."""
     from dsr_requests.models import Rectification
 
     _require(actor, "fulfil_request")
     locked = _lock(rights_request)
-    check_rectification(locked, provider=provider, field=field)
+    check_rectification(rights_request=locked, provider=provider, field=field)
     new_value = _required_text(new_value, _("Give the corrected value."))
     correction, _created = Rectification.objects.update_or_create(
         request=locked,

@@ -167,7 +167,7 @@ def _render_status(request, rights_request, token, *, status=200, **extra):
         withdraw_form=WithdrawForm(),
         upload_limit=settings.DSR_UPLOAD_MAX_BYTES,
         code_minutes=settings.DSR_ACCOUNT_CODE_TTL_MINUTES,
-        export=services.downloadable_export(rights_request),
+        export=services.downloadable_export(rights_request=rights_request),
         download_form=DownloadCodeForm(),
     )
     context.update(extra)

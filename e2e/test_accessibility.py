@@ -136,12 +136,12 @@ def test_the_status_and_transfer_pages_have_no_serious_accessibility_violations_
     staff = StaffUserFactory(roles=[roles.APPROVER])
     held = approved_request(RequestType.REVIEW, approver=staff)
     held_token = held[1]
-    services.put_on_hold(held[0], actor=staff, message="Which Atlassian site do you use?")
+    services.put_on_hold(rights_request=held[0], actor=staff, message="Which Atlassian site do you use?")
     page.goto(status + held_token + "/")
     audit.check("status: on hold (question to answer)")
 
     ready, ready_token = approved_request(RequestType.COPY, approver=staff)
-    services.start_fulfilment(ready, actor=staff)
+    services.start_fulfilment(rights_request=ready, actor=staff)
     page.goto(status + ready_token + "/")
     audit.check("status: completed copy (download)")
     page.get_by_label("Download code from our email").fill("WRONG123")
@@ -153,7 +153,7 @@ def test_the_status_and_transfer_pages_have_no_serious_accessibility_violations_
     transfer, _transfer_token = approved_request(
         RequestType.TRANSFER, approver=staff, transfer_to=TransferTo.REQUESTER, email="me@example.org"
     )
-    services.start_fulfilment(transfer, actor=staff)
+    services.start_fulfilment(rights_request=transfer, actor=staff)
     (link,) = {
         match.group(0)
         for _to, message in smtp_server.messages

@@ -135,8 +135,8 @@ def world(settings, key_service, rsa_key, django_capture_on_commit_callbacks, tm
         transfer_email="dpo@receiver.example",
     )
     with django_capture_on_commit_callbacks(execute=True):
-        services.start_fulfilment(w.copy, actor=approver)
-        services.start_fulfilment(transfer, actor=approver)
+        services.start_fulfilment(rights_request=w.copy, actor=approver)
+        services.start_fulfilment(rights_request=transfer, actor=approver)
     w.transfer_token = next(
         m.group(1)
         for message in mail.outbox

@@ -89,4 +89,4 @@ def approved_request(request_type=RequestType.REVIEW, *, approver=None, **fields
         **fields,
     )
     approver = approver or StaffUserFactory(roles=[roles.APPROVER])
-    return services.approve(rights_request, actor=approver), token
+    return services.approve(rights_request=rights_request, actor=approver), token

@@ -223,7 +223,7 @@ def test_no_action_form_is_nested_in_the_admin_change_form(client):
 def test_change_page_shows_the_timeline_and_identity_steps(client):
     admin = logged_in(client, roles.PRIVACY_ADMIN)
     rights_request = RightsRequestFactory(state=S.IN_REVIEW)
-    services.put_on_hold(rights_request, actor=admin, message="Which site?")
+    services.put_on_hold(rights_request=rights_request, actor=admin, message="Which site?")
     body = client.get(change_url(rights_request)).content.decode()
     assert "Which site?" in body
     assert "identity check" in body.lower()
@@ -361,7 +361,7 @@ def test_bulk_assign_to_me(client):
 def test_dashboard_shows_counts_and_a_chart_without_javascript(client):
     admin = logged_in(client, roles.REVIEWER)
     rights_request = RightsRequestFactory(state=S.FULFILLING)
-    services.complete(rights_request, actor=StaffUserFactory(roles=[roles.PRIVACY_ADMIN]))
+    services.complete(rights_request=rights_request, actor=StaffUserFactory(roles=[roles.PRIVACY_ADMIN]))
     RightsRequestFactory(state=S.IN_REVIEW, assignee=admin)
     response = client.get(reverse("admin:dsr_requests_rightsrequest_dashboard"))
     assert response.status_code == 200
@@ -397,7 +397,10 @@ def test_request_log_export_has_regulator_fields_and_no_personal_data(client):
         state=S.IN_REVIEW, name="Ada Lovelace", email="ada@example.org", details="secret details"
     )
     services.reject(
-        rights_request, actor=admin, ground="identity_not_proven", reason="=HYPERLINK(1) identity not proven"
+        rights_request=rights_request,
+        actor=admin,
+        ground="identity_not_proven",
+        reason="=HYPERLINK(1) identity not proven",
     )
     response = client.get(reverse("admin:dsr_requests_rightsrequest_export"))
     assert response.status_code == 200
@@ -438,7 +441,7 @@ def test_failed_emails_are_shown_and_staff_can_send_them_again(client, settings,
     rights_request = RightsRequestFactory(state=S.IN_REVIEW)
     smtp_backend = settings.EMAIL_BACKEND
     _refusing_smtp(settings)
-    email = services.queue_requester_email(rights_request, event="received")
+    email = services.queue_requester_email(rights_request=rights_request, event="received")
     assert services.deliver_email(email_id=email.pk) == "failed"
     settings.EMAIL_BACKEND = smtp_backend
 
@@ -461,7 +464,7 @@ def test_only_staff_with_the_correspondence_permission_can_resend_failed_emails(
 
     rights_request = RightsRequestFactory(state=S.IN_REVIEW)
     with pytest.raises(PermissionDenied):
-        services.retry_failed_emails(rights_request, actor=StaffUserFactory(roles=[]))
+        services.retry_failed_emails(rights_request=rights_request, actor=StaffUserFactory(roles=[]))
 
 
 def test_a_site_scoped_request_tells_staff_to_confirm_the_account_is_the_sites_admin(client):

@@ -60,7 +60,7 @@ def test_runs_and_exports_are_listed_read_only_without_file_content(client, comm
     admin = logged_in(client, roles.PRIVACY_ADMIN)
     rights_request, _token = approved_request(RequestType.COPY, email="listed@example.org")
     with committed():
-        services.start_fulfilment(rights_request, actor=admin)
+        services.start_fulfilment(rights_request=rights_request, actor=admin)
     runs = client.get(reverse("admin:dsr_requests_fulfilmentrun_changelist"))
     exports_page = client.get(reverse("admin:dsr_requests_dataexport_changelist"))
     assert rights_request.reference in runs.content.decode()

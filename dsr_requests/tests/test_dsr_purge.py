@@ -27,7 +27,7 @@ def expired_export(committed):
     approver = StaffUserFactory(roles=[roles.APPROVER])
     rights_request, _token = approved_request(RequestType.COPY, approver=approver)
     with committed():
-        services.start_fulfilment(rights_request, actor=approver)
+        services.start_fulfilment(rights_request=rights_request, actor=approver)
     export = DataExport.objects.get(request=rights_request)
     DataExport.objects.filter(pk=export.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     return export

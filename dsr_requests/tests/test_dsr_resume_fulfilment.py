@@ -20,8 +20,8 @@ def test_a_stalled_fulfilment_is_queued_again_and_a_fresh_one_is_left_alone():
     stalled, _token = approved_request(RequestType.PROCESSING, approver=approver)
     busy, _token = approved_request(RequestType.PROCESSING, approver=approver)
     with transaction.atomic():  # no commit callbacks: the jobs are never queued, as if the worker died
-        services.start_fulfilment(stalled, actor=approver)
-        services.start_fulfilment(busy, actor=approver)
+        services.start_fulfilment(rights_request=stalled, actor=approver)
+        services.start_fulfilment(rights_request=busy, actor=approver)
     FulfilmentRun.objects.filter(request=stalled).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     FulfilmentRun.objects.filter(request=busy).update(heartbeat_at=timezone.now())
     out = io.StringIO()

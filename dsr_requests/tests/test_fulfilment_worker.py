@@ -134,15 +134,15 @@ def test_every_request_type_is_fulfilled_by_a_real_worker(database_queue, worker
             **extra,
         )
     services.record_rectification(
-        made[RequestType.CHANGE],
+        rights_request=made[RequestType.CHANGE],
         actor=approver,
         provider="rights_requests",
         field="name",
         new_value="Corrected",
     )
-    services.approve_erasure(made[RequestType.DELETE], actor=second)
+    services.approve_erasure(rights_request=made[RequestType.DELETE], actor=second)
     for rights_request in made.values():
-        services.start_fulfilment(rights_request, actor=approver)
+        services.start_fulfilment(rights_request=rights_request, actor=approver)
 
     worker()
     for request_type, rights_request in made.items():
@@ -182,7 +182,7 @@ def test_a_worker_killed_mid_export_leaves_the_request_fulfilling_and_the_next_o
     )
     approver = StaffUserFactory(roles=[roles.APPROVER])
     rights_request, _token = approved_request(RequestType.COPY, approver=approver, email=email)
-    services.start_fulfilment(rights_request, actor=approver)
+    services.start_fulfilment(rights_request=rights_request, actor=approver)
     export_dir = Path(settings.EXPORT_DIR)
     partial = export_dir / f".{rights_request.reference}-zip.export.partial"
 

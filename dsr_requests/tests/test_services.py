@@ -27,7 +27,7 @@ from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
 def test_transition_changes_state_and_writes_one_event():
     request = RightsRequestFactory(state=RequestState.VERIFYING)
     staff = StaffUserFactory()
-    services.transition(request, to_state=RequestState.IN_REVIEW, actor=staff, note="ok")
+    services.transition(rights_request=request, to_state=RequestState.IN_REVIEW, actor=staff, note="ok")
     request.refresh_from_db()
     assert request.state == RequestState.IN_REVIEW
     event = request.events.get()
@@ -43,7 +43,7 @@ def test_transition_changes_state_and_writes_one_event():
 def test_illegal_transition_raises_and_changes_nothing():
     request = RightsRequestFactory(state=RequestState.SUBMITTED)
     with pytest.raises(services.InvalidTransition):
-        services.transition(request, to_state=RequestState.COMPLETED, actor=services.SYSTEM)
+        services.transition(rights_request=request, to_state=RequestState.COMPLETED, actor=services.SYSTEM)
     request.refresh_from_db()
     assert request.state == RequestState.SUBMITTED
     assert not request.events.exists()
@@ -53,11 +53,11 @@ def test_illegal_transition_raises_and_changes_nothing():
 def test_on_hold_remembers_and_only_returns_to_the_state_it_came_from():
     request = RightsRequestFactory(state=RequestState.IN_REVIEW)
     staff = StaffUserFactory()
-    request = services.transition(request, to_state=RequestState.ON_HOLD, actor=staff)
+    request = services.transition(rights_request=request, to_state=RequestState.ON_HOLD, actor=staff)
     assert request.held_from_state == RequestState.IN_REVIEW
     with pytest.raises(services.InvalidTransition):
-        services.transition(request, to_state=RequestState.APPROVED, actor=staff)
-    request = services.transition(request, to_state=RequestState.IN_REVIEW, actor=staff)
+        services.transition(rights_request=request, to_state=RequestState.APPROVED, actor=staff)
+    request = services.transition(rights_request=request, to_state=RequestState.IN_REVIEW, actor=staff)
     assert (request.state, request.held_from_state) == (RequestState.IN_REVIEW, "")
 
 
@@ -65,7 +65,7 @@ def test_on_hold_remembers_and_only_returns_to_the_state_it_came_from():
 def test_transition_refuses_an_actor_that_is_neither_staff_nor_requester_nor_system():
     request = RightsRequestFactory(state=RequestState.VERIFYING)
     with pytest.raises(ValueError):
-        services.transition(request, to_state=RequestState.WITHDRAWN, actor=None)
+        services.transition(rights_request=request, to_state=RequestState.WITHDRAWN, actor=None)
 
 
 # --- Submission and confirmation -------------------------------------------------------------------

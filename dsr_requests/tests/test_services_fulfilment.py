@@ -59,7 +59,7 @@ def register():
 def fulfil(rights_request, actor, committed):
     """Start fulfilment and let the commit run the job inline; returns the request re-read."""
     with committed():
-        services.start_fulfilment(rights_request, actor=actor)
+        services.start_fulfilment(rights_request=rights_request, actor=actor)
     return RightsRequest.objects.get(pk=rights_request.pk)
 
 
@@ -221,7 +221,11 @@ def test_change_applies_the_recorded_correction_and_tells_the_requester(approver
         RequestType.CHANGE, approver=approver, email="ada@example.org", name="Ada Byron"
     )
     services.record_rectification(
-        rights_request, actor=approver, provider="rights_requests", field="name", new_value="Ada Lovelace"
+        rights_request=rights_request,
+        actor=approver,
+        provider="rights_requests",
+        field="name",
+        new_value="Ada Lovelace",
     )
     done = fulfil(rights_request, approver, committed)
 
@@ -237,7 +241,7 @@ def test_a_correction_of_a_field_the_provider_cannot_change_is_refused(approver)
     rights_request, _token = approved_request(RequestType.CHANGE, approver=approver)
     with pytest.raises(services.ActionRefused):
         services.record_rectification(
-            rights_request,
+            rights_request=rights_request,
             actor=approver,
             provider="rights_requests",
             field="email",
@@ -245,7 +249,11 @@ def test_a_correction_of_a_field_the_provider_cannot_change_is_refused(approver)
         )
     with pytest.raises(services.ActionRefused):
         services.record_rectification(
-            rights_request, actor=approver, provider="usage_counts", field="name", new_value="x"
+            rights_request=rights_request,
+            actor=approver,
+            provider="usage_counts",
+            field="name",
+            new_value="x",
         )
 
 
@@ -254,7 +262,11 @@ def test_a_reviewer_cannot_record_a_correction():
     reviewer = StaffUserFactory(roles=[roles.REVIEWER])
     with pytest.raises(PermissionDenied):
         services.record_rectification(
-            rights_request, actor=reviewer, provider="rights_requests", field="name", new_value="X"
+            rights_request=rights_request,
+            actor=reviewer,
+            provider="rights_requests",
+            field="name",
+            new_value="X",
         )
 
 
@@ -264,15 +276,17 @@ def test_a_reviewer_cannot_record_a_correction():
 def test_the_first_approver_cannot_give_the_second_approval(approver):
     rights_request, _token = approved_request(RequestType.DELETE, approver=approver)
     with pytest.raises(services.ActionRefused):
-        services.approve_erasure(rights_request, actor=approver)
+        services.approve_erasure(rights_request=rights_request, actor=approver)
     with pytest.raises(services.ActionRefused):
-        services.start_fulfilment(rights_request, actor=approver)
+        services.start_fulfilment(rights_request=rights_request, actor=approver)
 
 
 def test_a_reviewer_cannot_give_the_second_approval(approver):
     rights_request, _token = approved_request(RequestType.DELETE, approver=approver)
     with pytest.raises(PermissionDenied):
-        services.approve_erasure(rights_request, actor=StaffUserFactory(roles=[roles.REVIEWER]))
+        services.approve_erasure(
+            rights_request=rights_request, actor=StaffUserFactory(roles=[roles.REVIEWER])
+        )
 
 
 def test_the_database_refuses_one_person_as_both_approvers(approver):
@@ -307,7 +321,7 @@ def test_erasure_leaves_a_tombstone_and_the_person_is_gone_from_every_table(appr
     email, name = "erase.me@example.org", "Zebedee Quartermaine"
     tenant = RegistrationFactory(state="uninstalled")
     earlier = RightsRequestFactory(email=email, name=name, details=f"I am {name}", state=S.COMPLETED)
-    services.queue_requester_email(earlier, event="withdrawn")
+    services.queue_requester_email(rights_request=earlier, event="withdrawn")
     still_open = RightsRequestFactory(email=email, name=name, state=S.IN_REVIEW)
     rights_request, _token = approved_request(
         RequestType.DELETE,
@@ -323,7 +337,7 @@ def test_erasure_leaves_a_tombstone_and_the_person_is_gone_from_every_table(appr
     IdentityDocument.objects.create(request=rights_request, content="AAAA", content_type="image/png", size=3)
     services._event(rights_request, actor=approver, note=f"Phoned {name}", public=False)
     second = StaffUserFactory(roles=[roles.APPROVER])
-    services.approve_erasure(rights_request, actor=second)
+    services.approve_erasure(rights_request=rights_request, actor=second)
     assert email in all_rows_text() and name in all_rows_text()
 
     done = fulfil(rights_request, approver, committed)
@@ -366,7 +380,7 @@ def test_erasure_keeps_an_installed_sites_record_and_says_why(approver, committe
         site_client_key=tenant.client_key,
         verified_site_url=tenant.base_url,
     )
-    services.approve_erasure(rights_request, actor=StaffUserFactory(roles=[roles.APPROVER]))
+    services.approve_erasure(rights_request=rights_request, actor=StaffUserFactory(roles=[roles.APPROVER]))
     fulfil(rights_request, approver, committed)
     (receipt,) = [m for m in mail.outbox if "receipt" in m.subject]
     assert "is kept while our app is installed" in receipt.body
@@ -405,7 +419,7 @@ def flaky(monkeypatch):
 
 def _approved_deletion(approver):
     rights_request, _token = approved_request(RequestType.DELETE, approver=approver)
-    services.approve_erasure(rights_request, actor=StaffUserFactory(roles=[roles.APPROVER]))
+    services.approve_erasure(rights_request=rights_request, actor=StaffUserFactory(roles=[roles.APPROVER]))
     return rights_request
 
 
@@ -458,7 +472,7 @@ def test_running_the_job_again_after_completion_changes_nothing(approver, commit
 def test_a_run_interrupted_after_the_export_finishes_without_a_second_file(approver, committed):
     rights_request, _token = approved_request(RequestType.COPY, approver=approver)
     with committed():
-        services.start_fulfilment(rights_request, actor=approver)
+        services.start_fulfilment(rights_request=rights_request, actor=approver)
     run = FulfilmentRun.objects.get(request=rights_request)
     assert run.status == RunStatus.DONE
     export = DataExport.objects.get(request=rights_request)
@@ -479,7 +493,7 @@ def test_a_run_interrupted_after_the_export_finishes_without_a_second_file(appro
 def test_stalled_runs_are_queued_again(approver, committed, flaky):
     rights_request, _token = approved_request(RequestType.COPY, approver=approver)
     with transaction.atomic():  # no commit callbacks: the job never runs, as if the worker died
-        services.start_fulfilment(rights_request, actor=approver)
+        services.start_fulfilment(rights_request=rights_request, actor=approver)
     FulfilmentRun.objects.filter(request=rights_request).update(
         heartbeat_at=timezone.now() - timedelta(hours=1)
     )

@@ -59,12 +59,16 @@ def snapshot(rights_request):
 # --- every staff action from every state -------------------------------------------------------------
 
 ACTIONS = {
-    "approve": lambda r, u: services.approve(r, actor=u),
-    "start_fulfilment": lambda r, u: services.start_fulfilment(r, actor=u),
-    "complete": lambda r, u: services.complete(r, actor=u),
-    "put_on_hold": lambda r, u: services.put_on_hold(r, actor=u, message="Which site is it about?"),
-    "resume": lambda r, u: services.resume(r, actor=u),
-    "reject": lambda r, u: services.reject(r, actor=u, ground="other", reason="We hold no data about you."),
+    "approve": lambda r, u: services.approve(rights_request=r, actor=u),
+    "start_fulfilment": lambda r, u: services.start_fulfilment(rights_request=r, actor=u),
+    "complete": lambda r, u: services.complete(rights_request=r, actor=u),
+    "put_on_hold": lambda r, u: services.put_on_hold(
+        rights_request=r, actor=u, message="Which site is it about?"
+    ),
+    "resume": lambda r, u: services.resume(rights_request=r, actor=u),
+    "reject": lambda r, u: services.reject(
+        rights_request=r, actor=u, ground="other", reason="We hold no data about you."
+    ),
 }
 ALLOWED = {
     "approve": {(S.IN_REVIEW, S.APPROVED)},
@@ -125,7 +129,7 @@ def test_refused_staff_transition_raises_and_changes_nothing(action, from_state,
 def test_refusal_message_names_both_states(admin_user):
     rights_request = _request_in(S.COMPLETED)
     with pytest.raises(services.InvalidTransition, match="Completed.*Approved"):
-        services.approve(rights_request, actor=admin_user)
+        services.approve(rights_request=rights_request, actor=admin_user)
 
 
 def test_action_on_a_request_that_changed_since_the_page_was_shown_is_refused(admin_user):
@@ -133,7 +137,11 @@ def test_action_on_a_request_that_changed_since_the_page_was_shown_is_refused(ad
     before = snapshot(rights_request)
     with pytest.raises(services.ActionRefused, match="changed meanwhile"):
         services.reject(
-            rights_request, actor=admin_user, ground="other", reason="no", expected_state=S.IN_REVIEW
+            rights_request=rights_request,
+            actor=admin_user,
+            ground="other",
+            reason="no",
+            expected_state=S.IN_REVIEW,
         )
     assert snapshot(rights_request) == before
 
@@ -146,7 +154,7 @@ def test_reject_without_a_reason_is_refused(reason, admin_user):
     rights_request = _request_in(S.IN_REVIEW)
     before = snapshot(rights_request)
     with pytest.raises(services.ActionRefused, match="reason"):
-        services.reject(rights_request, actor=admin_user, ground="other", reason=reason)
+        services.reject(rights_request=rights_request, actor=admin_user, ground="other", reason=reason)
     assert snapshot(rights_request) == before
 
 
@@ -154,7 +162,10 @@ def test_reject_records_the_reason_and_sends_it_to_the_requester(admin_user, com
     rights_request = _request_in(S.IN_REVIEW)
     with committed():
         services.reject(
-            rights_request, actor=admin_user, ground="other", reason="  We hold no data about this address. "
+            rights_request=rights_request,
+            actor=admin_user,
+            ground="other",
+            reason="  We hold no data about this address. ",
         )
     rights_request.refresh_from_db()
     assert rights_request.rejection_reason == "We hold no data about this address."
@@ -173,12 +184,14 @@ def test_put_on_hold_asks_the_requester_and_resume_returns_to_the_previous_state
     for previous in (S.VERIFYING, S.IN_REVIEW, S.APPROVED):
         rights_request = _request_in(previous)
         with committed():
-            services.put_on_hold(rights_request, actor=admin_user, message="Which site is it about?")
+            services.put_on_hold(
+                rights_request=rights_request, actor=admin_user, message="Which site is it about?"
+            )
         rights_request.refresh_from_db()
         assert (rights_request.state, rights_request.held_from_state) == (S.ON_HOLD, previous)
         assert rights_request.questions.get().question == "Which site is it about?"
         assert "Which site is it about?" in mailoutbox[-1].body
-        services.resume(rights_request, actor=admin_user)
+        services.resume(rights_request=rights_request, actor=admin_user)
         rights_request.refresh_from_db()
         assert (rights_request.state, rights_request.held_from_state) == (previous, "")
         assert rights_request.held_since is None
@@ -187,13 +200,13 @@ def test_put_on_hold_asks_the_requester_and_resume_returns_to_the_previous_state
 def test_put_on_hold_needs_a_message(admin_user):
     rights_request = _request_in(S.IN_REVIEW)
     with pytest.raises(services.ActionRefused):
-        services.put_on_hold(rights_request, actor=admin_user, message=" ")
+        services.put_on_hold(rights_request=rights_request, actor=admin_user, message=" ")
 
 
 def test_complete_tells_the_requester_and_stamps_the_closing_time(admin_user, committed, mailoutbox):
     rights_request = _request_in(S.FULFILLING)
     with committed():
-        services.complete(rights_request, actor=admin_user)
+        services.complete(rights_request=rights_request, actor=admin_user)
     rights_request.refresh_from_db()
     assert rights_request.closed_at is not None
     assert [m.subject for m in mailoutbox] == [f"Request {rights_request.reference} is complete"]
@@ -206,7 +219,7 @@ def test_complete_is_refused_and_not_offered_while_a_fulfilment_job_runs(admin_u
     FulfilmentRun.objects.create(request=rights_request, status=FulfilmentRun.Status.RUNNING)
     assert "complete" not in [a.name for a in services.available_actions(rights_request, admin_user)]
     with pytest.raises(services.ActionRefused, match="background job"):
-        services.complete(rights_request, actor=admin_user)
+        services.complete(rights_request=rights_request, actor=admin_user)
     rights_request.refresh_from_db()
     assert rights_request.state == S.FULFILLING and not rights_request.events.exists()
 
@@ -217,15 +230,15 @@ def test_complete_is_refused_and_not_offered_while_a_fulfilment_job_runs(admin_u
 def test_erasure_needs_a_second_approver_before_fulfilment(admin_user):
     first, second = StaffUserFactory(roles=[roles.APPROVER]), StaffUserFactory(roles=[roles.APPROVER])
     rights_request = RightsRequestFactory(state=S.IN_REVIEW, request_type=RequestType.DELETE)
-    services.approve(rights_request, actor=first)
+    services.approve(rights_request=rights_request, actor=first)
     with pytest.raises(services.ActionRefused, match="second"):
-        services.start_fulfilment(rights_request, actor=admin_user)
+        services.start_fulfilment(rights_request=rights_request, actor=admin_user)
     with pytest.raises(services.ActionRefused, match="someone other"):
-        services.approve_erasure(rights_request, actor=first)
-    services.approve_erasure(rights_request, actor=second)
+        services.approve_erasure(rights_request=rights_request, actor=first)
+    services.approve_erasure(rights_request=rights_request, actor=second)
     with pytest.raises(services.ActionRefused, match="already"):
-        services.approve_erasure(rights_request, actor=admin_user)
-    rights_request = services.start_fulfilment(rights_request, actor=admin_user)
+        services.approve_erasure(rights_request=rights_request, actor=admin_user)
+    rights_request = services.start_fulfilment(rights_request=rights_request, actor=admin_user)
     assert (rights_request.approved_by, rights_request.erasure_approved_by) == (first, second)
     assert rights_request.state == S.FULFILLING
 
@@ -234,12 +247,12 @@ def test_an_erasure_on_hold_cannot_be_approved_again_only_resumed(admin_user):
     """Approving an on-hold request would skip resume's permission and could replace the first approver."""
     first, second, third = (StaffUserFactory(roles=[roles.APPROVER]) for _ in range(3))
     rights_request = RightsRequestFactory(state=S.IN_REVIEW, request_type=RequestType.DELETE)
-    services.approve(rights_request, actor=first)
-    services.approve_erasure(rights_request, actor=second)
-    rights_request = services.put_on_hold(rights_request, actor=first, message="Which site?")
+    services.approve(rights_request=rights_request, actor=first)
+    services.approve_erasure(rights_request=rights_request, actor=second)
+    rights_request = services.put_on_hold(rights_request=rights_request, actor=first, message="Which site?")
     for who in (second, third):
         with pytest.raises(services.InvalidTransition):
-            services.approve(rights_request, actor=who, expected_state=S.ON_HOLD)
+            services.approve(rights_request=rights_request, actor=who, expected_state=S.ON_HOLD)
         assert "approve" not in [a.name for a in services.available_actions(rights_request, who)]
     rights_request.refresh_from_db()
     assert (rights_request.state, rights_request.approved_by, rights_request.erasure_approved_by) == (
@@ -247,17 +260,17 @@ def test_an_erasure_on_hold_cannot_be_approved_again_only_resumed(admin_user):
         first,
         second,
     )
-    assert services.resume(rights_request, actor=third).state == S.APPROVED
+    assert services.resume(rights_request=rights_request, actor=third).state == S.APPROVED
 
 
 def test_second_approval_is_only_for_approved_deletions(admin_user):
     other = StaffUserFactory(roles=[roles.APPROVER])
     review = RightsRequestFactory(state=S.APPROVED, approved_by=other)
     with pytest.raises(services.ActionRefused):
-        services.approve_erasure(review, actor=admin_user)
+        services.approve_erasure(rights_request=review, actor=admin_user)
     deletion = RightsRequestFactory(state=S.IN_REVIEW, request_type=RequestType.DELETE)
     with pytest.raises(services.ActionRefused):
-        services.approve_erasure(deletion, actor=admin_user)
+        services.approve_erasure(rights_request=deletion, actor=admin_user)
 
 
 # --- deadlines kept current ---------------------------------------------------------------------------
@@ -282,9 +295,11 @@ def test_regime_on_intake_follows_the_requesters_country(country, regime):
 def test_hold_across_christmas_moves_both_due_dates_when_the_request_resumes(admin_user):
     rights_request = _request_in_at(S.IN_REVIEW, at(2024, 12, 2))
     with time_machine.travel(at(2024, 12, 20), tick=False):
-        services.put_on_hold(rights_request, actor=admin_user, message="Please send the site URL.")
+        services.put_on_hold(
+            rights_request=rights_request, actor=admin_user, message="Please send the site URL."
+        )
     with time_machine.travel(at(2024, 12, 27), tick=False):
-        services.resume(rights_request, actor=admin_user)
+        services.resume(rights_request=rights_request, actor=admin_user)
     rights_request.refresh_from_db()
     # See test_deadlines: 3 working days and 7 calendar days on hold.
     assert (rights_request.hold_working_days, rights_request.hold_calendar_days) == (3, 7)
@@ -296,7 +311,9 @@ def test_hold_across_christmas_moves_both_due_dates_when_the_request_resumes(adm
 def test_requester_answering_ends_the_hold_and_moves_the_dates_too(admin_user):
     rights_request = _request_in_at(S.IN_REVIEW, at(2024, 12, 2))
     with time_machine.travel(at(2024, 12, 20), tick=False):
-        services.put_on_hold(rights_request, actor=admin_user, message="Please send the site URL.")
+        services.put_on_hold(
+            rights_request=rights_request, actor=admin_user, message="Please send the site URL."
+        )
     with time_machine.travel(at(2024, 12, 27), tick=False):
         question = rights_request.questions.get()
         services.answer_question(question=question, answer="acme.atlassian.net")
@@ -314,7 +331,9 @@ def test_gdpr_extension_within_the_first_month_moves_both_dates_and_tells_the_re
 ):
     rights_request = _request_in_at(S.IN_REVIEW, at(2023, 1, 31), regime=deadlines.Regime.UK_GDPR)
     with time_machine.travel(at(2023, 2, 28), tick=False), committed():
-        services.extend_deadline(rights_request, actor=admin_user, reason="Many systems to search.", months=2)
+        services.extend_deadline(
+            rights_request=rights_request, actor=admin_user, reason="Many systems to search.", months=2
+        )
     rights_request.refresh_from_db()
     assert rights_request.statutory_due_on == date(2023, 5, 2)
     assert rights_request.policy_due_on == date(2023, 5, 16)
@@ -333,7 +352,9 @@ def test_gdpr_extension_after_the_first_month_is_refused(admin_user):
             a.name for a in services.available_actions(rights_request, admin_user)
         ]
         with pytest.raises(services.ActionRefused, match="Too late"):
-            services.extend_deadline(rights_request, actor=admin_user, reason="Busy.", months=1)
+            services.extend_deadline(
+                rights_request=rights_request, actor=admin_user, reason="Busy.", months=1
+            )
     assert snapshot(rights_request) == before
 
 
@@ -341,17 +362,19 @@ def test_gdpr_extension_after_the_first_month_is_refused(admin_user):
 def test_extension_beyond_the_legal_limit_is_refused(regime, months, admin_user):
     rights_request = _request_in_at(S.IN_REVIEW, at(2023, 1, 31), regime=regime)
     with time_machine.travel(at(2023, 2, 1), tick=False), pytest.raises(services.ActionRefused):
-        services.extend_deadline(rights_request, actor=admin_user, reason="Busy.", months=months)
+        services.extend_deadline(
+            rights_request=rights_request, actor=admin_user, reason="Busy.", months=months
+        )
 
 
 def test_ccpa_extension_is_45_days_once_and_needs_a_reason(admin_user):
     rights_request = _request_in_at(S.IN_REVIEW, at(2024, 1, 1), regime=deadlines.Regime.CCPA)
     with time_machine.travel(at(2024, 2, 1), tick=False):
         with pytest.raises(services.ActionRefused, match="reason"):
-            services.extend_deadline(rights_request, actor=admin_user, reason="")
-        services.extend_deadline(rights_request, actor=admin_user, reason="Complex request.")
+            services.extend_deadline(rights_request=rights_request, actor=admin_user, reason="")
+        services.extend_deadline(rights_request=rights_request, actor=admin_user, reason="Complex request.")
         with pytest.raises(services.ActionRefused, match="already"):
-            services.extend_deadline(rights_request, actor=admin_user, reason="Again.")
+            services.extend_deadline(rights_request=rights_request, actor=admin_user, reason="Again.")
     rights_request.refresh_from_db()
     assert rights_request.statutory_due_on == date(2024, 3, 31)
 
@@ -359,24 +382,28 @@ def test_ccpa_extension_is_45_days_once_and_needs_a_reason(admin_user):
 def test_changing_the_regime_recomputes_the_statutory_date(admin_user):
     rights_request = _request_in_at(S.IN_REVIEW, at(2024, 1, 1), regime=deadlines.Regime.UK_GDPR)
     assert rights_request.statutory_due_on == date(2024, 2, 1)
-    services.change_regime(rights_request, actor=admin_user, regime="ccpa")
+    services.change_regime(rights_request=rights_request, actor=admin_user, regime="ccpa")
     rights_request.refresh_from_db()
     assert (rights_request.regime, rights_request.statutory_due_on) == ("ccpa", date(2024, 2, 15))
     assert not rights_request.events.get().public
     with pytest.raises(ValueError):
-        services.change_regime(rights_request, actor=admin_user, regime="hipaa")
+        services.change_regime(rights_request=rights_request, actor=admin_user, regime="hipaa")
 
 
 def test_assigning_records_an_internal_event(admin_user):
     colleague = StaffUserFactory()
     rights_request = _request_in(S.IN_REVIEW)
-    services.assign(rights_request, actor=admin_user, assignee=colleague)
-    services.assign(rights_request, actor=admin_user, assignee=colleague)  # no change, no event
+    services.assign(rights_request=rights_request, actor=admin_user, assignee=colleague)
+    services.assign(
+        rights_request=rights_request, actor=admin_user, assignee=colleague
+    )  # no change, no event
     rights_request.refresh_from_db()
     assert rights_request.assignee == colleague
     assert rights_request.events.get().note == f"Assigned to {colleague.username}."
     with pytest.raises(services.ActionRefused):
-        services.assign(rights_request, actor=admin_user, assignee=StaffUserFactory(is_staff=False))
+        services.assign(
+            rights_request=rights_request, actor=admin_user, assignee=StaffUserFactory(is_staff=False)
+        )
 
 
 # --- roles -------------------------------------------------------------------------------------------
@@ -388,13 +415,19 @@ ROLE_CAN = {
     None: set(),
 }
 ROLE_CASES = {
-    "put_on_hold": (S.IN_REVIEW, lambda r, u: services.put_on_hold(r, actor=u, message="?")),
-    "resume": (S.ON_HOLD, lambda r, u: services.resume(r, actor=u)),
-    "reject": (S.IN_REVIEW, lambda r, u: services.reject(r, actor=u, ground="other", reason="No.")),
-    "assign": (S.IN_REVIEW, lambda r, u: services.assign(r, actor=u, assignee=u)),
-    "approve": (S.IN_REVIEW, lambda r, u: services.approve(r, actor=u)),
-    "fulfil": (S.APPROVED, lambda r, u: services.start_fulfilment(r, actor=u)),
-    "extend": (S.IN_REVIEW, lambda r, u: services.extend_deadline(r, actor=u, reason="Busy.", months=1)),
+    "put_on_hold": (S.IN_REVIEW, lambda r, u: services.put_on_hold(rights_request=r, actor=u, message="?")),
+    "resume": (S.ON_HOLD, lambda r, u: services.resume(rights_request=r, actor=u)),
+    "reject": (
+        S.IN_REVIEW,
+        lambda r, u: services.reject(rights_request=r, actor=u, ground="other", reason="No."),
+    ),
+    "assign": (S.IN_REVIEW, lambda r, u: services.assign(rights_request=r, actor=u, assignee=u)),
+    "approve": (S.IN_REVIEW, lambda r, u: services.approve(rights_request=r, actor=u)),
+    "fulfil": (S.APPROVED, lambda r, u: services.start_fulfilment(rights_request=r, actor=u)),
+    "extend": (
+        S.IN_REVIEW,
+        lambda r, u: services.extend_deadline(rights_request=r, actor=u, reason="Busy.", months=1),
+    ),
 }
 
 
@@ -421,10 +454,10 @@ def test_only_approvers_and_privacy_admins_give_the_second_erasure_approval():
         )
         user = StaffUserFactory(roles=[role])
         if allowed:
-            services.approve_erasure(rights_request, actor=user)
+            services.approve_erasure(rights_request=rights_request, actor=user)
         else:
             with pytest.raises(PermissionDenied):
-                services.approve_erasure(rights_request, actor=user)
+                services.approve_erasure(rights_request=rights_request, actor=user)
 
 
 def test_role_groups_exist_with_the_permissions_of_the_design():
@@ -451,7 +484,7 @@ def test_non_staff_and_inactive_users_are_refused_even_with_permissions():
         StaffUserFactory(is_active=False, roles=[roles.PRIVACY_ADMIN]),
     ):
         with pytest.raises(PermissionDenied):
-            services.reject(rights_request, actor=user, ground="other", reason="No.")
+            services.reject(rights_request=rights_request, actor=user, ground="other", reason="No.")
 
 
 def test_available_actions_follow_state_and_permissions():
@@ -512,13 +545,23 @@ def test_two_staff_acting_at_once_exactly_one_succeeds_and_one_email_goes_out(se
     seen = S.IN_REVIEW
     calls = [
         lambda: services.reject(
-            rights_request, actor=admins[0], ground="other", reason="No data held.", expected_state=seen
+            rights_request=rights_request,
+            actor=admins[0],
+            ground="other",
+            reason="No data held.",
+            expected_state=seen,
         ),
         {
             "reject": lambda: services.reject(
-                rights_request, actor=admins[1], ground="other", reason="Not verified.", expected_state=seen
+                rights_request=rights_request,
+                actor=admins[1],
+                ground="other",
+                reason="Not verified.",
+                expected_state=seen,
             ),
-            "approve": lambda: services.approve(rights_request, actor=admins[1], expected_state=seen),
+            "approve": lambda: services.approve(
+                rights_request=rights_request, actor=admins[1], expected_state=seen
+            ),
         }[second],
     ]
     # Hold the row lock so both threads are queued on it at the same moment, then let them go.
@@ -556,10 +599,14 @@ def test_reviewer_records_the_document_check_and_the_request_moves_to_review():
         "document_failed",
     ]
     with pytest.raises(services.ActionRefused):
-        services.record_document_check(rights_request, actor=reviewer, passed=True, note="")
+        services.record_document_check(rights_request=rights_request, actor=reviewer, passed=True, note="")
     with pytest.raises(PermissionDenied):
-        services.record_document_check(rights_request, actor=StaffUserFactory(), passed=True, note="ok")
-    services.record_document_check(rights_request, actor=reviewer, passed=True, note="Passport matches.")
+        services.record_document_check(
+            rights_request=rights_request, actor=StaffUserFactory(), passed=True, note="ok"
+        )
+    services.record_document_check(
+        rights_request=rights_request, actor=reviewer, passed=True, note="Passport matches."
+    )
     rights_request.refresh_from_db()
     assert rights_request.state == S.IN_REVIEW
     check = rights_request.identity_checks.get(step=IdentityStep.DOCUMENT)

@@ -27,7 +27,7 @@ def ready_copy(committed):
     approver = StaffUserFactory(roles=[roles.APPROVER])
     rights_request, token = approved_request(RequestType.COPY, approver=approver, email="reader@example.org")
     with committed():
-        services.start_fulfilment(rights_request, actor=approver)
+        services.start_fulfilment(rights_request=rights_request, actor=approver)
     mail.outbox.clear()
     return rights_request, token
 

@@ -163,7 +163,11 @@ def test_viewing_a_rectification_is_a_personal_data_view(client):
     client.force_login(approver)
     rights_request, _token = approved_request(RequestType.CHANGE)
     correction = services.record_rectification(
-        rights_request, actor=approver, provider="rights_requests", field="name", new_value="Ada King"
+        rights_request=rights_request,
+        actor=approver,
+        provider="rights_requests",
+        field="name",
+        new_value="Ada King",
     )
     response = client.get(reverse("admin:dsr_requests_rectification_change", args=[correction.pk]))
     assert response.status_code == 200 and "Ada King" in response.content.decode()
