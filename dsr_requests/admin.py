@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from artemis_portal.admin_mixins import ReadOnlyAdminMixin
 from dsr_requests import request_log, selectors, services, tokens
 from dsr_requests.models import (
     Concerns,
@@ -30,6 +31,7 @@ from dsr_requests.models import (
     RejectionGround,
     RequestEvent,
     RightsRequest,
+    StaffQuestion,
 )
 from security import audit
 from security.models import AccessAction
@@ -83,7 +85,7 @@ class AssigneeFilter(admin.SimpleListFilter):
         return queryset
 
 
-class IdentityCheckInline(admin.TabularInline):
+class IdentityCheckInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The identity-proof steps recorded so far: who, when, how, outcome."""
 
     model = IdentityCheck
@@ -93,14 +95,8 @@ class IdentityCheckInline(admin.TabularInline):
     can_delete = False
     show_change_link = False
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class RequestEventInline(admin.TabularInline):
+class RequestEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The request's timeline, oldest first; public entries are what the requester sees."""
 
     model = RequestEvent
@@ -113,15 +109,22 @@ class RequestEventInline(admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("actor")
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+class StaffQuestionInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Questions put to the requester and their answers (personal data: only with ``view_personal_data``)."""
+
+    model = StaffQuestion
+    verbose_name_plural = _("questions to the requester and answers")
+    fields = ("asked_at", "asked_by", "question", "answered_at", "answer")
+    readonly_fields = fields
+    extra = 0
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("asked_by")
 
 
 @admin.register(RightsRequest)
-class RightsRequestAdmin(admin.ModelAdmin):
+class RightsRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """List, search and run rights requests; edits only through the workflow services."""
 
     list_display = (
@@ -141,6 +144,13 @@ class RightsRequestAdmin(admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 50
     inlines = (IdentityCheckInline, RequestEventInline)
+
+    def get_inlines(self, request, obj):
+        """The answers a requester wrote are personal data: shown with the personal fields, and audited."""
+        if request.user.has_perm("dsr_requests.view_personal_data"):
+            return (IdentityCheckInline, StaffQuestionInline, RequestEventInline)
+        return self.inlines
+
     actions = ("assign_to_me", "approve_selected", "start_fulfilment_selected", "complete_selected")
     change_form_template = "admin/dsr_requests/rightsrequest/change_form.html"
     change_list_template = "admin/dsr_requests/rightsrequest/change_list.html"
@@ -241,17 +251,6 @@ class RightsRequestAdmin(admin.ModelAdmin):
         if term:
             return queryset.filter(reference__iexact=term), False
         return queryset, False
-
-    # --- nothing is edited directly ------------------------------------------------------------------
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     # --- buttons on the change page ------------------------------------------------------------------
 
@@ -553,21 +552,8 @@ class ProcessingActivityAdmin(admin.ModelAdmin):
     search_fields = ("name", "purposes", "data_categories")
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
-    """Records the fulfilment writes itself; staff only look."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(FulfilmentRun)
-class FulfilmentRunAdmin(_ReadOnlyAdmin):
+class FulfilmentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Where each fulfilment job stands: steps done, attempts, failures and the last error."""
 
     list_display = ("request", "status", "attempts", "failures", "started_at", "heartbeat_at", "finished_at")
@@ -577,7 +563,7 @@ class FulfilmentRunAdmin(_ReadOnlyAdmin):
     readonly_fields = fields
 
 
-class ExportDownloadInline(admin.TabularInline):
+class ExportDownloadInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Every download of an export."""
 
     model = ExportDownload
@@ -586,12 +572,9 @@ class ExportDownloadInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(DataExport)
-class DataExportAdmin(_ReadOnlyAdmin):
+class DataExportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Export files (never their content): size, expiry, purge, and the download log."""
 
     list_display = ("request", "kind", "records", "size", "created_at", "expires_at", "purged_at")
@@ -638,7 +621,7 @@ class RectificationForm(forms.ModelForm):
 
 
 @admin.register(Rectification)
-class RectificationAdmin(admin.ModelAdmin):
+class RectificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Record the corrections of a change request; the fulfilment job applies them and tells the requester.
 
     Values are personal data: listed only for staff who may see it; saving goes through the service.
@@ -648,14 +631,8 @@ class RectificationAdmin(admin.ModelAdmin):
     list_display = ("request", "provider", "field", "recorded_by", "recorded_at", "applied_at")
     list_select_related = ("request", "recorded_by")
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request, obj=None):
         return request.user.has_perm("dsr_requests.fulfil_request")
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         response = super().change_view(request, object_id, form_url, extra_context)

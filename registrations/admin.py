@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from artemis_portal.admin_mixins import ReadOnlyAdminMixin
 from registrations import selectors, services
 from registrations.models import Registration, UsageCount
 
@@ -11,8 +12,11 @@ CHART_WIDTH, CHART_HEIGHT, BAR_GAP = 600, 160, 2
 
 
 @admin.register(Registration)
-class RegistrationAdmin(admin.ModelAdmin):
+class RegistrationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Staff can look tenants up and block or unblock one; records change only through lifecycle calls.
+
+    Read-only: tenants are created by Atlassian's signed install only, and uninstall keeps the row
+    (erasing a tenant's record is a rights-request fulfilment, not a click).
 
     ``shared_secret`` is in no list, form, search or filter, and the queryset defers it, so the admin
     never even decrypts it.
@@ -55,18 +59,6 @@ class RegistrationAdmin(admin.ModelAdmin):
         """Never load the secret column."""
         return super().get_queryset(request).defer("shared_secret")
 
-    def has_add_permission(self, request):
-        """Tenants are created by Atlassian's signed install only."""
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        """Read-only: the change view is a view."""
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        """Uninstall keeps the row; erasing tenant data is a rights-request fulfilment, not a click."""
-        return False
-
     @admin.display(boolean=True, description=_("blocked"))
     def blocked(self, obj):
         return obj.blocked_at is not None
@@ -103,22 +95,13 @@ class RegistrationAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageCount)
-class UsageCountAdmin(admin.ModelAdmin):
+class UsageCountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Anonymized uses per day and module, with a server-rendered chart of the last 30 days."""
 
     list_display = ("day", "module", "count")
     list_filter = ("module",)
     date_hierarchy = "day"
     change_list_template = "registrations/admin/usage_change_list.html"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         """Add the chart's bars (SVG geometry) and per-module totals to the usual list."""

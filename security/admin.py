@@ -8,12 +8,13 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from artemis_portal.admin_mixins import ReadOnlyAdminMixin
 from security import audit, services
 from security.models import AccessAction, AccessEvent
 
 
 @admin.register(AccessEvent)
-class AccessEventAdmin(admin.ModelAdmin):
+class AccessEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only audit of staff access; the CSV button exports exactly the filtered list."""
 
     list_display = (
@@ -54,15 +55,6 @@ class AccessEventAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
     change_list_template = "admin/security/accessevent/change_list.html"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"

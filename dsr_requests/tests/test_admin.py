@@ -479,3 +479,20 @@ def test_a_site_scoped_request_tells_staff_to_confirm_the_account_is_the_sites_a
     body = client.get(change_url(rights_request)).content.decode()
     assert "Account proven inside https://acme.atlassian.net" in body
     assert "confirm that before approving" in body
+
+
+def test_staff_who_may_see_personal_data_read_the_requesters_answers_on_the_request(client):
+    from dsr_requests.models import StaffQuestion
+
+    asker = logged_in(client, roles.REVIEWER)
+    rights_request = RightsRequestFactory(state=S.IN_REVIEW)
+    services.put_on_hold(rights_request=rights_request, actor=asker, message="Which site is it about?")
+    question = StaffQuestion.objects.get(request=rights_request)
+    services.answer_question(question=question, answer="It is acme.atlassian.net")
+    body = client.get(change_url(rights_request)).content.decode()
+    assert "Which site is it about?" in body and "It is acme.atlassian.net" in body
+
+    viewer = StaffUserFactory()  # may see requests, not their personal data
+    viewer.user_permissions.add(Permission.objects.get(codename="view_rightsrequest"))
+    client.force_login(viewer)
+    assert "It is acme.atlassian.net" not in client.get(change_url(rights_request)).content.decode()
