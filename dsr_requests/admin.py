@@ -22,12 +22,17 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from artemis_portal.admin_mixins import ReadOnlyAdminMixin
-from dsr_requests import request_log, selectors, services, tokens
+from dsr_requests import providers, request_log, selectors, services, tokens
 from dsr_requests.models import (
     Concerns,
+    DataExport,
     EmailStatus,
+    ExportDownload,
+    FulfilmentRun,
     IdentityCheck,
     IdentityStep,
+    ProcessingActivity,
+    Rectification,
     RejectionGround,
     RequestEvent,
     RightsRequest,
@@ -188,6 +193,7 @@ class RightsRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "rejection_ground",
             "rejection_reason",
             "closed_at",
+            "fulfilment_progress",
             "email_delivery",
         ]
         if request.user.has_perm("dsr_requests.view_personal_data"):
@@ -204,6 +210,32 @@ class RightsRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return _("none")
         labels = dict(IdentityStep.choices)
         return "; ".join(str(_(" or ").join(str(labels[step]) for step in group)) for group in groups)
+
+    @admin.display(description=_("fulfilment job"))
+    def fulfilment_progress(self, obj):
+        """Where the background job stands, so staff need not open the run to see if it is moving."""
+        run = FulfilmentRun.objects.filter(request=obj).first()
+        if run is None:
+            return "–"
+        steps = services.fulfilment_steps(obj)
+        done = [step for step in steps if step in run.steps]
+        text = _(
+            "%(status)s: %(done)d of %(total)d steps done; attempt %(attempts)d, %(failures)d failed"
+        ) % {
+            "status": run.get_status_display(),
+            "done": len(done),
+            "total": len(steps),
+            "attempts": run.attempts,
+            "failures": run.failures,
+        }
+        if run.last_error:
+            text = f"{text}. " + str(_("Last error: %(error)s") % {"error": run.last_error})
+        return format_html(
+            '{} (<a href="{}">{}</a>)',
+            text,
+            reverse("admin:dsr_requests_fulfilmentrun_change", args=[run.pk]),
+            _("details"),
+        )
 
     @admin.display(description=_("site scope"))
     def site_scope(self, obj):
@@ -532,15 +564,6 @@ def _staff_user(post):
 
 
 # --- Fulfilment ---------------------------------------------------------------------------------------
-
-from dsr_requests import providers  # noqa: E402
-from dsr_requests.models import (  # noqa: E402
-    DataExport,
-    ExportDownload,
-    FulfilmentRun,
-    ProcessingActivity,
-    Rectification,
-)
 
 
 @admin.register(ProcessingActivity)

@@ -4,8 +4,8 @@ import pytest
 from django.urls import reverse
 
 from dsr_requests import roles, services
-from dsr_requests.models import ProcessingActivity, Rectification, RequestType
-from dsr_requests.tests.factories import StaffUserFactory, approved_request
+from dsr_requests.models import ProcessingActivity, Rectification, RequestState, RequestType
+from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory, approved_request
 
 pytestmark = pytest.mark.django_db
 REGISTER_ADD = reverse("admin:dsr_requests_processingactivity_add")
@@ -67,3 +67,24 @@ def test_runs_and_exports_are_listed_read_only_without_file_content(client, comm
     assert rights_request.reference in exports_page.content.decode()
     assert b"listed@example.org" not in runs.content + exports_page.content
     assert client.get(reverse("admin:dsr_requests_dataexport_add")).status_code == 403
+
+
+def test_the_request_page_shows_where_its_fulfilment_job_stands(client):
+    from dsr_requests.models import FulfilmentRun
+
+    client.force_login(StaffUserFactory(roles=[roles.APPROVER]))
+    rights_request = RightsRequestFactory(state=RequestState.FULFILLING, request_type="copy")
+    run = FulfilmentRun.objects.create(
+        request=rights_request,
+        status=FulfilmentRun.Status.RUNNING,
+        steps={"export_zip": {"done_at": "2026-11-28T10:00:00+00:00"}},
+        attempts=2,
+        failures=1,
+        last_error="OSError: disk full",
+    )
+    body = client.get(
+        reverse("admin:dsr_requests_rightsrequest_change", args=[rights_request.pk])
+    ).content.decode()
+    assert "1 of 3 steps done; attempt 2, 1 failed" in body
+    assert "Last error: OSError: disk full" in body
+    assert reverse("admin:dsr_requests_fulfilmentrun_change", args=[run.pk]) in body
