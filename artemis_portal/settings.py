@@ -16,6 +16,7 @@ from artemis_portal.config import (
     ConfigError,
     check_base_url,
     check_database_url,
+    parse_json_object,
     parse_key_list,
     require,
 )
@@ -462,7 +463,6 @@ def _load_backups():
     with a key of their own, so that a leaked ``FERNET_KEYS`` does not also open every backup (and the
     other way round). In DEBUG a key is derived from SECRET_KEY when none is set.
     """
-    import json
     from base64 import urlsafe_b64encode
 
     from cryptography.hazmat.primitives import hashes
@@ -475,13 +475,11 @@ def _load_backups():
     keys = parse_key_list("BACKUP_KEYS", require("BACKUP_KEYS", raw, debug=DEBUG), use_hkdf=False)
     if set(keys) & set(FERNET_KEYS):
         raise ConfigError("BACKUP_KEYS must not reuse a key from FERNET_KEYS; generate a separate one.")
-    # Read as text so that an empty value (as in .env.example) means the default, like the others.
-    try:
-        options = json.loads(env.str("BACKUP_STORAGE_OPTIONS", default="") or "{}")
-    except ValueError:
-        options = None
-    if not isinstance(options, dict):
-        raise ConfigError('BACKUP_STORAGE_OPTIONS must be a JSON object, e.g. {"bucket_name": "backups"}.')
+    options = parse_json_object(
+        "BACKUP_STORAGE_OPTIONS",
+        env.str("BACKUP_STORAGE_OPTIONS", default=""),
+        example='{"bucket_name": "backups"}',
+    )
     return {
         "keys": keys,
         "dir": Path(env.str("BACKUP_DIR", default="") or BASE_DIR / "var" / "backups"),
@@ -518,8 +516,20 @@ except ValueError as exc:
     )
 
 # --- Rights requests: fulfilment -----------------------------------------------------------------
-# Encrypted export files (dsr_requests/exports.py); keep on a persistent volume shared with the worker.
+# Encrypted export files (dsr_requests/exports.py), written by the worker and streamed by the web process.
+# EXPORT_STORAGE empty: the local folder EXPORT_DIR (one machine, or a volume both share). Otherwise a
+# STORAGES alias or a storage class's dotted path built with EXPORT_STORAGE_OPTIONS (a JSON object), e.g.
+# storages.backends.s3.S3Storage: on Heroku web and worker dynos share no disk.
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default="") or BASE_DIR / "var" / "exports")
+EXPORT_STORAGE = env.str("EXPORT_STORAGE", default="")
+try:
+    EXPORT_STORAGE_OPTIONS = parse_json_object(
+        "EXPORT_STORAGE_OPTIONS",
+        env.str("EXPORT_STORAGE_OPTIONS", default=""),
+        example='{"bucket_name": "exports"}',
+    )
+except ConfigError as exc:
+    sys.exit(f"Configuration error: {exc}")
 # How long a copy or transfer stays downloadable.
 DSR_EXPORT_VALID_DAYS = env.int("DSR_EXPORT_VALID_DAYS", default=7)
 DSR_DOWNLOAD_CODE_TTL_MINUTES = env.int("DSR_DOWNLOAD_CODE_TTL_MINUTES", default=15)

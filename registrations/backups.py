@@ -45,13 +45,13 @@ from collections.abc import Callable, Iterator
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.core.exceptions import SuspiciousFileOperation, ValidationError
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation, ValidationError
 from django.core.files import File
-from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.core.files.storage import FileSystemStorage, Storage
 from django.db import DatabaseError, transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
+from artemis_portal.storage import STORAGE_ERRORS, configured_storage, describe_storage, list_files
 from registrations import tenant_cache
 from registrations.models import Registration
 
@@ -355,52 +355,17 @@ def plan_retention(names, *, now):
 # --- Storage -------------------------------------------------------------------------------------------
 
 
-def _storage_errors():
-    """What a storage backend raises when it cannot be reached: OSError, and botocore's errors for S3."""
-    try:
-        from botocore.exceptions import BotoCoreError, ClientError
-    except ImportError:  # pragma: no cover - boto3 is pinned, but the local folder needs none of it
-        return (OSError,)
-    return (OSError, BotoCoreError, ClientError)
-
-
-# Commands catch these next to BackupError, so an unreachable bucket is one line, not a traceback.
-STORAGE_ERRORS = _storage_errors()
-
-
 def backup_storage():
     """Return the storage backups live in: ``BACKUP_STORAGE`` if set, else a local folder at BACKUP_DIR."""
-    configured = settings.BACKUP_STORAGE
-    if not configured:
-        return FileSystemStorage(location=settings.BACKUP_DIR, file_permissions_mode=0o600)
-    if configured in settings.STORAGES:
-        return storages[configured]
     try:
-        storage_class = import_string(configured)
-    except ImportError:
-        raise BackupError(
-            f"BACKUP_STORAGE {configured!r} is neither a STORAGES alias nor an importable class"
-        ) from None
-    return storage_class(**settings.BACKUP_STORAGE_OPTIONS)
-
-
-def describe_storage(storage):
-    """A short description of where backups are, for messages (a folder path or the storage's class)."""
-    if isinstance(storage, FileSystemStorage):
-        return str(storage.location)
-    return f"{type(storage).__module__}.{type(storage).__name__}"
+        return configured_storage("BACKUP_STORAGE", local_dir=settings.BACKUP_DIR)
+    except ImproperlyConfigured as exc:
+        raise BackupError(str(exc)) from None
 
 
 def list_backups(storage):
     """Return the names of the backups in ``storage``, oldest first (the names sort by time)."""
-    return sorted(name for name in _list_files(storage) if parse_backup_name(name))
-
-
-def _list_files(storage):
-    try:
-        return storage.listdir("")[1]
-    except FileNotFoundError:  # a local folder not created yet: no backups
-        return []
+    return sorted(name for name in list_files(storage) if parse_backup_name(name))
 
 
 # --- Operations ----------------------------------------------------------------------------------------
@@ -540,7 +505,7 @@ def verify_backups(*, storage: Storage | None = None) -> Iterator[VerifyResult]:
 def prune_backups(*, actor: str, dry_run: bool, storage: Storage | None = None, now=None) -> RetentionPlan:
     """Apply the retention rule to the storage's backups; with ``dry_run`` only say what would go."""
     storage = storage or backup_storage()
-    plan = plan_retention(_list_files(storage), now=now or timezone.now())
+    plan = plan_retention(list_files(storage), now=now or timezone.now())
     if not dry_run:
         for name in plan.delete:
             storage.delete(name)

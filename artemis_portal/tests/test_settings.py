@@ -120,9 +120,14 @@ def test_backup_key_that_is_also_a_field_encryption_key_stops_start_up(backup_ke
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("BACKUP_KEYS", "not-a-fernet-key-but-long-enough-to-pass-length"), ("BACKUP_STORAGE_OPTIONS", "[1]")],
+    [
+        ("BACKUP_KEYS", "not-a-fernet-key-but-long-enough-to-pass-length"),
+        ("BACKUP_STORAGE_OPTIONS", "[1]"),
+        ("EXPORT_STORAGE_OPTIONS", '{"bucket_name": '),
+        ("EXPORT_STORAGE_OPTIONS", '"exports"'),
+    ],
 )
-def test_malformed_backup_setting_stops_start_up_with_one_line_naming_it(variable, value):
+def test_malformed_storage_or_backup_setting_stops_start_up_with_one_line_naming_it(variable, value):
     result = manage("check", **{**PRODUCTION, variable: value})
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr
