@@ -3,12 +3,14 @@
 import io
 import os
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
-from dsr_requests import exports, roles, services
+from dsr_requests import roles, services
 from dsr_requests.models import DataExport, IdentityDocument, RequestState, RequestType, RightsRequest
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory, approved_request
 
@@ -34,7 +36,7 @@ def expired_export(committed):
 
 
 def test_expired_exports_are_deleted_and_marked_purged(expired_export):
-    path = exports.export_dir() / expired_export.file_name
+    path = Path(settings.EXPORT_DIR) / expired_export.file_name
     assert path.exists()
     output = purge()
     assert "expired exports: 1" in output
@@ -47,7 +49,7 @@ def test_a_dry_run_changes_nothing_and_says_what_it_would_do(expired_export):
     old = RightsRequestFactory(state=S.COMPLETED, closed_at=timezone.now() - timedelta(days=800))
     output = purge("--dry-run")
     assert "[dry run]" in output and "would remove: 1 export(s)" in output and "1 request(s)" in output
-    assert (exports.export_dir() / expired_export.file_name).exists()
+    assert (Path(settings.EXPORT_DIR) / expired_export.file_name).exists()
     assert RightsRequest.objects.get(pk=old.pk).email
 
 
@@ -76,7 +78,7 @@ def test_identity_documents_left_on_closed_requests_are_deleted():
 
 
 def test_stray_and_stale_partial_export_files_are_deleted(expired_export):
-    folder = exports.export_dir()
+    folder = Path(settings.EXPORT_DIR)
     DataExport.objects.filter(pk=expired_export.pk).update(expires_at=timezone.now() + timedelta(days=1))
     stray = folder / "DSR-GONE00-zip.export"
     stray.write_bytes(b"x")

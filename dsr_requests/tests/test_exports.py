@@ -4,6 +4,7 @@ import io
 import zipfile
 
 import pytest
+from django.core.files.storage import FileSystemStorage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,9 +20,8 @@ def encrypt(data):
 
 
 def decrypt(tmp_path, stored):
-    path = tmp_path / "x.export"
-    path.write_bytes(stored)
-    return b"".join(exports.iter_plain(path))
+    (tmp_path / "x.export").write_bytes(stored)
+    return b"".join(exports.iter_plain("x.export", storage=FileSystemStorage(location=tmp_path)))
 
 
 @settings(max_examples=25)
@@ -63,7 +63,7 @@ def test_a_damaged_file_is_refused(tmp_path, damage):
 
 def test_a_missing_file_is_refused(tmp_path):
     with pytest.raises(exports.ExportError):
-        b"".join(exports.iter_plain(tmp_path / "nope.export"))
+        b"".join(exports.iter_plain("nope.export", storage=FileSystemStorage(location=tmp_path)))
 
 
 def test_the_export_key_is_not_a_field_key(settings):
@@ -106,7 +106,8 @@ def _export(tmp_path, rights_request, subject):
     from dsr_requests import providers
 
     return exports.write_export(
-        tmp_path / f"{rights_request.reference}.export",
+        f"{rights_request.reference}.export",
+        storage=FileSystemStorage(location=tmp_path),
         kind="zip",
         rights_request=rights_request,
         subject=subject,

@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 import time_machine
 from django.apps import apps as django_apps
+from django.conf import settings
 from django.core import mail
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
@@ -64,7 +65,7 @@ def fulfil(rights_request, actor, committed):
 
 
 def plain_export(export):
-    return b"".join(exports.iter_plain(exports.export_dir() / export.file_name))
+    return b"".join(exports.iter_plain(export.file_name))
 
 
 def emails_of(event):
@@ -85,7 +86,7 @@ def test_copy_builds_an_encrypted_zip_with_readme_json_and_a_csv_per_provider(
 
     assert done.state == S.COMPLETED
     export = DataExport.objects.get(request=done)
-    stored = (exports.export_dir() / export.file_name).read_bytes()
+    stored = (Path(settings.EXPORT_DIR) / export.file_name).read_bytes()
     assert stored.startswith(exports.HEADER)
     assert not zipfile.is_zipfile(io.BytesIO(stored))
     assert b"ada@example.org" not in stored and b"README" not in stored
@@ -486,7 +487,7 @@ def test_a_run_interrupted_after_the_export_finishes_without_a_second_file(appro
     with committed():
         assert services.run_fulfilment(request_id=rights_request.pk) == services.RUN_DONE
     assert DataExport.objects.filter(request=rights_request).get().pk == export.pk
-    assert sorted(p.name for p in exports.export_dir().iterdir()) == [export.file_name]
+    assert sorted(p.name for p in Path(settings.EXPORT_DIR).iterdir()) == [export.file_name]
     assert len(mail.outbox) == 1
 
 

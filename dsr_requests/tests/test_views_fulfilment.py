@@ -148,7 +148,7 @@ def test_a_lost_export_file_is_a_clear_404_not_a_broken_download(client, ready_c
     rights_request, token = ready_copy
     code = ask_for_code(client, token, committed)
     export = DataExport.objects.get(request=rights_request)
-    (exports.export_dir() / export.file_name).unlink()
+    exports.delete_export(export.file_name)
     response = download(client, token, code)
     assert response.status_code == 404
     assert "no longer available" in response.content.decode()

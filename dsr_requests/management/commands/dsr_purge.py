@@ -1,7 +1,9 @@
 """Daily: remove expired exports, leftover identity documents, and the personal data of old requests."""
 
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
 
+from artemis_portal.storage import STORAGE_ERRORS
 from dsr_requests import services
 
 
@@ -20,7 +22,13 @@ class Command(BaseCommand):
     def handle(self, *args, dry_run=False, verbosity=1, **options):
         prefix = "[dry run] " if dry_run else ""
         progress = (lambda message: self.stdout.write(prefix + message)) if verbosity >= 1 else None
-        result = services.purge(dry_run=dry_run, progress=progress)
+        try:
+            result = services.purge(dry_run=dry_run, progress=progress)
+        except (ImproperlyConfigured, *STORAGE_ERRORS) as exc:
+            # An unreachable export storage: one line for cron's mail or the log drain, not a traceback.
+            # What was removed before it stays removed; the next run carries on from there.
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise CommandError(f"Purge failed: {reason}") from None
         if verbosity >= 1:
             verb = "would remove" if dry_run else "removed"
             self.stdout.write(
