@@ -112,3 +112,22 @@ def smtp_server(settings):
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
     yield sink
     controller.stop()
+
+
+@pytest.fixture
+def unreachable_s3_options():
+    """Options for a real ``storages.backends.s3.S3Storage`` whose endpoint is a loopback port where nothing
+    listens: every call is refused at once (one attempt, short timeouts), as an S3 outage would be.
+    """
+    from botocore.config import Config
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return {
+        "bucket_name": "artemis-test",
+        "endpoint_url": f"http://127.0.0.1:{port}",
+        "access_key": "test",
+        "secret_key": "test",
+        "client_config": Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=2),
+    }

@@ -6,17 +6,22 @@ waits for the outcome, and stops the worker. One test kills the worker halfway t
 second file, email or export row.
 """
 
+import io
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
 from dsr_requests import roles, services, tokens
@@ -66,7 +71,7 @@ def worker(smtp, settings, tmp_path):
         "APP_BASE_URL": settings.APP_BASE_URL,
     }
 
-    def start():
+    def start(**extra_env):
         log = open(tmp_path / f"worker{len(started)}.log", "w")  # noqa: SIM115 - closed below
         process = subprocess.Popen(
             [
@@ -79,7 +84,7 @@ def worker(smtp, settings, tmp_path):
                 "--no-reload",
             ],
             cwd=ROOT,
-            env=env,
+            env={**env, **extra_env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -208,3 +213,39 @@ def test_a_worker_killed_mid_export_leaves_the_request_fulfilling_and_the_next_o
     assert len(smtp.messages) == 1
     run = FulfilmentRun.objects.get(request=rights_request)
     assert run.attempts == 2
+
+
+def test_a_real_worker_writes_to_export_storage_and_this_process_downloads_from_it(
+    database_queue, worker, smtp, settings, tmp_path, client
+):
+    """Web and worker share only EXPORT_STORAGE (as separate dynos would), never a folder of EXPORT_DIR."""
+    location = tmp_path / "shared-storage"
+    options = {"location": str(location)}
+    settings.EXPORT_STORAGE = "django.core.files.storage.FileSystemStorage"
+    settings.EXPORT_STORAGE_OPTIONS = options
+    settings.EXPORT_DIR = tmp_path / "web-only-folder"
+    approver = StaffUserFactory(roles=[roles.APPROVER])
+    rights_request, token = approved_request(RequestType.COPY, approver=approver, email="far@example.org")
+    services.start_fulfilment(rights_request=rights_request, actor=approver)
+
+    worker(
+        EXPORT_DIR=str(tmp_path / "worker-only-folder"),
+        EXPORT_STORAGE="django.core.files.storage.FileSystemStorage",
+        EXPORT_STORAGE_OPTIONS=json.dumps(options),
+    )
+    wait_for(lambda: state_of(rights_request) == S.COMPLETED, what="the copy to complete")
+    export = DataExport.objects.get(request=rights_request)
+    assert [p.name for p in location.iterdir()] == [export.file_name]
+    assert not (tmp_path / "worker-only-folder").exists()
+
+    client.post(reverse("dsr_requests:download-code", args=[token]))  # the worker sends the code
+    wait_for(lambda: len(smtp.messages) >= 2, what="the download code")  # after the "ready" email
+    bodies = [message.get_body(("plain",)).get_content() for _to, message in smtp.messages]
+    (code,) = [
+        m.group(1) for m in map(re.compile(r"download code is \*?\*?([0-9A-Z]{8})").search, bodies) if m
+    ]
+    response = client.post(reverse("dsr_requests:download", args=[token]), {"code": code})
+
+    assert response.status_code == 200
+    assert "data.json" in zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
+    assert not (tmp_path / "web-only-folder").exists()
