@@ -41,6 +41,9 @@ def production_defaults_check(app_configs, **kwargs):
       server or a large export holds a gunicorn worker; production runs ``db_worker``.
     - A blind-index key derived from ``SECRET_KEY`` means rotating ``SECRET_KEY`` silently stops every
       earlier request being found by email (search, lost link, erasure of earlier requests).
+    - Exports in a local folder (``EXPORT_STORAGE`` empty) while a separate worker builds them: on Heroku,
+      or any two machines, the web process never sees the worker's files, so every download is a 404.
+      A single machine with one folder for both is fine, hence a warning and not an error.
     """
     if settings.DEBUG:
         return []
@@ -71,6 +74,16 @@ def production_defaults_check(app_configs, **kwargs):
                 "stop earlier requests being found by email.",
                 hint="Set DSR_BLIND_INDEX_KEY to its own random value (at least 32 characters) and keep it.",
                 id="artemis.W004",
+            )
+        )
+    if not settings.EXPORT_STORAGE and settings.TASKS["default"]["BACKEND"].endswith("DatabaseBackend"):
+        found.append(
+            Warning(
+                "EXPORT_STORAGE is empty, so exports go to the local folder EXPORT_DIR: a worker on another "
+                "machine or dyno writes files the web process cannot read.",
+                hint="Set EXPORT_STORAGE (e.g. storages.backends.s3.S3Storage) and EXPORT_STORAGE_OPTIONS, "
+                "unless web and worker share one disk.",
+                id="artemis.W005",
             )
         )
     return found

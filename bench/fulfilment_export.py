@@ -112,6 +112,7 @@ def run_one(base_url, records, export_dir):
         "DATABASE_URL": with_database(base_url, name),
         "TASKS_BACKEND": "database",
         "EXPORT_DIR": str(export_dir),
+        "EXPORT_STORAGE": "",  # the local folder, whatever .env says: the bench measures the worker's memory
         "EMAIL_URL": "dummymail://",
         "DEBUG": "false",
         "ALLOWED_HOSTS": "localhost",

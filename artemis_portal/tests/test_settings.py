@@ -22,6 +22,8 @@ PRODUCTION = {
     "EMAIL_URL": "smtp+tls://mailer:password@smtp.example.com:587",
     "TASKS_BACKEND": "database",
     "DSR_BLIND_INDEX_KEY": secrets.token_urlsafe(40),
+    "EXPORT_STORAGE": "storages.backends.s3.S3Storage",
+    "EXPORT_STORAGE_OPTIONS": '{"bucket_name": "artemis-exports", "location": "exports"}',
 }
 
 
@@ -73,6 +75,7 @@ def test_check_deploy_is_clean_with_production_settings():
         ("EMAIL_URL", "consolemail://", "artemis.W002"),
         ("TASKS_BACKEND", "immediate", "artemis.W003"),
         ("DSR_BLIND_INDEX_KEY", "", "artemis.W004"),
+        ("EXPORT_STORAGE", "", "artemis.W005"),
     ],
 )
 def test_check_deploy_warns_about_each_development_default_left_in_production(variable, value, warning):
