@@ -330,6 +330,7 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "artemis_portal.logging.RequestIdFilter"},
         "redact": {"()": "artemis_portal.logging.RedactingFilter"},
+        "client_refusal": {"()": "artemis_portal.logging.ClientRefusalFilter"},
     },
     "formatters": {
         "line": {"format": "%(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -338,7 +339,7 @@ LOGGING = {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
-            "filters": ["request_id", "redact"],
+            "filters": ["request_id", "client_refusal", "redact"],
             "formatter": "line",
         },
     },
