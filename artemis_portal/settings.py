@@ -257,6 +257,7 @@ def _load_staff_security():
         ("LOGIN_FAILURE_LIMIT", 5),
         ("LOGIN_LOCKOUT_MINUTES", 15),
         ("ACCESS_EVENT_RETENTION_DAYS", 730),
+        ("STAFF_2FA_ENROL_DAYS", 7),
     ):
         try:
             values[name] = env.int(name, default=default)
@@ -271,6 +272,9 @@ try:
     STAFF_2FA_REQUIRED, _staff = _load_staff_security()
 except ConfigError as exc:
     sys.exit(f"Configuration error: {exc}")
+# A staff account without an authenticator may enrol one only this many days after it was created or
+# its two-factor was reset (manage.py reset_staff_2fa): a password found later cannot enrol another phone.
+STAFF_2FA_ENROL_DAYS = _staff["STAFF_2FA_ENROL_DAYS"]
 # The admin session ends after this long without a request, and after SESSION_COOKIE_AGE in any case.
 ADMIN_IDLE_TIMEOUT_MINUTES = _staff["ADMIN_IDLE_TIMEOUT_MINUTES"]
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
