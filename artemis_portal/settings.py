@@ -220,7 +220,6 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
-MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
 
 # --- Security (production values whenever DEBUG is off) -----------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")  # Heroku's router terminates TLS
@@ -460,6 +459,22 @@ CONNECT_OUTBOUND_TIMEOUT = env.float("CONNECT_OUTBOUND_TIMEOUT", default=10.0)
 # --- Backups (registrations/backups.py) ---------------------------------------------------------
 
 
+def storage_options(name):
+    """A ``*_STORAGE_OPTIONS`` variable: a JSON object of keyword arguments for the storage class.
+
+    Read as text so that an empty value (as in .env.example) means the default, like the others.
+    """
+    import json
+
+    try:
+        options = json.loads(env.str(name, default="") or "{}")
+    except ValueError:
+        options = None
+    if not isinstance(options, dict):
+        raise ConfigError(f'{name} must be a JSON object, e.g. {{"bucket_name": "artemis"}}.')
+    return options
+
+
 def _load_backups():
     """Backup keys, folder and storage. The backup key must differ from the field-encryption keys.
 
@@ -467,7 +482,6 @@ def _load_backups():
     with a key of their own, so that a leaked ``FERNET_KEYS`` does not also open every backup (and the
     other way round). In DEBUG a key is derived from SECRET_KEY when none is set.
     """
-    import json
     from base64 import urlsafe_b64encode
 
     from cryptography.hazmat.primitives import hashes
@@ -480,18 +494,11 @@ def _load_backups():
     keys = parse_key_list("BACKUP_KEYS", require("BACKUP_KEYS", raw, debug=DEBUG), use_hkdf=False)
     if set(keys) & set(FERNET_KEYS):
         raise ConfigError("BACKUP_KEYS must not reuse a key from FERNET_KEYS; generate a separate one.")
-    # Read as text so that an empty value (as in .env.example) means the default, like the others.
-    try:
-        options = json.loads(env.str("BACKUP_STORAGE_OPTIONS", default="") or "{}")
-    except ValueError:
-        options = None
-    if not isinstance(options, dict):
-        raise ConfigError('BACKUP_STORAGE_OPTIONS must be a JSON object, e.g. {"bucket_name": "backups"}.')
     return {
         "keys": keys,
         "dir": Path(env.str("BACKUP_DIR", default="") or BASE_DIR / "var" / "backups"),
         "storage": env.str("BACKUP_STORAGE", default=""),
-        "storage_options": options,
+        "storage_options": storage_options("BACKUP_STORAGE_OPTIONS"),
     }
 
 
@@ -523,8 +530,16 @@ except ValueError as exc:
     )
 
 # --- Rights requests: fulfilment -----------------------------------------------------------------
-# Encrypted export files (dsr_requests/exports.py); keep on a persistent volume shared with the worker.
+# Encrypted export files (dsr_requests/exports.py). The worker writes them and the web process serves
+# them, so on separate machines (Heroku's dynos) they need a shared storage: EXPORT_STORAGE names one
+# like BACKUP_STORAGE does (a STORAGES alias or a class path, with EXPORT_STORAGE_OPTIONS). Empty: the
+# local folder EXPORT_DIR.
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default="") or BASE_DIR / "var" / "exports")
+EXPORT_STORAGE = env.str("EXPORT_STORAGE", default="")
+try:
+    EXPORT_STORAGE_OPTIONS = storage_options("EXPORT_STORAGE_OPTIONS")
+except ConfigError as exc:
+    sys.exit(f"Configuration error: {exc}")
 # How long a copy or transfer stays downloadable.
 DSR_EXPORT_VALID_DAYS = env.int("DSR_EXPORT_VALID_DAYS", default=7)
 DSR_DOWNLOAD_CODE_TTL_MINUTES = env.int("DSR_DOWNLOAD_CODE_TTL_MINUTES", default=15)

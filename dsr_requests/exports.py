@@ -23,9 +23,8 @@ import datetime as dt
 import hashlib
 import io
 import json
-import os
+import re
 import zipfile
-from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -33,6 +32,7 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from artemis_portal import storage as shared_storage
 from registrations.backups import BackupError, fernet_for, read_frames, write_frame
 
 HEADER = b"ARTEMIS-DSR-EXPORT v1\n"
@@ -41,6 +41,9 @@ MANIFEST_FRAME = b"M"
 FRAME_BYTES = 256 * 1024
 FORMAT = "artemis-dsr-export"
 FORMAT_VERSION = 1
+# ``<reference>-<kind>.export``, and what ``artemis_portal.storage.publish`` writes before it is whole.
+EXPORT_FILE = re.compile(r"^[A-Za-z0-9-]+-(zip|json)\.export$")
+PARTIAL_FILE = re.compile(r"^\.[A-Za-z0-9-]+-(zip|json)\.export(\.[a-z0-9_]+)?\.partial$")
 # How often (in records) a long export reports progress, which moves the run's heartbeat.
 PROGRESS_EVERY = 1000
 
@@ -58,11 +61,29 @@ def export_fernet():
     return fernet_for(keys)
 
 
-def export_dir():
-    """The folder export files live in (created on first use)."""
-    path = Path(settings.EXPORT_DIR)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+class ExportMissing(ExportError):
+    """The export's file is not in the storage (deleted, or a storage that lost it)."""
+
+
+def export_storage():
+    """Where export files live: ``EXPORT_STORAGE`` if set, else the local folder EXPORT_DIR.
+
+    Built on each call (it is cheap) so that a changed setting, in tests or a shell, takes effect.
+    """
+    return shared_storage.configured_storage(
+        setting="EXPORT_STORAGE",
+        configured=settings.EXPORT_STORAGE,
+        options=settings.EXPORT_STORAGE_OPTIONS,
+        local_dir=settings.EXPORT_DIR,
+    )
+
+
+def is_export_file(name):
+    """Whether a file name in the storage is ours: an export, or the temporary file of one being written.
+
+    ``dsr_purge`` deletes only such names, so a storage shared with other files loses nothing else.
+    """
+    return bool(EXPORT_FILE.match(name) or PARTIAL_FILE.match(name))
 
 
 class EncryptingWriter(io.RawIOBase):
@@ -188,15 +209,16 @@ def readme_text(*, rights_request, providers, counts, activities):
     )
 
 
-def write_export(path, *, kind, rights_request, subject, providers, activities, progress=None):
-    """Build an export at ``path`` (encrypted), via a partial file renamed only when complete.
+def write_export(file_name, *, kind, rights_request, subject, providers, activities, progress=None):
+    """Build an export (encrypted) and publish it whole under ``file_name`` in the export storage.
 
-    Returns ``(plain size, sha256, records)``. Running it again overwrites the same partial name, so a
-    job killed halfway leaves at most one partial file, which the rerun replaces.
+    Returns ``(plain size, sha256, records)``. The file appears only once complete (see
+    ``artemis_portal.storage.publish``) and replaces an earlier one of the same name, so a job killed
+    halfway and run again leaves one file, never a half one, and no temporary file behind.
     """
-    partial = path.with_name(f".{path.name}.partial")
     counter = {"records": 0}
-    with open(partial, "wb") as out:
+
+    def write(out):
         writer = EncryptingWriter(out, export_fernet())
         if kind == "json":
             write_data_json(
@@ -208,47 +230,80 @@ def write_export(path, *, kind, rights_request, subject, providers, activities, 
                 progress=progress,
             )
         else:
-            counts = {provider.key: provider.find(subject) for provider in providers}
-            with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr(
-                    "README.txt",
-                    readme_text(
-                        rights_request=rights_request,
-                        providers=providers,
-                        counts=counts,
-                        activities=activities,
-                    ),
-                )
-                with archive.open("data.json", "w", force_zip64=True) as member:
-                    write_data_json(
-                        member,
-                        rights_request=rights_request,
-                        subject=subject,
-                        providers=providers,
-                        counter=counter,
-                        progress=progress,
-                    )
-                for provider in providers:
-                    if provider.fields:
-                        with archive.open(f"{provider.key}.csv", "w", force_zip64=True) as member:
-                            write_provider_csv(member, provider=provider, subject=subject)
+            _write_zip(
+                writer,
+                rights_request=rights_request,
+                subject=subject,
+                providers=providers,
+                activities=activities,
+                counter=counter,
+                progress=progress,
+            )
         writer.close()
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, path)
+        return writer
+
+    storage = export_storage()
+    # A worker killed while writing this export left its temporary file; the run resuming the job holds
+    # the job's claim, so nothing else is writing it now.
+    for name in shared_storage.list_files(storage):
+        if name.startswith(f".{file_name}.") and shared_storage.is_partial(name):
+            storage.delete(name)
+    _size, writer = shared_storage.publish(storage, file_name, write, replace=True)
     return writer.size, writer.sha256, counter["records"]
 
 
-def iter_plain(path, *, chunk_bytes=64 * 1024):
-    """Yield the plain bytes of an export file, decrypting one frame at a time; checks the manifest.
+def _write_zip(writer, *, rights_request, subject, providers, activities, counter, progress):
+    counts = {provider.key: provider.find(subject) for provider in providers}
+    with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            "README.txt",
+            readme_text(
+                rights_request=rights_request, providers=providers, counts=counts, activities=activities
+            ),
+        )
+        with archive.open("data.json", "w", force_zip64=True) as member:
+            write_data_json(
+                member,
+                rights_request=rights_request,
+                subject=subject,
+                providers=providers,
+                counter=counter,
+                progress=progress,
+            )
+        for provider in providers:
+            if provider.fields:
+                with archive.open(f"{provider.key}.csv", "w", force_zip64=True) as member:
+                    write_provider_csv(member, provider=provider, subject=subject)
 
-    Raises ``ExportError`` on a missing or damaged file. A check that fails at the end (after bytes were
-    sent) still raises, so the download is cut short rather than completed with bad data.
+
+def open_export(file_name):
+    """Open an export file for reading, now: ``ExportMissing`` if it is not there, a
+    ``STORAGE_ERRORS`` exception if the storage cannot be reached.
+
+    Eager on purpose: a download opens the file before it uses up the requester's code or link, so a
+    file that cannot be read costs them nothing.
     """
+    storage = export_storage()
+    if not storage.exists(file_name):
+        raise ExportMissing("the export file is missing")
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed in finally, the generator may be abandoned
-    except OSError:
-        raise ExportError("the export file is missing") from None
+        return storage.open(file_name, "rb")
+    except FileNotFoundError:
+        raise ExportMissing("the export file is missing") from None
+
+
+def delete_export_file(file_name):
+    """Delete an export file from the storage; a file already gone is fine."""
+    export_storage().delete(file_name)
+
+
+def iter_plain(handle, *, chunk_bytes=64 * 1024):
+    """Yield the plain bytes of an open export file (``open_export``), one frame at a time; checks the
+    manifest, and closes the file at the end or when the consumer stops.
+
+    Raises ``ExportError`` on a damaged file. A check that fails at the end (after bytes were sent)
+    still raises, so the download is cut short rather than completed with bad data.
+    """
     try:
         digest, size = hashlib.sha256(), 0
         for kind, payload in read_frames(

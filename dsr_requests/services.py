@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
+from artemis_portal import storage as shared_storage
 from artemis_portal.logging import redact
 from dsr_requests import deadlines, emails, tokens
 from dsr_requests.models import (
@@ -1379,7 +1380,7 @@ def _step_export(run, step, *, kind):
     rights_request = run.request
     file_name = f"{rights_request.reference}-{kind}.export"
     size, sha256, records = exports.write_export(
-        exports.export_dir() / file_name,
+        file_name,
         kind=kind,
         rights_request=rights_request,
         subject=subject_for(rights_request),
@@ -1618,7 +1619,7 @@ def _tombstone(locked):
     FulfilmentRun.objects.filter(request=locked).update(last_error="")
     locked.emails.update(to="", body_text="", body_html="")
     for export in locked.exports.all():
-        (exports.export_dir() / export.file_name).unlink(missing_ok=True)
+        exports.delete_export_file(export.file_name)
         export.codes.all().delete()
     locked.exports.filter(purged_at=None).update(purged_at=timezone.now(), link_token_hash=None)
 
@@ -1694,9 +1695,37 @@ def _log_download(locked, export, channel, *, actor, now):
     )
 
 
+class ExportUnavailable(Exception):
+    """An export's file cannot be read now: its storage did not answer (``temporary``: try again in a
+    while) or the file is gone (staff must prepare it again). The code or link stays unused."""
+
+    def __init__(self, *, temporary):
+        super().__init__("export storage unreachable" if temporary else "export file missing")
+        self.temporary = temporary
+
+
+def _open_for_download(export):
+    """Open the export's file before a code or link is used up, so a file that cannot be read costs the
+    requester nothing (the caller's transaction rolls back)."""
+    from dsr_requests import exports
+
+    try:
+        return exports.open_export(export.file_name)
+    except exports.ExportMissing:
+        logger.error("export file missing for request id %s", export.request_id)
+        raise ExportUnavailable(temporary=False) from None
+    except shared_storage.STORAGE_ERRORS as exc:
+        logger.warning("export storage unreachable (%s)", type(exc).__name__)
+        raise ExportUnavailable(temporary=True) from None
+
+
 @sensitive_variables("code")
 def redeem_download_code(*, rights_request, code, actor=REQUESTER, now=None):
-    """Use up a download code of this request and log the download; returns the export to stream."""
+    """Use up a download code of this request and log the download; returns ``(export, open file)``.
+
+    Raises ``ActionRefused`` for a code that does not work and ``ExportUnavailable`` when the file cannot
+    be read, both before anything is used up.
+    """
     from dsr_requests.models import DownloadCode, ExportDownload
 
     now = now or timezone.now()
@@ -1716,10 +1745,11 @@ def redeem_download_code(*, rights_request, code, actor=REQUESTER, now=None):
             raise ActionRefused(_("This code has expired. Ask for a new one."))
         if downloadable_export(rights_request=locked, now=now) is None:
             raise ActionRefused(_("The download period of your copy has ended."))
+        handle = _open_for_download(found.export)
         found.used_at = now
         found.save(update_fields=["used_at"])
         _log_download(locked, found.export, ExportDownload.Channel.CODE, actor=actor, now=now)
-        return found.export
+        return found.export, handle
 
 
 def transfer_export_for_link(token, *, now=None):
@@ -1743,7 +1773,8 @@ def transfer_export_for_link(token, *, now=None):
 
 @sensitive_variables("token")
 def redeem_transfer_link(*, token, actor=REQUESTER, now=None):
-    """Use up a transfer link and log the download; returns the export to stream."""
+    """Use up a transfer link and log the download; returns ``(export, open file)``; refusals and an
+    unreadable file as in ``redeem_download_code``."""
     from dsr_requests.models import DataExport, ExportDownload
 
     now = now or timezone.now()
@@ -1753,10 +1784,11 @@ def redeem_transfer_link(*, token, actor=REQUESTER, now=None):
         export = DataExport.objects.select_for_update().get(pk=export.pk)
         if export.link_used_at is not None:
             raise ActionRefused(_("This link has already been used; each transfer link works once."))
+        handle = _open_for_download(export)
         export.link_used_at = now
         export.save(update_fields=["link_used_at"])
         _log_download(locked, export, ExportDownload.Channel.LINK, actor=actor, now=now)
-        return export
+        return export, handle
 
 
 # --- Fulfilment: corrections -------------------------------------------------------------------------
@@ -1831,7 +1863,7 @@ def purge(*, dry_run=False, now=None, progress=None):
     result.exports = expired.count()
     if not dry_run:
         for export in expired:
-            (exports.export_dir() / export.file_name).unlink(missing_ok=True)
+            exports.delete_export_file(export.file_name)
             export.codes.all().delete()
         expired.update(purged_at=now, link_token_hash=None)
     progress(f"expired exports: {result.exports}")
@@ -1843,14 +1875,19 @@ def purge(*, dry_run=False, now=None, progress=None):
     progress(f"identity documents of closed requests: {result.documents}")
 
     live = set(DataExport.objects.filter(purged_at=None).values_list("file_name", flat=True))
-    stale_partial = now - timedelta(days=1)
-    for path in exports.export_dir().iterdir():
-        is_partial = path.name.startswith(".") and path.name.endswith(".partial")
-        old = _file_time(path.stat().st_mtime) < stale_partial
-        if (is_partial and old) or (not is_partial and path.name not in live):
+    storage = exports.export_storage()
+    for name in shared_storage.list_files(storage):
+        if not exports.is_export_file(name):
+            continue  # not ours: a storage shared with other files keeps them
+        if shared_storage.is_partial(name):
+            # Left by a killed worker; one younger than a day may still be being written.
+            stray = storage.get_modified_time(name) < now - timedelta(days=1)
+        else:
+            stray = name not in live
+        if stray:
             result.stray_files += 1
             if not dry_run:
-                path.unlink(missing_ok=True)
+                storage.delete(name)
     progress(f"stray export files: {result.stray_files}")
 
     cutoff = _months_before(now, settings.DSR_RETENTION_MONTHS)
@@ -1865,13 +1902,6 @@ def purge(*, dry_run=False, now=None, progress=None):
             progress(f"requests erased so far: {number}")
     progress(f"requests closed before {cutoff:%Y-%m-%d} erased: {result.requests}")
     return result
-
-
-def _file_time(timestamp):
-    """An aware UTC datetime from a file's modification time."""
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
 
 
 def _months_before(now, months):

@@ -341,20 +341,30 @@ def lost_link(request):
 # --- Fulfilment: downloads ------------------------------------------------------------------------------
 
 
-def _export_response(request, export, *, filename, content_type):
+def _export_response(request, export, handle, *, filename, content_type):
     """Stream an export, decrypting frame by frame; never the whole file in memory."""
     from dsr_requests import exports
 
-    path = exports.export_dir() / export.file_name
-    if not path.is_file():  # lost storage: say so rather than start a download that breaks
+    response = StreamingHttpResponse(exports.iter_plain(handle), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Length"] = str(export.size)
+    return response
+
+
+def _export_unavailable(request, exc):
+    """The file could not be opened; the code or link was not used up, so the requester can retry."""
+    if not exc.temporary:
         return error_page(
             request,
             _("This file is no longer available. Reply to our email and we will prepare it again."),
             status=404,
         )
-    response = StreamingHttpResponse(exports.iter_plain(path), content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Content-Length"] = str(export.size)
+    response = error_page(
+        request,
+        _("Your file cannot be reached just now. Your code or link still works: try again in a few minutes."),
+        status=503,
+    )
+    response["Retry-After"] = "120"
     return response
 
 
@@ -386,15 +396,18 @@ def download(request, token):
     if ratelimit.hit("download-code", rights_request.reference, settings.DSR_RATE_CODE_PER_ACCOUNT):
         return rate_limited(request, settings.DSR_RATE_CODE_PER_ACCOUNT)
     try:
-        export = services.redeem_download_code(
+        export, handle = services.redeem_download_code(
             rights_request=rights_request, code=form.cleaned_data["code"], actor=services.REQUESTER
         )
     except services.ActionRefused as exc:
         form.add_error("code", str(exc))
         return _render_status(request, rights_request, token, download_form=form, status=400)
+    except services.ExportUnavailable as exc:
+        return _export_unavailable(request, exc)
     return _export_response(
         request,
         export,
+        handle,
         filename=f"{rights_request.reference}-personal-data.zip",
         content_type="application/zip",
     )
@@ -411,12 +424,15 @@ def transfer(request, token):
     if request.method != "POST":
         return render(request, "dsr_requests/transfer.html", {"export": export})
     try:
-        export = services.redeem_transfer_link(token=token, actor=services.REQUESTER)
+        export, handle = services.redeem_transfer_link(token=token, actor=services.REQUESTER)
     except services.ActionRefused as exc:
         return error_page(request, str(exc), status=404)
+    except services.ExportUnavailable as exc:
+        return _export_unavailable(request, exc)
     return _export_response(
         request,
         export,
+        handle,
         filename=f"{export.request.reference}-personal-data.json",
         content_type="application/json",
     )

@@ -22,6 +22,10 @@ PRODUCTION = {
     "EMAIL_URL": "smtp+tls://mailer:password@smtp.example.com:587",
     "TASKS_BACKEND": "database",
     "DSR_BLIND_INDEX_KEY": secrets.token_urlsafe(40),
+    "EXPORT_STORAGE": "storages.backends.s3.S3Storage",
+    "EXPORT_STORAGE_OPTIONS": '{"bucket_name": "artemis-exports"}',
+    "BACKUP_STORAGE": "storages.backends.s3.S3Storage",
+    "BACKUP_STORAGE_OPTIONS": '{"bucket_name": "artemis-backups"}',
 }
 
 
@@ -73,6 +77,8 @@ def test_check_deploy_is_clean_with_production_settings():
         ("EMAIL_URL", "consolemail://", "artemis.W002"),
         ("TASKS_BACKEND", "immediate", "artemis.W003"),
         ("DSR_BLIND_INDEX_KEY", "", "artemis.W004"),
+        ("EXPORT_STORAGE", "", "artemis.W005"),
+        ("BACKUP_STORAGE", "", "artemis.W006"),
     ],
 )
 def test_check_deploy_warns_about_each_development_default_left_in_production(variable, value, warning):
@@ -120,9 +126,13 @@ def test_backup_key_that_is_also_a_field_encryption_key_stops_start_up(backup_ke
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("BACKUP_KEYS", "not-a-fernet-key-but-long-enough-to-pass-length"), ("BACKUP_STORAGE_OPTIONS", "[1]")],
+    [
+        ("BACKUP_KEYS", "not-a-fernet-key-but-long-enough-to-pass-length"),
+        ("BACKUP_STORAGE_OPTIONS", "[1]"),
+        ("EXPORT_STORAGE_OPTIONS", "{not json"),
+    ],
 )
-def test_malformed_backup_setting_stops_start_up_with_one_line_naming_it(variable, value):
+def test_malformed_storage_setting_stops_start_up_with_one_line_naming_it(variable, value):
     result = manage("check", **{**PRODUCTION, variable: value})
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr

@@ -184,16 +184,17 @@ def test_a_worker_killed_mid_export_leaves_the_request_fulfilling_and_the_next_o
     rights_request, _token = approved_request(RequestType.COPY, approver=approver, email=email)
     services.start_fulfilment(rights_request=rights_request, actor=approver)
     export_dir = Path(settings.EXPORT_DIR)
-    partial = export_dir / f".{rights_request.reference}-zip.export.partial"
+    partials = f".{rights_request.reference}-zip.export.*.partial"
 
     first = worker()
-    wait_for(lambda: partial.exists(), what="the export to start", every=0.005)
+    wait_for(lambda: any(export_dir.glob(partials)), what="the export to start", every=0.005)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
 
     assert state_of(rights_request) == S.FULFILLING
     assert not DataExport.objects.filter(request=rights_request).exists()
     assert not (export_dir / f"{rights_request.reference}-zip.export").exists()
+    assert any(export_dir.glob(partials))  # the killed worker's temporary file, removed by the rerun
     assert not smtp.messages
 
     call_command("dsr_resume_fulfilment", verbosity=0)

@@ -1,7 +1,8 @@
 """Daily: remove expired exports, leftover identity documents, and the personal data of old requests."""
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from artemis_portal.storage import STORAGE_ERRORS
 from dsr_requests import services
 
 
@@ -20,7 +21,13 @@ class Command(BaseCommand):
     def handle(self, *args, dry_run=False, verbosity=1, **options):
         prefix = "[dry run] " if dry_run else ""
         progress = (lambda message: self.stdout.write(prefix + message)) if verbosity >= 1 else None
-        result = services.purge(dry_run=dry_run, progress=progress)
+        try:
+            result = services.purge(dry_run=dry_run, progress=progress)
+        except STORAGE_ERRORS as exc:
+            # What was done before the storage failed stays done; the next run carries on.
+            raise CommandError(
+                f"Purge failed: the export storage did not answer ({type(exc).__name__})."
+            ) from None
         if verbosity >= 1:
             verb = "would remove" if dry_run else "removed"
             self.stdout.write(
