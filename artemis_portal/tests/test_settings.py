@@ -130,9 +130,13 @@ def test_backup_key_that_is_also_a_field_encryption_key_stops_start_up(backup_ke
         ("BACKUP_KEYS", "not-a-fernet-key-but-long-enough-to-pass-length"),
         ("BACKUP_STORAGE_OPTIONS", "[1]"),
         ("EXPORT_STORAGE_OPTIONS", "{not json"),
+        ("DSR_EXPORT_VALID_DAYS", "seven"),
+        ("DSR_FULFILMENT_MAX_FAILURES", "0"),
+        ("CONNECT_TENANT_LOCAL_SECONDS", "soon"),
+        ("SESSION_COOKIE_AGE", "-5"),
     ],
 )
-def test_malformed_storage_setting_stops_start_up_with_one_line_naming_it(variable, value):
+def test_a_malformed_setting_stops_start_up_with_one_line_naming_it(variable, value):
     result = manage("check", **{**PRODUCTION, variable: value})
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr

@@ -53,7 +53,8 @@ def database_queue(settings, tmp_path):
 
 @pytest.fixture
 def worker(smtp, settings, tmp_path):
-    """Start ``db_worker`` processes on the test database; every one started is stopped at the end."""
+    """Start ``db_worker`` processes on the test database (``start(VARIABLE="value")`` changes their
+    environment); every one started is stopped at the end."""
     started = []
     db = connection.settings_dict
     env = {
@@ -63,10 +64,11 @@ def worker(smtp, settings, tmp_path):
         "EXPORT_DIR": str(settings.EXPORT_DIR),
         "EMAIL_URL": f"smtp://127.0.0.1:{smtp.port}",
         "DSR_FULFILMENT_STALE_MINUTES": "0",
+        "DSR_FULFILMENT_RETRY_SECONDS": "0",
         "APP_BASE_URL": settings.APP_BASE_URL,
     }
 
-    def start():
+    def start(**overrides):
         log = open(tmp_path / f"worker{len(started)}.log", "w")  # noqa: SIM115 - closed below
         process = subprocess.Popen(
             [
@@ -79,7 +81,7 @@ def worker(smtp, settings, tmp_path):
                 "--no-reload",
             ],
             cwd=ROOT,
-            env=env,
+            env={**env, **overrides},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -209,3 +211,30 @@ def test_a_worker_killed_mid_export_leaves_the_request_fulfilling_and_the_next_o
     assert len(smtp.messages) == 1
     run = FulfilmentRun.objects.get(request=rights_request)
     assert run.attempts == 2
+
+
+def test_a_job_failing_three_times_under_the_real_worker_goes_back_to_staff_and_staff_can_restart_it(
+    database_queue, worker, smtp, tmp_path
+):
+    # A real fault, no mock: the export folder's parent is a file, so every attempt to write fails.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    approver = StaffUserFactory(roles=[roles.APPROVER])
+    rights_request, _token = approved_request(RequestType.COPY, approver=approver)
+    services.start_fulfilment(rights_request=rights_request, actor=approver)
+
+    worker(EXPORT_DIR=str(blocker / "exports"))
+    wait_for(lambda: state_of(rights_request) == S.APPROVED, what="the third failure to hand it back")
+
+    run = FulfilmentRun.objects.get(request=rights_request)
+    assert (run.status, run.attempts, run.failures) == ("failed", 3, 3)
+    assert run.last_error.startswith(("NotADirectoryError", "FileExistsError"))
+    event = RightsRequest.objects.get(pk=rights_request.pk).events.latest("id")
+    assert "failed 3 times" in event.note and not event.public
+    assert not smtp.messages and not DataExport.objects.exists()
+
+    blocker.unlink()  # the fault is fixed; staff press Start fulfilment again
+    services.start_fulfilment(rights_request=rights_request, actor=approver)
+    wait_for(lambda: state_of(rights_request) == S.COMPLETED, what="the restarted job")
+    wait_for(lambda: smtp.messages, what="the export email")
+    assert DataExport.objects.filter(request=rights_request).count() == 1
