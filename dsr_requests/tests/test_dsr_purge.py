@@ -2,7 +2,6 @@
 
 import io
 import os
-import socket
 from datetime import timedelta
 
 import pytest
@@ -97,26 +96,12 @@ def test_stray_and_stale_partial_export_files_are_deleted(expired_export):
     )
 
 
-def test_an_unreachable_export_storage_is_a_one_line_command_error(settings):
-    from botocore.config import Config
-
+def test_an_unreachable_export_storage_is_a_one_line_command_error(settings, unreachable_s3):
     settings.EXPORT_STORAGE = "storages.backends.s3.S3Storage"
-    settings.EXPORT_STORAGE_OPTIONS = {
-        "bucket_name": "artemis-exports",
-        "endpoint_url": f"http://127.0.0.1:{_closed_port()}",
-        "access_key": "test",
-        "secret_key": "test",
-        "client_config": Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=2),
-    }
+    settings.EXPORT_STORAGE_OPTIONS = unreachable_s3("artemis-exports")
     with pytest.raises(CommandError) as refused:
         purge()
     assert "\n" not in str(refused.value) and str(refused.value).startswith("Purge failed")
-
-
-def _closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_quiet_at_verbosity_zero(expired_export):

@@ -2,7 +2,6 @@
 
 import io
 import re
-import socket
 import zipfile
 from datetime import timedelta
 
@@ -160,28 +159,14 @@ def test_a_lost_export_file_is_a_clear_404_and_does_not_use_up_the_code(client, 
     assert download(client, token, code).status_code == 200
 
 
-def _closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_an_unreachable_export_storage_is_a_503_and_the_code_still_works(
-    client, ready_copy, committed, settings
+    client, ready_copy, committed, settings, unreachable_s3
 ):
     """A real S3 client against a loopback port where nothing listens: the storage cannot be reached."""
-    from botocore.config import Config
-
     _request, token = ready_copy
     code = ask_for_code(client, token, committed)
     settings.EXPORT_STORAGE = "storages.backends.s3.S3Storage"
-    settings.EXPORT_STORAGE_OPTIONS = {
-        "bucket_name": "artemis-exports",
-        "endpoint_url": f"http://127.0.0.1:{_closed_port()}",
-        "access_key": "test",
-        "secret_key": "test",
-        "client_config": Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=2),
-    }
+    settings.EXPORT_STORAGE_OPTIONS = unreachable_s3("artemis-exports")
     response = download(client, token, code)
     assert response.status_code == 503 and response["Retry-After"]
     assert "still works" in response.content.decode()

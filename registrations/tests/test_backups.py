@@ -3,7 +3,6 @@
 import datetime as dt
 import gc
 import io
-import socket
 import tracemalloc
 
 import pytest
@@ -533,28 +532,14 @@ def test_s3_storage_from_the_settings_is_built_without_touching_the_network(back
 
 
 @pytest.mark.parametrize("command", ["backup_registrations", "prune_backups", "verify_backups"])
-def test_an_unreachable_s3_bucket_is_a_one_line_command_error(backup_settings, command):
+def test_an_unreachable_s3_bucket_is_a_one_line_command_error(backup_settings, command, unreachable_s3):
     """A real S3 client against a loopback port where nothing listens: refused at once, no traceback."""
-    from botocore.config import Config
-
     backup_settings.BACKUP_STORAGE = "storages.backends.s3.S3Storage"
-    backup_settings.BACKUP_STORAGE_OPTIONS = {
-        "bucket_name": "artemis-backups",
-        "endpoint_url": f"http://127.0.0.1:{_closed_port()}",
-        "access_key": "test",
-        "secret_key": "test",
-        "client_config": Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=2),
-    }
+    backup_settings.BACKUP_STORAGE_OPTIONS = unreachable_s3("artemis-backups")
     with pytest.raises(CommandError) as refused:
         call_command(command, verbosity=0)
     assert "\n" not in str(refused.value)
     assert str(refused.value).split(":")[0] in {"Backup failed", "Prune failed", "Verify failed"}
-
-
-def _closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @given(
