@@ -91,6 +91,34 @@ class SmtpSink:
         return self.messages[:count]
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 where nothing listens right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def unreachable_s3():
+    """``*_STORAGE_OPTIONS`` for a real S3 client pointed at a loopback port where nothing listens.
+
+    Not a mock: botocore really connects and is refused at once (one attempt, short timeouts), which is
+    what a storage outage looks like to our code.
+    """
+    from botocore.config import Config
+
+    def options(bucket):
+        return {
+            "bucket_name": bucket,
+            "endpoint_url": f"http://127.0.0.1:{free_port()}",
+            "access_key": "test",
+            "secret_key": "test",
+            "client_config": Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=2),
+        }
+
+    return options
+
+
 @pytest.fixture
 def smtp_server(settings):
     """A real SMTP server on 127.0.0.1 (aiosmtpd), with Django's SMTP backend pointed at it.
@@ -100,9 +128,7 @@ def smtp_server(settings):
     """
     from aiosmtpd.controller import Controller
 
-    with socket.socket() as probe:  # a free port (aiosmtpd's start-up check cannot use port 0)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # aiosmtpd's start-up check cannot use port 0
     sink = SmtpSink(port)
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
@@ -112,22 +138,3 @@ def smtp_server(settings):
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
     yield sink
     controller.stop()
-
-
-@pytest.fixture
-def unreachable_s3_options():
-    """Options for a real ``storages.backends.s3.S3Storage`` whose endpoint is a loopback port where nothing
-    listens: every call is refused at once (one attempt, short timeouts), as an S3 outage would be.
-    """
-    from botocore.config import Config
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return {
-        "bucket_name": "artemis-test",
-        "endpoint_url": f"http://127.0.0.1:{port}",
-        "access_key": "test",
-        "secret_key": "test",
-        "client_config": Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=2),
-    }

@@ -41,9 +41,11 @@ def production_defaults_check(app_configs, **kwargs):
       server or a large export holds a gunicorn worker; production runs ``db_worker``.
     - A blind-index key derived from ``SECRET_KEY`` means rotating ``SECRET_KEY`` silently stops every
       earlier request being found by email (search, lost link, erasure of earlier requests).
-    - Exports in a local folder (``EXPORT_STORAGE`` empty) while a separate worker builds them: on Heroku,
-      or any two machines, the web process never sees the worker's files, so every download is a 404.
-      A single machine with one folder for both is fine, hence a warning and not an error.
+    - Exports in a local folder while a separate worker builds them: on Heroku the worker dyno's disk is
+      not the web dyno's, so no download would find its file.
+    - Backups in a local folder: on Heroku a dyno's disk is wiped when it restarts (daily), and a
+      scheduler's one-off dyno's when it ends, so the backups would not be there when needed.
+    A deployment with a volume shared by every process may ignore the last two.
     """
     if settings.DEBUG:
         return []
@@ -76,14 +78,24 @@ def production_defaults_check(app_configs, **kwargs):
                 id="artemis.W004",
             )
         )
-    if not settings.EXPORT_STORAGE and settings.TASKS["default"]["BACKEND"].endswith("DatabaseBackend"):
+    if not settings.EXPORT_STORAGE and not settings.TASKS["default"]["BACKEND"].endswith("ImmediateBackend"):
         found.append(
             Warning(
-                "EXPORT_STORAGE is empty, so exports go to the local folder EXPORT_DIR: a worker on another "
-                "machine or dyno writes files the web process cannot read.",
-                hint="Set EXPORT_STORAGE (e.g. storages.backends.s3.S3Storage) and EXPORT_STORAGE_OPTIONS, "
-                "unless web and worker share one disk.",
+                "EXPORT_STORAGE is not set: the worker writes exports to its local EXPORT_DIR, which the "
+                "web process on another machine cannot read.",
+                hint="Set EXPORT_STORAGE (e.g. storages.backends.s3.S3Storage with EXPORT_STORAGE_OPTIONS), "
+                "or make EXPORT_DIR a volume every process shares.",
                 id="artemis.W005",
+            )
+        )
+    if not settings.BACKUP_STORAGE:
+        found.append(
+            Warning(
+                "BACKUP_STORAGE is not set: backups go to the local BACKUP_DIR, which is lost with the "
+                "machine's disk.",
+                hint="Set BACKUP_STORAGE (e.g. storages.backends.s3.S3Storage with BACKUP_STORAGE_OPTIONS), "
+                "or make BACKUP_DIR a persistent volume.",
+                id="artemis.W006",
             )
         )
     return found

@@ -5,7 +5,6 @@ names the variable, not a traceback from deep inside a database driver or the Fe
 value that can be malformed goes through one of these functions, which raise ``ConfigError``.
 """
 
-import json
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
@@ -69,17 +68,3 @@ def check_base_url(name, url, *, debug):
     if parts.query or parts.fragment:
         raise ConfigError(f"{name} must not have a query string or fragment.")
     return url.rstrip("/")
-
-
-def parse_json_object(name, raw, *, example):
-    """Parse a setting that holds a JSON object (storage options); empty means ``{}``.
-
-    Read as text, so that an empty value (as in .env.example) means the default, like the other settings.
-    """
-    try:
-        value = json.loads(raw or "{}")
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name} must be a JSON object, e.g. {example}.")
-    return value

@@ -42,6 +42,23 @@ def _mask_unless_path(match):
     return MASK
 
 
+class ClientRefusalFilter(logging.Filter):
+    """Log Django's ``django.security.*`` refusals as one WARNING line, without a traceback.
+
+    A request with a foreign Host header or a bad CSRF token is the client's mistake (or a scanner's),
+    answered with a 400 or 403; Django logs some of them at ERROR with the exception attached, which
+    would page someone and bury the real errors under tracebacks that say nothing about our code.
+    """
+
+    def filter(self, record):
+        if record.name.startswith("django.security."):
+            record.exc_info = None
+            record.exc_text = None
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 class RedactingFilter(logging.Filter):
     """Rewrite each record's message (with its arguments) through ``redact``."""
 

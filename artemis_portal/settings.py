@@ -16,7 +16,6 @@ from artemis_portal.config import (
     ConfigError,
     check_base_url,
     check_database_url,
-    parse_json_object,
     parse_key_list,
     require,
 )
@@ -29,6 +28,20 @@ env = environ.Env()
 _env_file = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
 if _env_file and Path(_env_file).is_file():
     env.read_env(_env_file, overwrite=False)
+
+
+def env_number(name, default, *, minimum=0, kind=int):
+    """A numeric variable (``kind`` int or float); a malformed or too small one stops start-up with one
+    line naming it, instead of a traceback from deep inside the settings."""
+    raw = env.str(name, default="").strip()
+    try:
+        value = kind(raw) if raw else default
+    except ValueError:
+        value = None
+    if value is None or not value >= minimum:  # "not >=" also refuses nan
+        what = "a whole number" if kind is int else "a number"
+        sys.exit(f"Configuration error: {name} must be {what} of at least {minimum}.")
+    return value
 
 
 def _parse_url(name, parser, url):
@@ -169,12 +182,12 @@ TEMPLATES = [
 DATABASES = {"default": _cfg["database"]}
 # Persistent connections with health checks: a database restart costs one failed request per
 # connection, not a process restart.
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0 if DEBUG else 60))
+DATABASES["default"].setdefault("CONN_MAX_AGE", env_number("DB_CONN_MAX_AGE", 0 if DEBUG else 60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # A database host that does not answer fails the request in seconds (a 503), not at the router timeout.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
+        "connect_timeout", env_number("DB_CONNECT_TIMEOUT", 5, minimum=1)
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -183,7 +196,7 @@ CACHES = {"default": _cfg["cache"]}
 globals().update(_cfg["email"])  # EMAIL_BACKEND, EMAIL_HOST, ... from EMAIL_URL
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Artemis Privacy <privacy@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+EMAIL_TIMEOUT = env_number("EMAIL_TIMEOUT", 10, minimum=1)
 
 TASKS = {
     "default": {
@@ -221,13 +234,12 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
-MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
 
 # --- Security (production values whenever DEBUG is off) -----------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")  # Heroku's router terminates TLS
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # platform health probes speak plain http internally
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_SECONDS = env_number("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -237,7 +249,7 @@ SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 60 * 60)
+SESSION_COOKIE_AGE = env_number("SESSION_COOKIE_AGE", 8 * 60 * 60, minimum=1)
 X_FRAME_OPTIONS = "DENY"
 
 # --- Staff security (security/README.md) ---------------------------------------------------------
@@ -258,13 +270,9 @@ def _load_staff_security():
         ("LOGIN_FAILURE_LIMIT", 5),
         ("LOGIN_LOCKOUT_MINUTES", 15),
         ("ACCESS_EVENT_RETENTION_DAYS", 730),
+        ("STAFF_2FA_ENROL_DAYS", 7),
     ):
-        try:
-            values[name] = env.int(name, default=default)
-        except ValueError:
-            values[name] = 0
-        if values[name] < 1:
-            raise ConfigError(f"{name} must be a whole number of at least 1.")
+        values[name] = env_number(name, default, minimum=1)
     return required, values
 
 
@@ -272,6 +280,9 @@ try:
     STAFF_2FA_REQUIRED, _staff = _load_staff_security()
 except ConfigError as exc:
     sys.exit(f"Configuration error: {exc}")
+# A staff account without an authenticator may enrol one only this many days after it was created or
+# its two-factor was reset (manage.py reset_staff_2fa): a password found later cannot enrol another phone.
+STAFF_2FA_ENROL_DAYS = _staff["STAFF_2FA_ENROL_DAYS"]
 # The admin session ends after this long without a request, and after SESSION_COOKIE_AGE in any case.
 ADMIN_IDLE_TIMEOUT_MINUTES = _staff["ADMIN_IDLE_TIMEOUT_MINUTES"]
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
@@ -331,6 +342,7 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "artemis_portal.logging.RequestIdFilter"},
         "redact": {"()": "artemis_portal.logging.RedactingFilter"},
+        "client_refusal": {"()": "artemis_portal.logging.ClientRefusalFilter"},
     },
     "formatters": {
         "line": {"format": "%(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -339,7 +351,7 @@ LOGGING = {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
-            "filters": ["request_id", "redact"],
+            "filters": ["request_id", "client_refusal", "redact"],
             "formatter": "line",
         },
     },
@@ -362,12 +374,7 @@ def _dsr_calendar():
     """Read and check the deadline settings; a wrong value stops start-up with one line naming it."""
     import holidays
 
-    try:
-        working_days = env.int("DSR_WORKING_DAYS", default=30)
-    except ValueError:
-        working_days = 0
-    if working_days < 1:
-        raise ConfigError("DSR_WORKING_DAYS must be a whole number of at least 1.")
+    working_days = env_number("DSR_WORKING_DAYS", 30, minimum=1)
     country = env.str("DSR_HOLIDAY_COUNTRY", default="GB").upper()
     subdiv = env.str("DSR_HOLIDAY_SUBDIV", default="").upper() or None
     try:
@@ -393,12 +400,12 @@ import json as _json  # noqa: E402
 # Key of the email blind index and account-code hashes. Empty: derived from SECRET_KEY; set it in
 # production so SECRET_KEY can rotate without losing the index.
 DSR_BLIND_INDEX_KEY = env.str("DSR_BLIND_INDEX_KEY", default="")
-DSR_CONFIRMATION_MAX_AGE_HOURS = env.int("DSR_CONFIRMATION_MAX_AGE_HOURS", default=48)
-DSR_REMINDER_AFTER_DAYS = env.int("DSR_REMINDER_AFTER_DAYS", default=3)
-DSR_CLOSE_UNVERIFIED_AFTER_DAYS = env.int("DSR_CLOSE_UNVERIFIED_AFTER_DAYS", default=7)
-DSR_ACCOUNT_CODE_TTL_MINUTES = env.int("DSR_ACCOUNT_CODE_TTL_MINUTES", default=30)
-DSR_UPLOAD_MAX_BYTES = env.int("DSR_UPLOAD_MAX_BYTES", default=5 * 1024 * 1024)
-DSR_EMAIL_MAX_ATTEMPTS = env.int("DSR_EMAIL_MAX_ATTEMPTS", default=6)
+DSR_CONFIRMATION_MAX_AGE_HOURS = env_number("DSR_CONFIRMATION_MAX_AGE_HOURS", 48, minimum=1)
+DSR_REMINDER_AFTER_DAYS = env_number("DSR_REMINDER_AFTER_DAYS", 3, minimum=1)
+DSR_CLOSE_UNVERIFIED_AFTER_DAYS = env_number("DSR_CLOSE_UNVERIFIED_AFTER_DAYS", 7, minimum=1)
+DSR_ACCOUNT_CODE_TTL_MINUTES = env_number("DSR_ACCOUNT_CODE_TTL_MINUTES", 30, minimum=1)
+DSR_UPLOAD_MAX_BYTES = env_number("DSR_UPLOAD_MAX_BYTES", 5 * 1024 * 1024, minimum=1)
+DSR_EMAIL_MAX_ATTEMPTS = env_number("DSR_EMAIL_MAX_ATTEMPTS", 6, minimum=1)
 # Behind exactly one proxy (Heroku's router): the client IP is the last X-Forwarded-For hop.
 DSR_BEHIND_PROXY = env.bool("DSR_BEHIND_PROXY", default=False)
 # Rate limits as "<count>/<seconds>".
@@ -447,13 +454,29 @@ try:
     )
 except ConfigError as exc:
     sys.exit(f"Configuration error: {exc}")
-CONNECT_INSTALL_KEYS_TIMEOUT = env.float("CONNECT_INSTALL_KEYS_TIMEOUT", default=5.0)
-CONNECT_JWT_LEEWAY = env.int("CONNECT_JWT_LEEWAY", default=30)
-CONNECT_TENANT_CACHE_SECONDS = env.int("CONNECT_TENANT_CACHE_SECONDS", default=300)
-CONNECT_TENANT_LOCAL_SECONDS = env.float("CONNECT_TENANT_LOCAL_SECONDS", default=2.0)
-CONNECT_OUTBOUND_TIMEOUT = env.float("CONNECT_OUTBOUND_TIMEOUT", default=10.0)
+CONNECT_INSTALL_KEYS_TIMEOUT = env_number("CONNECT_INSTALL_KEYS_TIMEOUT", 5.0, minimum=0.1, kind=float)
+CONNECT_JWT_LEEWAY = env_number("CONNECT_JWT_LEEWAY", 30)
+CONNECT_TENANT_CACHE_SECONDS = env_number("CONNECT_TENANT_CACHE_SECONDS", 300, minimum=1)
+CONNECT_TENANT_LOCAL_SECONDS = env_number("CONNECT_TENANT_LOCAL_SECONDS", 2.0, kind=float)
+CONNECT_OUTBOUND_TIMEOUT = env_number("CONNECT_OUTBOUND_TIMEOUT", 10.0, minimum=0.1, kind=float)
 
 # --- Backups (registrations/backups.py) ---------------------------------------------------------
+
+
+def storage_options(name):
+    """A ``*_STORAGE_OPTIONS`` variable: a JSON object of keyword arguments for the storage class.
+
+    Read as text so that an empty value (as in .env.example) means the default, like the others.
+    """
+    import json
+
+    try:
+        options = json.loads(env.str(name, default="") or "{}")
+    except ValueError:
+        options = None
+    if not isinstance(options, dict):
+        raise ConfigError(f'{name} must be a JSON object, e.g. {{"bucket_name": "artemis"}}.')
+    return options
 
 
 def _load_backups():
@@ -475,16 +498,11 @@ def _load_backups():
     keys = parse_key_list("BACKUP_KEYS", require("BACKUP_KEYS", raw, debug=DEBUG), use_hkdf=False)
     if set(keys) & set(FERNET_KEYS):
         raise ConfigError("BACKUP_KEYS must not reuse a key from FERNET_KEYS; generate a separate one.")
-    options = parse_json_object(
-        "BACKUP_STORAGE_OPTIONS",
-        env.str("BACKUP_STORAGE_OPTIONS", default=""),
-        example='{"bucket_name": "backups"}',
-    )
     return {
         "keys": keys,
         "dir": Path(env.str("BACKUP_DIR", default="") or BASE_DIR / "var" / "backups"),
         "storage": env.str("BACKUP_STORAGE", default=""),
-        "storage_options": options,
+        "storage_options": storage_options("BACKUP_STORAGE_OPTIONS"),
     }
 
 
@@ -504,38 +522,28 @@ BACKUP_STORAGE_OPTIONS = _backups["storage_options"]
 # --- Personal data reporting (registrations/personal_data.py) ------------------------------------
 # Hours until the next report when Atlassian's answer carries no usable Cycle-Period (it recommends 7
 # days), and minutes before a failed or interrupted report is due again (or Retry-After, if later).
-try:
-    PERSONAL_DATA_DEFAULT_CYCLE_HOURS = env.int("PERSONAL_DATA_DEFAULT_CYCLE_HOURS", default=168)
-    PERSONAL_DATA_RETRY_MINUTES = env.int("PERSONAL_DATA_RETRY_MINUTES", default=60)
-    if PERSONAL_DATA_DEFAULT_CYCLE_HOURS < 1 or PERSONAL_DATA_RETRY_MINUTES < 1:
-        raise ValueError("must be at least 1")
-except ValueError as exc:
-    sys.exit(
-        "Configuration error: PERSONAL_DATA_DEFAULT_CYCLE_HOURS and PERSONAL_DATA_RETRY_MINUTES must be "
-        f"whole numbers of at least 1 ({exc})"
-    )
+PERSONAL_DATA_DEFAULT_CYCLE_HOURS = env_number("PERSONAL_DATA_DEFAULT_CYCLE_HOURS", 168, minimum=1)
+PERSONAL_DATA_RETRY_MINUTES = env_number("PERSONAL_DATA_RETRY_MINUTES", 60, minimum=1)
 
 # --- Rights requests: fulfilment -----------------------------------------------------------------
-# Encrypted export files (dsr_requests/exports.py), written by the worker and streamed by the web process.
-# EXPORT_STORAGE empty: the local folder EXPORT_DIR (one machine, or a volume both share). Otherwise a
-# STORAGES alias or a storage class's dotted path built with EXPORT_STORAGE_OPTIONS (a JSON object), e.g.
-# storages.backends.s3.S3Storage: on Heroku web and worker dynos share no disk.
+# Encrypted export files (dsr_requests/exports.py). The worker writes them and the web process serves
+# them, so on separate machines (Heroku's dynos) they need a shared storage: EXPORT_STORAGE names one
+# like BACKUP_STORAGE does (a STORAGES alias or a class path, with EXPORT_STORAGE_OPTIONS). Empty: the
+# local folder EXPORT_DIR.
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default="") or BASE_DIR / "var" / "exports")
 EXPORT_STORAGE = env.str("EXPORT_STORAGE", default="")
 try:
-    EXPORT_STORAGE_OPTIONS = parse_json_object(
-        "EXPORT_STORAGE_OPTIONS",
-        env.str("EXPORT_STORAGE_OPTIONS", default=""),
-        example='{"bucket_name": "exports"}',
-    )
+    EXPORT_STORAGE_OPTIONS = storage_options("EXPORT_STORAGE_OPTIONS")
 except ConfigError as exc:
     sys.exit(f"Configuration error: {exc}")
 # How long a copy or transfer stays downloadable.
-DSR_EXPORT_VALID_DAYS = env.int("DSR_EXPORT_VALID_DAYS", default=7)
-DSR_DOWNLOAD_CODE_TTL_MINUTES = env.int("DSR_DOWNLOAD_CODE_TTL_MINUTES", default=15)
+DSR_EXPORT_VALID_DAYS = env_number("DSR_EXPORT_VALID_DAYS", 7, minimum=1)
+DSR_DOWNLOAD_CODE_TTL_MINUTES = env_number("DSR_DOWNLOAD_CODE_TTL_MINUTES", 15, minimum=1)
 # A fulfilment job that fails this many times goes back to staff.
-DSR_FULFILMENT_MAX_FAILURES = env.int("DSR_FULFILMENT_MAX_FAILURES", default=3)
+DSR_FULFILMENT_MAX_FAILURES = env_number("DSR_FULFILMENT_MAX_FAILURES", 3, minimum=1)
 # A running fulfilment silent this long is taken as a dead worker; dsr_resume_fulfilment queues it again.
-DSR_FULFILMENT_STALE_MINUTES = env.int("DSR_FULFILMENT_STALE_MINUTES", default=15)
+DSR_FULFILMENT_STALE_MINUTES = env_number("DSR_FULFILMENT_STALE_MINUTES", 15)
+# Seconds before a failed fulfilment attempt is tried again by the worker.
+DSR_FULFILMENT_RETRY_SECONDS = env_number("DSR_FULFILMENT_RETRY_SECONDS", 60)
 # dsr_purge erases the personal data of requests closed longer than this (CCPA: 24 months of records).
-DSR_RETENTION_MONTHS = env.int("DSR_RETENTION_MONTHS", default=24)
+DSR_RETENTION_MONTHS = env_number("DSR_RETENTION_MONTHS", 24, minimum=1)

@@ -1,7 +1,7 @@
 """Scale bench of the staff side of rights requests: admin changelist and dashboard on a large table.
 
     createdb -h 127.0.0.1 -U postgres artemis_bench_staff
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/artemis_bench_staff DEBUG=1 \\
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/artemis_bench_staff \\
         python bench/dsr_staff.py [--requests 100000] [--events-per-request 10] [--runs 15]
 
 Fills the database (once; a second run reuses the rows) with synthetic requests spread over two years,
@@ -9,6 +9,10 @@ most of them closed, and their events, then renders through Django's test client
 changelist (default, overdue filter, email search), a change page and the dashboard, printing the number of
 queries and the median and 95th-percentile time of each. PostgreSQL only; bounded in size and runs, and
 it stops by itself. Results go to docs/benchmarks.md ("Rights requests: staff").
+
+It runs with DEBUG off, as in production (DEBUG keeps every query and renders templates in debug mode),
+with the keys of the checkout's ``.env`` (``python3 dev.py setup`` writes one), so that the rows filled by
+one run still decrypt in the next.
 """
 
 import argparse
@@ -23,12 +27,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "artemis_portal.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")  # no access line per measured request
+# Production-like: DEBUG off; no TLS in process, so neither the HTTPS redirect nor HSTS.
+for name, value in {
+    "DEBUG": "0",
+    "ALLOWED_HOSTS": "127.0.0.1",
+    "APP_BASE_URL": "https://127.0.0.1",
+    "SECURE_SSL_REDIRECT": "0",
+    "SECURE_HSTS_SECONDS": "0",
+}.items():
+    os.environ.setdefault(name, value)
 
 import django  # noqa: E402
 
 django.setup()
 
 from django.conf import settings  # noqa: E402
+
+# No collectstatic for an in-process bench: plain static URLs instead of the manifest's hashed names
+# (a dictionary lookup per {% static %} in production, the same cost).
+settings.STORAGES = {
+    **settings.STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402

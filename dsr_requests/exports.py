@@ -10,10 +10,6 @@ Key: a dedicated key derived from each ``FERNET_KEYS`` entry by HKDF-SHA256 with
 ``artemis.dsr.export.v1``, so an export key is never a field key, and rotating FERNET_KEYS rotates it
 (the first derived key encrypts, every one decrypts; exports live days, not years).
 
-Where: the storage ``export_storage()`` returns, ``EXPORT_STORAGE`` (e.g. S3, which web and worker dynos
-share) or else the local folder ``EXPORT_DIR``. The worker writes, the web process reads, and a file is
-published whole under its final name or not at all (see ``write_export``).
-
 File layout::
 
     header   b"ARTEMIS-DSR-EXPORT v1\\n"
@@ -27,20 +23,16 @@ import datetime as dt
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 import zipfile
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from django.core.files import File
-from django.core.files.storage import FileSystemStorage
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from artemis_portal.storage import STORAGE_ERRORS, configured_storage
+from artemis_portal import storage as shared_storage
 from registrations.backups import BackupError, fernet_for, read_frames, write_frame
 
 HEADER = b"ARTEMIS-DSR-EXPORT v1\n"
@@ -49,12 +41,11 @@ MANIFEST_FRAME = b"M"
 FRAME_BYTES = 256 * 1024
 FORMAT = "artemis-dsr-export"
 FORMAT_VERSION = 1
+# ``<reference>-<kind>.export``, and what ``artemis_portal.storage.publish`` writes before it is whole.
+EXPORT_FILE = re.compile(r"^[A-Za-z0-9-]+-(zip|json)\.export$")
+PARTIAL_FILE = re.compile(r"^\.[A-Za-z0-9-]+-(zip|json)\.export(\.[a-z0-9_]+)?\.partial$")
 # How often (in records) a long export reports progress, which moves the run's heartbeat.
 PROGRESS_EVERY = 1000
-# What an export file is called (``DSR-AB12CD-zip.export``), and what a local write in progress leaves if
-# its process dies (``.DSR-AB12CD-zip.export.partial``). Purge touches no other file in the storage.
-NAME_RE = re.compile(r"[A-Za-z0-9_-]+\.export")
-PARTIAL_RE = re.compile(r"\.([A-Za-z0-9_-]+\.export)\.partial")
 
 
 class ExportError(Exception):
@@ -70,21 +61,29 @@ def export_fernet():
     return fernet_for(keys)
 
 
-class ExportStorageUnavailable(Exception):
-    """The export storage cannot be reached now (a bucket or disk error); trying later may work."""
-
-
-# What opening an export for a download can raise besides a bug: the file is gone or damaged, or out of reach.
-UNAVAILABLE = (ExportError, ExportStorageUnavailable)
+class ExportMissing(ExportError):
+    """The export's file is not in the storage (deleted, or a storage that lost it)."""
 
 
 def export_storage():
-    """The storage export files live in: ``EXPORT_STORAGE`` if set, else a local folder at EXPORT_DIR.
+    """Where export files live: ``EXPORT_STORAGE`` if set, else the local folder EXPORT_DIR.
 
-    Built on each call, so a test's or an operator's setting applies at once; building one is cheap and
-    does not touch the network.
+    Built on each call (it is cheap) so that a changed setting, in tests or a shell, takes effect.
     """
-    return configured_storage("EXPORT_STORAGE", local_dir=settings.EXPORT_DIR)
+    return shared_storage.configured_storage(
+        setting="EXPORT_STORAGE",
+        configured=settings.EXPORT_STORAGE,
+        options=settings.EXPORT_STORAGE_OPTIONS,
+        local_dir=settings.EXPORT_DIR,
+    )
+
+
+def is_export_file(name):
+    """Whether a file name in the storage is ours: an export, or the temporary file of one being written.
+
+    ``dsr_purge`` deletes only such names, so a storage shared with other files loses nothing else.
+    """
+    return bool(EXPORT_FILE.match(name) or PARTIAL_FILE.match(name))
 
 
 class EncryptingWriter(io.RawIOBase):
@@ -210,115 +209,101 @@ def readme_text(*, rights_request, providers, counts, activities):
     )
 
 
-def write_export(name, *, kind, rights_request, subject, providers, activities, progress=None, storage=None):
-    """Build an export (encrypted) and publish it under ``name`` in the export storage, whole or not at all.
+def write_export(file_name, *, kind, rights_request, subject, providers, activities, progress=None):
+    """Build an export (encrypted) and publish it whole under ``file_name`` in the export storage.
 
-    Returns ``(plain size, sha256, records)``. The name is deterministic, so a rerun after a crash replaces
-    the earlier file rather than adding one. In a local folder the file is written as
-    ``.<name>.partial`` next to its final place and renamed when complete (atomic; a rerun overwrites the
-    same partial name, and dsr_purge removes one left for a day). Elsewhere (S3) it is built in an unnamed
-    temporary file on local disk, which vanishes with a killed process, and then uploaded in one save:
-    memory holds one frame either way, whatever the record count.
+    Returns ``(plain size, sha256, records)``. The file appears only once complete (see
+    ``artemis_portal.storage.publish``) and replaces an earlier one of the same name, so a job killed
+    halfway and run again leaves one file, never a half one, and no temporary file behind.
     """
-    storage = storage or export_storage()
-
-    def build(out):
-        return _write_encrypted(
-            out,
-            kind=kind,
-            rights_request=rights_request,
-            subject=subject,
-            providers=providers,
-            activities=activities,
-            progress=progress,
-        )
-
-    if isinstance(storage, FileSystemStorage):
-        return _publish_local(storage, name, build)
-    with tempfile.TemporaryFile() as spool:
-        result = build(spool)
-        spool.seek(0)
-        storage.delete(name)  # a storage that does not overwrite would otherwise pick another name
-        saved = storage.save(name, File(spool, name=name))
-    if saved != name:
-        storage.delete(saved)
-        raise ExportError(f"the export storage saved {saved!r} instead of {name!r}; try again")
-    return result
-
-
-def _publish_local(storage, name, build):
-    """Write to ``.<name>.partial`` in the storage's folder, fsync, rename over ``name``, fsync the folder."""
-    final = storage.path(name)
-    folder = os.path.dirname(final)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    partial = os.path.join(folder, f".{name}.partial")
-    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-        result = build(out)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, final)
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)
-    return result
-
-
-def _write_encrypted(out, *, kind, rights_request, subject, providers, activities, progress):
-    """Write the whole export, encrypted, to the binary file ``out``; return ``(size, sha256, records)``."""
     counter = {"records": 0}
-    writer = EncryptingWriter(out, export_fernet())
-    if kind == "json":
-        write_data_json(
-            writer,
-            rights_request=rights_request,
-            subject=subject,
-            providers=providers,
-            counter=counter,
-            progress=progress,
-        )
-    else:
-        counts = {provider.key: provider.find(subject) for provider in providers}
-        with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(
-                "README.txt",
-                readme_text(
-                    rights_request=rights_request,
-                    providers=providers,
-                    counts=counts,
-                    activities=activities,
-                ),
+
+    def write(out):
+        writer = EncryptingWriter(out, export_fernet())
+        if kind == "json":
+            write_data_json(
+                writer,
+                rights_request=rights_request,
+                subject=subject,
+                providers=providers,
+                counter=counter,
+                progress=progress,
             )
-            with archive.open("data.json", "w", force_zip64=True) as member:
-                write_data_json(
-                    member,
-                    rights_request=rights_request,
-                    subject=subject,
-                    providers=providers,
-                    counter=counter,
-                    progress=progress,
-                )
-            for provider in providers:
-                if provider.fields:
-                    with archive.open(f"{provider.key}.csv", "w", force_zip64=True) as member:
-                        write_provider_csv(member, provider=provider, subject=subject)
-    writer.close()
+        else:
+            _write_zip(
+                writer,
+                rights_request=rights_request,
+                subject=subject,
+                providers=providers,
+                activities=activities,
+                counter=counter,
+                progress=progress,
+            )
+        writer.close()
+        return writer
+
+    storage = export_storage()
+    # A worker killed while writing this export left its temporary file; the run resuming the job holds
+    # the job's claim, so nothing else is writing it now.
+    for name in shared_storage.list_files(storage):
+        if name.startswith(f".{file_name}.") and shared_storage.is_partial(name):
+            storage.delete(name)
+    _size, writer = shared_storage.publish(storage, file_name, write, replace=True)
     return writer.size, writer.sha256, counter["records"]
 
 
-def iter_plain(name, *, storage=None, chunk_bytes=64 * 1024):
-    """Yield the plain bytes of an export file, decrypting one frame at a time; checks the manifest.
+def _write_zip(writer, *, rights_request, subject, providers, activities, counter, progress):
+    counts = {provider.key: provider.find(subject) for provider in providers}
+    with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            "README.txt",
+            readme_text(
+                rights_request=rights_request, providers=providers, counts=counts, activities=activities
+            ),
+        )
+        with archive.open("data.json", "w", force_zip64=True) as member:
+            write_data_json(
+                member,
+                rights_request=rights_request,
+                subject=subject,
+                providers=providers,
+                counter=counter,
+                progress=progress,
+            )
+        for provider in providers:
+            if provider.fields:
+                with archive.open(f"{provider.key}.csv", "w", force_zip64=True) as member:
+                    write_provider_csv(member, provider=provider, subject=subject)
 
-    Raises ``ExportError`` on a missing or damaged file, and one of ``STORAGE_ERRORS`` when the storage
-    cannot be reached. A check that fails at the end (after bytes were sent) still raises, so the download
-    is cut short rather than completed with bad data.
+
+def open_export(file_name):
+    """Open an export file for reading, now: ``ExportMissing`` if it is not there, a
+    ``STORAGE_ERRORS`` exception if the storage cannot be reached.
+
+    Eager on purpose: a download opens the file before it uses up the requester's code or link, so a
+    file that cannot be read costs them nothing.
     """
-    storage = storage or export_storage()
+    storage = export_storage()
+    if not storage.exists(file_name):
+        raise ExportMissing("the export file is missing")
     try:
-        handle = storage.open(name, "rb")
+        return storage.open(file_name, "rb")
     except FileNotFoundError:
-        raise ExportError("the export file is missing") from None
+        raise ExportMissing("the export file is missing") from None
+
+
+def delete_export_file(file_name):
+    """Delete an export file from the storage; a file already gone is fine."""
+    export_storage().delete(file_name)
+
+
+def iter_plain(handle, *, chunk_bytes=64 * 1024):
+    """Yield the plain bytes of an open export file (``open_export``), one frame at a time; checks the
+    manifest, and closes the file at the end or when the consumer stops.
+
+    Raises ``ExportError`` on a damaged file. A check that fails at the end (after bytes were sent)
+    still raises, so the download is cut short rather than completed with bad data.
+    """
     try:
         digest, size = hashlib.sha256(), 0
         for kind, payload in read_frames(
@@ -340,45 +325,3 @@ def iter_plain(name, *, storage=None, chunk_bytes=64 * 1024):
         raise ExportError(str(exc)) from None
     finally:
         handle.close()
-
-
-def open_plain(name, *, storage=None):
-    """Open an export for streaming and decrypt its first frame now, before anything is promised.
-
-    A download code or transfer link must not be used up for a file that cannot be sent, so the caller
-    opens first: a missing or damaged file raises ``ExportError``, an unreachable storage raises
-    ``ExportStorageUnavailable``, and either leaves the code alone. Returns an iterator of plain bytes
-    (the first chunk included) whose ``close()`` closes the file, as a streaming response does.
-    """
-    chunks = iter_plain(name, storage=storage)
-    try:
-        first = next(chunks, None)
-    except STORAGE_ERRORS as exc:
-        raise ExportStorageUnavailable(type(exc).__name__) from None
-    return _OpenedExport(first, chunks)
-
-
-class _OpenedExport:
-    """An iterator over an export's plain bytes whose first chunk was read ahead; ``close()`` closes it."""
-
-    def __init__(self, first, chunks):
-        self._first = first
-        self._chunks = chunks
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self._first is not None:
-            first, self._first = self._first, None
-            return first
-        return next(self._chunks)
-
-    def close(self):
-        """Close the file now, even if iteration never started (a refused code, a dropped client)."""
-        self._chunks.close()
-
-
-def delete_export(name, *, storage=None):
-    """Delete an export file from the storage; a file already gone is not an error."""
-    (storage or export_storage()).delete(name)

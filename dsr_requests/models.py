@@ -541,10 +541,10 @@ class ExportKind(models.TextChoices):
 class DataExport(models.Model):
     """An encrypted export file of a request's data, downloadable for a limited time.
 
-    The file (``file_name`` in the export storage: EXPORT_STORAGE, else EXPORT_DIR) is written encrypted
-    frame by frame and never exists in plain text. A ZIP is downloaded from the status page after an
-    emailed one-time code; a transfer's JSON through a one-time link of its own (only its hash is stored)
-    sent to the requester or to the receiving organisation.
+    The file (``file_name`` in the export storage: EXPORT_STORAGE, or the folder EXPORT_DIR) is written
+    encrypted frame by frame and never exists in plain text. A ZIP is downloaded from the status page
+    after an emailed one-time code; a transfer's JSON through a one-time link of its own (only its hash
+    is stored) sent to the requester or to the receiving organisation.
     """
 
     Kind = ExportKind

@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
+from artemis_portal import storage as shared_storage
 from artemis_portal.logging import redact
 from dsr_requests import deadlines, emails, tokens
 from dsr_requests.models import (
@@ -1585,8 +1586,6 @@ def tombstone_request(*, request_id):
 def _tombstone(locked):
     """Blank every personal field of a locked request and what hangs off it; delete its export files.
 
-    An export storage that cannot be reached raises (one of ``STORAGE_ERRORS``) and the whole erasure
-    rolls back, to be tried again, rather than report data erased while its export file remains.
     The blind-index hash stays, so a later request from the same address can be told its data was
     erased; free text that staff or the requester wrote (notes, reasons, answers) is removed, since it
     may name the person.
@@ -1619,9 +1618,8 @@ def _tombstone(locked):
     locked.identity_checks.update(note="")
     FulfilmentRun.objects.filter(request=locked).update(last_error="")
     locked.emails.update(to="", body_text="", body_html="")
-    storage = exports.export_storage()
     for export in locked.exports.all():
-        exports.delete_export(export.file_name, storage=storage)
+        exports.delete_export_file(export.file_name)
         export.codes.all().delete()
     locked.exports.filter(purged_at=None).update(purged_at=timezone.now(), link_token_hash=None)
 
@@ -1685,41 +1683,6 @@ def send_download_code(*, rights_request, actor=REQUESTER, now=None):
         _event(locked, actor=actor, note=_("Download code emailed"), public=False)
 
 
-@dataclass(frozen=True)
-class OpenedDownload:
-    """A download granted: the export's row, and its plain bytes already opened for streaming.
-
-    ``content`` is an iterator of bytes with a ``close()``; the view hands it to a streaming response,
-    which closes it.
-    """
-
-    export: object
-    content: object
-
-
-def _open_export(export):
-    """Open an export's file for streaming, before its code or link is used up (exports.open_plain).
-
-    Raises ``exports.ExportError`` (missing or damaged: a 404 page) or ``exports.ExportStorageUnavailable``
-    (a 503 page); the log line names the export's id and the reason, never the person.
-    """
-    from dsr_requests import exports
-
-    try:
-        return exports.open_plain(export.file_name)
-    except exports.ExportError as exc:
-        logger.warning("export %s cannot be downloaded: %s", export.pk, exc)
-        raise
-    except exports.ExportStorageUnavailable as exc:
-        logger.warning("export storage unreachable (%s) for a download of export %s", exc, export.pk)
-        raise
-
-
-def _close_on_error(content):
-    if content is not None:
-        content.close()
-
-
 def _log_download(locked, export, channel, *, actor, now):
     from dsr_requests.models import ExportDownload
 
@@ -1732,43 +1695,61 @@ def _log_download(locked, export, channel, *, actor, now):
     )
 
 
+class ExportUnavailable(Exception):
+    """An export's file cannot be read now: its storage did not answer (``temporary``: try again in a
+    while) or the file is gone (staff must prepare it again). The code or link stays unused."""
+
+    def __init__(self, *, temporary):
+        super().__init__("export storage unreachable" if temporary else "export file missing")
+        self.temporary = temporary
+
+
+def _open_for_download(export):
+    """Open the export's file before a code or link is used up, so a file that cannot be read costs the
+    requester nothing (the caller's transaction rolls back)."""
+    from dsr_requests import exports
+
+    try:
+        return exports.open_export(export.file_name)
+    except exports.ExportMissing:
+        logger.error("export file missing for request id %s", export.request_id)
+        raise ExportUnavailable(temporary=False) from None
+    except shared_storage.STORAGE_ERRORS as exc:
+        logger.warning("export storage unreachable (%s)", type(exc).__name__)
+        raise ExportUnavailable(temporary=True) from None
+
+
 @sensitive_variables("code")
 def redeem_download_code(*, rights_request, code, actor=REQUESTER, now=None):
-    """Use up a download code of this request and log the download; returns an ``OpenedDownload``.
+    """Use up a download code of this request and log the download; returns ``(export, open file)``.
 
-    The file is opened (and its first frame decrypted) after the code is checked and before it is
-    marked used, in the same transaction: a file that is missing, damaged or out of reach raises (see
-    ``_open_export``) and the requester's code still works once it is back.
+    Raises ``ActionRefused`` for a code that does not work and ``ExportUnavailable`` when the file cannot
+    be read, both before anything is used up.
     """
     from dsr_requests.models import DownloadCode, ExportDownload
 
     now = now or timezone.now()
-    content = None
-    try:
-        with transaction.atomic():
-            locked = _lock(rights_request)
-            found = (
-                DownloadCode.objects.select_for_update()
-                .filter(code_hash=tokens.download_code_hash(code), export__request=locked)
-                .select_related("export")
-                .first()
-            )
-            if found is None:
-                raise ActionRefused(_("This code is not valid. Check it, or ask for a new one."))
-            if found.used_at is not None:
-                raise ActionRefused(_("This code has already been used. Ask for a new one."))
-            if found.expires_at <= now:
-                raise ActionRefused(_("This code has expired. Ask for a new one."))
-            if downloadable_export(rights_request=locked, now=now) is None:
-                raise ActionRefused(_("The download period of your copy has ended."))
-            content = _open_export(found.export)
-            found.used_at = now
-            found.save(update_fields=["used_at"])
-            _log_download(locked, found.export, ExportDownload.Channel.CODE, actor=actor, now=now)
-    except BaseException:
-        _close_on_error(content)
-        raise
-    return OpenedDownload(export=found.export, content=content)
+    with transaction.atomic():
+        locked = _lock(rights_request)
+        found = (
+            DownloadCode.objects.select_for_update()
+            .filter(code_hash=tokens.download_code_hash(code), export__request=locked)
+            .select_related("export")
+            .first()
+        )
+        if found is None:
+            raise ActionRefused(_("This code is not valid. Check it, or ask for a new one."))
+        if found.used_at is not None:
+            raise ActionRefused(_("This code has already been used. Ask for a new one."))
+        if found.expires_at <= now:
+            raise ActionRefused(_("This code has expired. Ask for a new one."))
+        if downloadable_export(rights_request=locked, now=now) is None:
+            raise ActionRefused(_("The download period of your copy has ended."))
+        handle = _open_for_download(found.export)
+        found.used_at = now
+        found.save(update_fields=["used_at"])
+        _log_download(locked, found.export, ExportDownload.Channel.CODE, actor=actor, now=now)
+        return found.export, handle
 
 
 def transfer_export_for_link(token, *, now=None):
@@ -1792,30 +1773,22 @@ def transfer_export_for_link(token, *, now=None):
 
 @sensitive_variables("token")
 def redeem_transfer_link(*, token, actor=REQUESTER, now=None):
-    """Use up a transfer link and log the download; returns an ``OpenedDownload``.
-
-    As with a download code, the file is opened before the link is marked used, in the same
-    transaction, so a file that cannot be sent leaves the link working.
-    """
+    """Use up a transfer link and log the download; returns ``(export, open file)``; refusals and an
+    unreadable file as in ``redeem_download_code``."""
     from dsr_requests.models import DataExport, ExportDownload
 
     now = now or timezone.now()
-    content = None
-    try:
-        with transaction.atomic():
-            export = transfer_export_for_link(token, now=now)
-            locked = _lock(export.request)
-            export = DataExport.objects.select_for_update().get(pk=export.pk)
-            if export.link_used_at is not None:
-                raise ActionRefused(_("This link has already been used; each transfer link works once."))
-            content = _open_export(export)
-            export.link_used_at = now
-            export.save(update_fields=["link_used_at"])
-            _log_download(locked, export, ExportDownload.Channel.LINK, actor=actor, now=now)
-    except BaseException:
-        _close_on_error(content)
-        raise
-    return OpenedDownload(export=export, content=content)
+    with transaction.atomic():
+        export = transfer_export_for_link(token, now=now)
+        locked = _lock(export.request)
+        export = DataExport.objects.select_for_update().get(pk=export.pk)
+        if export.link_used_at is not None:
+            raise ActionRefused(_("This link has already been used; each transfer link works once."))
+        handle = _open_for_download(export)
+        export.link_used_at = now
+        export.save(update_fields=["link_used_at"])
+        _log_download(locked, export, ExportDownload.Channel.LINK, actor=actor, now=now)
+        return export, handle
 
 
 # --- Fulfilment: corrections -------------------------------------------------------------------------
@@ -1886,12 +1859,11 @@ def purge(*, dry_run=False, now=None, progress=None):
     progress = progress or (lambda message: None)
     result = PurgeResult()
 
-    storage = exports.export_storage()
     expired = DataExport.objects.filter(purged_at=None, expires_at__lte=now)
     result.exports = expired.count()
     if not dry_run:
         for export in expired:
-            exports.delete_export(export.file_name, storage=storage)
+            exports.delete_export_file(export.file_name)
             export.codes.all().delete()
         expired.update(purged_at=now, link_token_hash=None)
     progress(f"expired exports: {result.exports}")
@@ -1903,10 +1875,19 @@ def purge(*, dry_run=False, now=None, progress=None):
     progress(f"identity documents of closed requests: {result.documents}")
 
     live = set(DataExport.objects.filter(purged_at=None).values_list("file_name", flat=True))
-    for name in _stray_export_files(storage, live=live, stale_before=now - timedelta(days=1)):
-        result.stray_files += 1
-        if not dry_run:
-            exports.delete_export(name, storage=storage)
+    storage = exports.export_storage()
+    for name in shared_storage.list_files(storage):
+        if not exports.is_export_file(name):
+            continue  # not ours: a storage shared with other files keeps them
+        if shared_storage.is_partial(name):
+            # Left by a killed worker; one younger than a day may still be being written.
+            stray = storage.get_modified_time(name) < now - timedelta(days=1)
+        else:
+            stray = name not in live
+        if stray:
+            result.stray_files += 1
+            if not dry_run:
+                storage.delete(name)
     progress(f"stray export files: {result.stray_files}")
 
     cutoff = _months_before(now, settings.DSR_RETENTION_MONTHS)
@@ -1921,29 +1902,6 @@ def purge(*, dry_run=False, now=None, progress=None):
             progress(f"requests erased so far: {number}")
     progress(f"requests closed before {cutoff:%Y-%m-%d} erased: {result.requests}")
     return result
-
-
-def _stray_export_files(storage, *, live, stale_before):
-    """Names of export files in ``storage`` that no live export owns, and partial files left by a crash.
-
-    Only names shaped like export files count (exports.NAME_RE, PARTIAL_RE), so a storage shared with
-    anything else loses nothing else. A partial file is stray once older than ``stale_before`` (a younger
-    one may still be growing); on a storage that cannot tell a file's age it is left alone.
-    """
-    from artemis_portal.storage import list_files
-    from dsr_requests import exports
-
-    for name in list_files(storage):
-        if exports.NAME_RE.fullmatch(name):
-            if name not in live:
-                yield name
-        elif exports.PARTIAL_RE.fullmatch(name):
-            try:
-                modified = storage.get_modified_time(name)
-            except NotImplementedError:
-                continue
-            if modified < stale_before:
-                yield name
 
 
 def _months_before(now, months):

@@ -1,5 +1,6 @@
 """Background entry points of the intake; each only calls a service."""
 
+from django.conf import settings
 from django_tasks import default_task_backend, task
 
 from dsr_requests import services
@@ -21,7 +22,8 @@ def send_requester_email(email_id):
 
 @task()
 def fulfil_request(request_id):
-    """Carry out an approved request; after a failure, retry later (or at once, inline).
+    """Carry out an approved request; after a failure, retry DSR_FULFILMENT_RETRY_SECONDS later (or at
+    once, inline).
 
     Returns only an outcome word: a task's result is stored by the queue and must hold no personal data.
     """
@@ -34,5 +36,6 @@ def fulfil_request(request_id):
         if outcome != services.RUN_RETRY:
             return outcome
         if fulfil_request.get_backend().supports_defer:
-            services.enqueue_fulfilment(request_id, run_after=timezone.now() + timedelta(minutes=1))
+            retry_at = timezone.now() + timedelta(seconds=settings.DSR_FULFILMENT_RETRY_SECONDS)
+            services.enqueue_fulfilment(request_id, run_after=retry_at)
             return outcome

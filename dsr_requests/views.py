@@ -19,8 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from artemis_portal.middleware import RETRY_AFTER_SECONDS
-from dsr_requests import exports, ratelimit, selectors, services, tokens
+from dsr_requests import ratelimit, selectors, services, tokens
 from dsr_requests.forms import (
     AccountCodeForm,
     AnswerForm,
@@ -342,33 +341,31 @@ def lost_link(request):
 # --- Fulfilment: downloads ------------------------------------------------------------------------------
 
 
-def _export_response(opened, *, filename, content_type):
-    """Stream an opened export (services.OpenedDownload), decrypting frame by frame; never whole in memory."""
-    response = StreamingHttpResponse(opened.content, content_type=content_type)
+def _export_response(request, export, handle, *, filename, content_type):
+    """Stream an export, decrypting frame by frame; never the whole file in memory."""
+    from dsr_requests import exports
+
+    response = StreamingHttpResponse(exports.iter_plain(handle), content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Content-Length"] = str(opened.export.size)
+    response["Content-Length"] = str(export.size)
     return response
 
 
-def _export_unavailable(request, error):
-    """The page for an export that cannot be sent now; the code or link that asked for it still works.
-
-    A missing or damaged file (lost storage) is a 404 that says so, rather than a download that breaks;
-    a storage out of reach is a 503 with ``Retry-After``, since trying again later should work.
-    """
-    if isinstance(error, exports.ExportStorageUnavailable):
-        reason = _(
-            "We cannot reach your file just now. Please try again in a few minutes; your code or link "
-            "has not been used up."
+def _export_unavailable(request, exc):
+    """The file could not be opened; the code or link was not used up, so the requester can retry."""
+    if not exc.temporary:
+        return error_page(
+            request,
+            _("This file is no longer available. Reply to our email and we will prepare it again."),
+            status=404,
         )
-        response = render(request, "503.html", {"reason": reason}, status=503)
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
-    return error_page(
+    response = error_page(
         request,
-        _("This file is no longer available. Reply to our email and we will prepare it again."),
-        status=404,
+        _("Your file cannot be reached just now. Your code or link still works: try again in a few minutes."),
+        status=503,
     )
+    response["Retry-After"] = "120"
+    return response
 
 
 @sensitive_page
@@ -399,16 +396,18 @@ def download(request, token):
     if ratelimit.hit("download-code", rights_request.reference, settings.DSR_RATE_CODE_PER_ACCOUNT):
         return rate_limited(request, settings.DSR_RATE_CODE_PER_ACCOUNT)
     try:
-        opened = services.redeem_download_code(
+        export, handle = services.redeem_download_code(
             rights_request=rights_request, code=form.cleaned_data["code"], actor=services.REQUESTER
         )
     except services.ActionRefused as exc:
         form.add_error("code", str(exc))
         return _render_status(request, rights_request, token, download_form=form, status=400)
-    except exports.UNAVAILABLE as exc:
+    except services.ExportUnavailable as exc:
         return _export_unavailable(request, exc)
     return _export_response(
-        opened,
+        request,
+        export,
+        handle,
         filename=f"{rights_request.reference}-personal-data.zip",
         content_type="application/zip",
     )
@@ -425,13 +424,15 @@ def transfer(request, token):
     if request.method != "POST":
         return render(request, "dsr_requests/transfer.html", {"export": export})
     try:
-        opened = services.redeem_transfer_link(token=token, actor=services.REQUESTER)
+        export, handle = services.redeem_transfer_link(token=token, actor=services.REQUESTER)
     except services.ActionRefused as exc:
         return error_page(request, str(exc), status=404)
-    except exports.UNAVAILABLE as exc:
+    except services.ExportUnavailable as exc:
         return _export_unavailable(request, exc)
     return _export_response(
-        opened,
-        filename=f"{opened.export.request.reference}-personal-data.json",
+        request,
+        export,
+        handle,
+        filename=f"{export.request.reference}-personal-data.json",
         content_type="application/json",
     )

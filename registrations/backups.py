@@ -39,19 +39,17 @@ import logging
 import os
 import re
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation, ValidationError
-from django.core.files import File
-from django.core.files.storage import FileSystemStorage, Storage
+from django.core.exceptions import SuspiciousFileOperation, ValidationError
+from django.core.files.storage import Storage
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from artemis_portal.storage import STORAGE_ERRORS, configured_storage, describe_storage, list_files
+from artemis_portal import storage as shared_storage
 from registrations import tenant_cache
 from registrations.models import Registration
 
@@ -355,17 +353,27 @@ def plan_retention(names, *, now):
 # --- Storage -------------------------------------------------------------------------------------------
 
 
+# Commands catch these next to BackupError, so an unreachable bucket is one line, not a traceback.
+STORAGE_ERRORS = shared_storage.STORAGE_ERRORS
+describe_storage = shared_storage.describe
+
+
 def backup_storage():
     """Return the storage backups live in: ``BACKUP_STORAGE`` if set, else a local folder at BACKUP_DIR."""
     try:
-        return configured_storage("BACKUP_STORAGE", local_dir=settings.BACKUP_DIR)
-    except ImproperlyConfigured as exc:
+        return shared_storage.configured_storage(
+            setting="BACKUP_STORAGE",
+            configured=settings.BACKUP_STORAGE,
+            options=settings.BACKUP_STORAGE_OPTIONS,
+            local_dir=settings.BACKUP_DIR,
+        )
+    except shared_storage.StorageConfigError as exc:
         raise BackupError(str(exc)) from None
 
 
 def list_backups(storage):
     """Return the names of the backups in ``storage``, oldest first (the names sort by time)."""
-    return sorted(name for name in list_files(storage) if parse_backup_name(name))
+    return sorted(name for name in shared_storage.list_files(storage) if parse_backup_name(name))
 
 
 # --- Operations ----------------------------------------------------------------------------------------
@@ -428,18 +436,15 @@ def create_backup(
     total = Registration.objects.count()
     batches = _row_batches(fields, batch_size, progress, total)
 
-    if isinstance(storage, FileSystemStorage):
-        size, manifest = _write_local(storage, name, batches, fernet=fernet, now=now, fields=fields)
-    else:
-        with tempfile.TemporaryFile() as spool:
-            manifest = write_archive(spool, batches, fernet=fernet, created_at=now, fields=fields)
-            size = spool.tell()
-            spool.seek(0)
-            saved = storage.save(name, File(spool, name=name))
-        # A storage renames rather than overwrites: someone wrote the same name meanwhile.
-        if saved != name:
-            storage.delete(saved)
-            raise BackupError(f"a backup named {name} appeared while writing; try again")
+    try:
+        size, manifest = shared_storage.publish(
+            storage,
+            name,
+            lambda out: write_archive(out, batches, fernet=fernet, created_at=now, fields=fields),
+            replace=False,
+        )
+    except FileExistsError:
+        raise BackupError(f"a backup named {name} appeared while writing; try again") from None
     logger.info("backup %s written by %s: %d registrations", name, actor, manifest["row_count"])
     return BackupResult(
         name=name,
@@ -448,28 +453,6 @@ def create_backup(
         size=size,
         sha256=manifest["sha256"],
     )
-
-
-def _write_local(storage, name, batches, *, fernet, now, fields):
-    folder = storage.location
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    handle, temp_path = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            manifest = write_archive(out, batches, fernet=fernet, created_at=now, fields=fields)
-            out.flush()
-            os.fsync(out.fileno())
-            size = out.tell()
-        os.replace(temp_path, storage.path(name))
-    except BaseException:
-        os.unlink(temp_path)
-        raise
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)
-    return size, manifest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -505,7 +488,7 @@ def verify_backups(*, storage: Storage | None = None) -> Iterator[VerifyResult]:
 def prune_backups(*, actor: str, dry_run: bool, storage: Storage | None = None, now=None) -> RetentionPlan:
     """Apply the retention rule to the storage's backups; with ``dry_run`` only say what would go."""
     storage = storage or backup_storage()
-    plan = plan_retention(list_files(storage), now=now or timezone.now())
+    plan = plan_retention(shared_storage.list_files(storage), now=now or timezone.now())
     if not dry_run:
         for name in plan.delete:
             storage.delete(name)

@@ -28,6 +28,8 @@ class AccessAction(models.TextChoices):
     OTP_VERIFIED = "otp_verified", _("Second factor verified (authenticator)")
     OTP_FAILED = "otp_failed", _("Second factor refused")
     OTP_ENROLLED = "otp_enrolled", _("Authenticator enrolled")
+    OTP_ENROL_REFUSED = "otp_enrol_refused", _("Enrolment refused (set-up period over)")
+    OTP_RESET = "otp_reset", _("Two-factor reset (a new enrolment may start)")
     BACKUP_CODE_USED = "backup_code_used", _("Backup code used")
     VIEW_PERSONAL_DATA = "view_personal_data", _("Viewed personal data")
     TRANSITION = "transition", _("Staff action on a request")

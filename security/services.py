@@ -19,7 +19,7 @@ from django_otp import devices_for_user, user_has_device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from security.models import AccessEvent
+from security.models import AccessAction, AccessEvent
 
 BACKUP_CODE_COUNT = 10
 TOTP_DEVICE_NAME = "authenticator"
@@ -132,11 +132,54 @@ def verify_second_factor(*, user, token):
     return Verification(device=None, backup_code=backup, wait_seconds=wait)
 
 
-def reset_second_factor(*, user):
-    """Remove every device of ``user`` (lost phone): their next login starts a fresh enrolment."""
+def reset_second_factor(*, user, actor):
+    """Remove every device of ``user`` (lost phone) and reopen enrolment for STAFF_2FA_ENROL_DAYS.
+
+    ``actor`` names who reset it (a command says so in words). The reset is written to the audit, which
+    is also what reopens the set-up period (``enrolment_deadline``): an append-only row, so nobody can
+    reopen it without leaving a trace.
+    """
+    from security import audit
+
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
         StaticDevice.objects.filter(user=user).delete()
+        audit.record(
+            None,
+            action=AccessAction.OTP_RESET,
+            obj=user,
+            user=actor if getattr(actor, "pk", None) else None,
+            username=str(actor)[:150],
+        )
+
+
+def enrolment_deadline(*, user):
+    """Until when ``user`` may enrol a first authenticator: STAFF_2FA_ENROL_DAYS after the account was
+    created or its two-factor last reset, whichever is later.
+
+    Without it, a staff account that never enrolled would stay open forever to whoever first logs in
+    with its password, and could bind their own phone to it.
+    """
+    from django.contrib.contenttypes.models import ContentType
+
+    last_reset = (
+        AccessEvent.objects.filter(
+            action=AccessAction.OTP_RESET,
+            content_type=ContentType.objects.get_for_model(user),
+            object_id=str(user.pk),
+        )
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    opened = max(filter(None, (user.date_joined, last_reset)))
+    return opened + timedelta(days=settings.STAFF_2FA_ENROL_DAYS)
+
+
+def may_enrol(*, user, now=None):
+    """Whether ``user`` may start an enrolment now: they have an authenticator (the view then asks for
+    it first, to replace it), or the set-up period is still open."""
+    return has_authenticator(user) or (now or timezone.now()) < enrolment_deadline(user=user)
 
 
 # --- retention and export of the audit ---------------------------------------------------------------

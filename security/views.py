@@ -136,6 +136,14 @@ def enrol(request):
         return HttpResponseRedirect(
             reverse("security:otp_verify") + "?" + urlencode({"next": _next_url(request)})
         )
+    if not services.may_enrol(user=user):
+        audit.record(request, action=AccessAction.OTP_ENROL_REFUSED, succeeded=False)
+        return TemplateResponse(
+            request,
+            "security/enrol_closed.html",
+            _context(request, days=settings.STAFF_2FA_ENROL_DAYS, title=_("Set-up period over")),
+            status=403,
+        )
     device = services.pending_authenticator(user=user)
     form = TokenForm(request.POST if request.method == "POST" else None)
     if form.is_valid():

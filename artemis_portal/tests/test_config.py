@@ -9,7 +9,6 @@ from artemis_portal.config import (
     ConfigError,
     check_base_url,
     check_database_url,
-    parse_json_object,
     parse_key_list,
     require,
 )
@@ -69,17 +68,3 @@ def test_base_url_loses_trailing_slash():
 def test_production_base_url_must_be_plain_https(url):
     with pytest.raises(ConfigError, match="APP_BASE_URL"):
         check_base_url("APP_BASE_URL", url, debug=False)
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"), [("", {}), ("{}", {}), ('{"location": "x"}', {"location": "x"})]
-)
-def test_a_json_object_setting_is_parsed_and_empty_means_no_options(raw, expected):
-    assert parse_json_object("EXPORT_STORAGE_OPTIONS", raw, example="{}") == expected
-
-
-@pytest.mark.parametrize("raw", ["[1]", "null", '"x"', "{", "1"])
-def test_anything_but_a_json_object_is_one_error_naming_the_setting(raw):
-    with pytest.raises(ConfigError, match="^EXPORT_STORAGE_OPTIONS must be a JSON object") as refused:
-        parse_json_object("EXPORT_STORAGE_OPTIONS", raw, example='{"bucket_name": "exports"}')
-    assert "\n" not in str(refused.value)

@@ -1,12 +1,13 @@
 """Log lines: one per request with its id, and no email addresses or secrets in any line."""
 
+import io
 import logging
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from artemis_portal.logging import EMAIL, RedactingFilter, redact
+from artemis_portal.logging import EMAIL, ClientRefusalFilter, RedactingFilter, redact
 
 
 @pytest.mark.parametrize(
@@ -76,3 +77,21 @@ def test_each_request_logs_one_line_with_its_id_and_without_the_query(client, ca
 def test_forged_request_id_is_replaced(client):
     response = client.get("/", HTTP_X_REQUEST_ID="bad id\nINFO forged line")
     assert "\n" not in response["X-Request-ID"] and len(response["X-Request-ID"]) == 32
+
+
+@pytest.mark.django_db
+def test_a_foreign_host_header_is_one_warning_line_without_a_traceback(client):
+    handler = next(
+        h for h in logging.getLogger().handlers if any(isinstance(f, ClientRefusalFilter) for f in h.filters)
+    )
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        response = client.get("/", HTTP_HOST="scanner.invalid")
+    finally:
+        handler.setStream(previous)
+    assert response.status_code == 400
+    output = buffer.getvalue()
+    refusals = [line for line in output.splitlines() if "django.security.DisallowedHost" in line]
+    assert len(refusals) == 1 and refusals[0].startswith("WARNING ")
+    assert "Traceback" not in output

@@ -23,7 +23,9 @@ PRODUCTION = {
     "TASKS_BACKEND": "database",
     "DSR_BLIND_INDEX_KEY": secrets.token_urlsafe(40),
     "EXPORT_STORAGE": "storages.backends.s3.S3Storage",
-    "EXPORT_STORAGE_OPTIONS": '{"bucket_name": "artemis-exports", "location": "exports"}',
+    "EXPORT_STORAGE_OPTIONS": '{"bucket_name": "artemis-exports"}',
+    "BACKUP_STORAGE": "storages.backends.s3.S3Storage",
+    "BACKUP_STORAGE_OPTIONS": '{"bucket_name": "artemis-backups"}',
 }
 
 
@@ -76,6 +78,7 @@ def test_check_deploy_is_clean_with_production_settings():
         ("TASKS_BACKEND", "immediate", "artemis.W003"),
         ("DSR_BLIND_INDEX_KEY", "", "artemis.W004"),
         ("EXPORT_STORAGE", "", "artemis.W005"),
+        ("BACKUP_STORAGE", "", "artemis.W006"),
     ],
 )
 def test_check_deploy_warns_about_each_development_default_left_in_production(variable, value, warning):
@@ -126,11 +129,14 @@ def test_backup_key_that_is_also_a_field_encryption_key_stops_start_up(backup_ke
     [
         ("BACKUP_KEYS", "not-a-fernet-key-but-long-enough-to-pass-length"),
         ("BACKUP_STORAGE_OPTIONS", "[1]"),
-        ("EXPORT_STORAGE_OPTIONS", '{"bucket_name": '),
-        ("EXPORT_STORAGE_OPTIONS", '"exports"'),
+        ("EXPORT_STORAGE_OPTIONS", "{not json"),
+        ("DSR_EXPORT_VALID_DAYS", "seven"),
+        ("DSR_FULFILMENT_MAX_FAILURES", "0"),
+        ("CONNECT_TENANT_LOCAL_SECONDS", "soon"),
+        ("SESSION_COOKIE_AGE", "-5"),
     ],
 )
-def test_malformed_storage_or_backup_setting_stops_start_up_with_one_line_naming_it(variable, value):
+def test_a_malformed_setting_stops_start_up_with_one_line_naming_it(variable, value):
     result = manage("check", **{**PRODUCTION, variable: value})
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr

@@ -1,8 +1,10 @@
 """Fixtures shared by the rights-request tests."""
 
 import re
+from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 
 
@@ -35,6 +37,11 @@ def _postgres_only(request):
 
         if connection.vendor != "postgresql":
             pytest.skip("needs PostgreSQL: SQLite has no row locks (select_for_update is a no-op)")
+
+
+def export_folder():
+    """The local folder export files go to in tests (``EXPORT_STORAGE`` unset)."""
+    return Path(django_settings.EXPORT_DIR)
 
 
 @pytest.fixture(autouse=True)

@@ -3,15 +3,14 @@
 import io
 import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dsr_requests import roles, services
 from dsr_requests.models import DataExport, IdentityDocument, RequestState, RequestType, RightsRequest
+from dsr_requests.tests.conftest import export_folder
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory, approved_request
 
 S = RequestState
@@ -36,7 +35,7 @@ def expired_export(committed):
 
 
 def test_expired_exports_are_deleted_and_marked_purged(expired_export):
-    path = Path(settings.EXPORT_DIR) / expired_export.file_name
+    path = export_folder() / expired_export.file_name
     assert path.exists()
     output = purge()
     assert "expired exports: 1" in output
@@ -49,7 +48,7 @@ def test_a_dry_run_changes_nothing_and_says_what_it_would_do(expired_export):
     old = RightsRequestFactory(state=S.COMPLETED, closed_at=timezone.now() - timedelta(days=800))
     output = purge("--dry-run")
     assert "[dry run]" in output and "would remove: 1 export(s)" in output and "1 request(s)" in output
-    assert (Path(settings.EXPORT_DIR) / expired_export.file_name).exists()
+    assert (export_folder() / expired_export.file_name).exists()
     assert RightsRequest.objects.get(pk=old.pk).email
 
 
@@ -78,18 +77,31 @@ def test_identity_documents_left_on_closed_requests_are_deleted():
 
 
 def test_stray_and_stale_partial_export_files_are_deleted(expired_export):
-    folder = Path(settings.EXPORT_DIR)
+    folder = export_folder()
     DataExport.objects.filter(pk=expired_export.pk).update(expires_at=timezone.now() + timedelta(days=1))
     stray = folder / "DSR-GONE00-zip.export"
     stray.write_bytes(b"x")
-    stale = folder / ".DSR-GONE00-zip.export.partial"
+    stale = folder / ".DSR-GONE00-zip.export.k2x9ab_1.partial"
     stale.write_bytes(b"x")
     two_days_ago = (timezone.now() - timedelta(days=2)).timestamp()
     os.utime(stale, (two_days_ago, two_days_ago))
-    fresh = folder / ".DSR-BUSY00-zip.export.partial"
+    fresh = folder / ".DSR-BUSY00-zip.export.q7rt0w_2.partial"
     fresh.write_bytes(b"x")
+    foreign = folder / "notes-from-ops.txt"  # not ours: a shared storage keeps it
+    foreign.write_bytes(b"x")
+    os.utime(foreign, (two_days_ago, two_days_ago))
     assert "stray export files: 2" in purge()
-    assert sorted(p.name for p in folder.iterdir()) == sorted([fresh.name, expired_export.file_name])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [fresh.name, foreign.name, expired_export.file_name]
+    )
+
+
+def test_an_unreachable_export_storage_is_a_one_line_command_error(settings, unreachable_s3):
+    settings.EXPORT_STORAGE = "storages.backends.s3.S3Storage"
+    settings.EXPORT_STORAGE_OPTIONS = unreachable_s3("artemis-exports")
+    with pytest.raises(CommandError) as refused:
+        purge()
+    assert "\n" not in str(refused.value) and str(refused.value).startswith("Purge failed")
 
 
 def test_quiet_at_verbosity_zero(expired_export):

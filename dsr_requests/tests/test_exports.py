@@ -4,7 +4,6 @@ import io
 import zipfile
 
 import pytest
-from django.core.files.storage import FileSystemStorage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,8 +19,10 @@ def encrypt(data):
 
 
 def decrypt(tmp_path, stored):
-    (tmp_path / "x.export").write_bytes(stored)
-    return b"".join(exports.iter_plain("x.export", storage=FileSystemStorage(location=tmp_path)))
+    path = tmp_path / "x.export"
+    path.write_bytes(stored)
+    with open(path, "rb") as handle:
+        return b"".join(exports.iter_plain(handle))
 
 
 @settings(max_examples=25)
@@ -61,9 +62,26 @@ def test_a_damaged_file_is_refused(tmp_path, damage):
         decrypt(tmp_path, damage(stored))
 
 
-def test_a_missing_file_is_refused(tmp_path):
-    with pytest.raises(exports.ExportError):
-        b"".join(exports.iter_plain("nope.export", storage=FileSystemStorage(location=tmp_path)))
+def test_a_missing_file_is_refused_before_any_byte_is_read(settings, tmp_path):
+    settings.EXPORT_DIR = tmp_path
+    with pytest.raises(exports.ExportMissing):
+        exports.open_export("DSR-NOPE00-zip.export")
+
+
+@pytest.mark.parametrize(
+    ("name", "ours"),
+    [
+        ("DSR-7K3M9Q-zip.export", True),
+        ("DSR-7K3M9Q-json.export", True),
+        (".DSR-7K3M9Q-zip.export.k2_x9abc.partial", True),
+        (".DSR-7K3M9Q-zip.export.partial", True),  # the name before exports were published by storage
+        ("backup-20261128T120000Z.artbak", False),
+        ("notes.txt", False),
+        (".DSR-7K3M9Q-zip.export.partial.bak", False),
+    ],
+)
+def test_only_export_file_names_count_as_ours(name, ours):
+    assert exports.is_export_file(name) is ours
 
 
 def test_the_export_key_is_not_a_field_key(settings):
@@ -106,8 +124,7 @@ def _export(tmp_path, rights_request, subject):
     from dsr_requests import providers
 
     return exports.write_export(
-        f"{rights_request.reference}.export",
-        storage=FileSystemStorage(location=tmp_path),
+        f"{rights_request.reference}-zip.export",
         kind="zip",
         rights_request=rights_request,
         subject=subject,

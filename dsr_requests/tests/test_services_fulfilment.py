@@ -15,7 +15,6 @@ import jsonschema
 import pytest
 import time_machine
 from django.apps import apps as django_apps
-from django.conf import settings
 from django.core import mail
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
@@ -34,6 +33,7 @@ from dsr_requests.models import (
     RunStatus,
     TransferTo,
 )
+from dsr_requests.tests.conftest import export_folder
 from dsr_requests.tests.factories import (
     ProcessingActivityFactory,
     RightsRequestFactory,
@@ -65,7 +65,7 @@ def fulfil(rights_request, actor, committed):
 
 
 def plain_export(export):
-    return b"".join(exports.iter_plain(export.file_name))
+    return b"".join(exports.iter_plain(exports.open_export(export.file_name)))
 
 
 def emails_of(event):
@@ -86,7 +86,7 @@ def test_copy_builds_an_encrypted_zip_with_readme_json_and_a_csv_per_provider(
 
     assert done.state == S.COMPLETED
     export = DataExport.objects.get(request=done)
-    stored = (Path(settings.EXPORT_DIR) / export.file_name).read_bytes()
+    stored = (export_folder() / export.file_name).read_bytes()
     assert stored.startswith(exports.HEADER)
     assert not zipfile.is_zipfile(io.BytesIO(stored))
     assert b"ada@example.org" not in stored and b"README" not in stored
@@ -199,6 +199,22 @@ def test_an_expired_transfer_link_is_refused(approver, committed, client):
         response = client.post(path)
     assert response.status_code == 404
     assert "expired" in response.content.decode()
+
+
+def test_a_transfer_link_whose_file_is_lost_is_a_404_and_stays_unused(approver, committed, client):
+    rights_request, _token = approved_request(
+        RequestType.TRANSFER, approver=approver, transfer_to="requester"
+    )
+    done = fulfil(rights_request, approver, committed)
+    (message,) = [m for m in mail.outbox if "transferred" in m.subject]
+    path = re.search(r"(/requests/transfer/[0-9a-f]+/)", message.body).group(1)
+    export = DataExport.objects.get(request=done, kind="json")
+    (export_folder() / export.file_name).unlink()
+
+    response = client.post(path)
+    assert response.status_code == 404 and "no longer available" in response.content.decode()
+    export.refresh_from_db()
+    assert export.link_used_at is None and export.downloads.count() == 0
 
 
 # --- processing and change ---------------------------------------------------------------------------
@@ -487,7 +503,7 @@ def test_a_run_interrupted_after_the_export_finishes_without_a_second_file(appro
     with committed():
         assert services.run_fulfilment(request_id=rights_request.pk) == services.RUN_DONE
     assert DataExport.objects.filter(request=rights_request).get().pk == export.pk
-    assert sorted(p.name for p in Path(settings.EXPORT_DIR).iterdir()) == [export.file_name]
+    assert sorted(p.name for p in export_folder().iterdir()) == [export.file_name]
     assert len(mail.outbox) == 1
 
 

@@ -16,6 +16,7 @@ from hypothesis.extra.django import TestCase
 
 from dsr_requests import roles, services
 from dsr_requests.models import DataExport, ExportDownload, RequestType
+from dsr_requests.tests.conftest import export_folder
 from dsr_requests.tests.factories import StaffUserFactory, approved_request
 
 pytestmark = pytest.mark.django_db
@@ -142,13 +143,56 @@ class TestNeverA500(TestCase):
         assert response.status_code in (404, 429)
 
 
-def test_a_lost_export_file_is_a_clear_404_not_a_broken_download(client, ready_copy, committed):
-    from dsr_requests import exports
-
+def test_a_lost_export_file_is_a_clear_404_and_does_not_use_up_the_code(client, ready_copy, committed):
     rights_request, token = ready_copy
     code = ask_for_code(client, token, committed)
     export = DataExport.objects.get(request=rights_request)
-    exports.delete_export(export.file_name)
+    stored = (export_folder() / export.file_name).read_bytes()
+    (export_folder() / export.file_name).unlink()
+
     response = download(client, token, code)
     assert response.status_code == 404
     assert "no longer available" in response.content.decode()
+    assert not ExportDownload.objects.exists()
+
+    (export_folder() / export.file_name).write_bytes(stored)  # staff prepared it again
+    assert download(client, token, code).status_code == 200
+
+
+def test_an_unreachable_export_storage_is_a_503_and_the_code_still_works(
+    client, ready_copy, committed, settings, unreachable_s3
+):
+    """A real S3 client against a loopback port where nothing listens: the storage cannot be reached."""
+    _request, token = ready_copy
+    code = ask_for_code(client, token, committed)
+    settings.EXPORT_STORAGE = "storages.backends.s3.S3Storage"
+    settings.EXPORT_STORAGE_OPTIONS = unreachable_s3("artemis-exports")
+    response = download(client, token, code)
+    assert response.status_code == 503 and response["Retry-After"]
+    assert "still works" in response.content.decode()
+    assert not ExportDownload.objects.exists()
+
+    settings.EXPORT_STORAGE = ""  # the storage is back
+    response = download(client, token, code)
+    assert response.status_code == 200
+    assert zipfile.is_zipfile(io.BytesIO(b"".join(response.streaming_content)))
+
+
+def test_exports_are_written_to_and_served_from_the_configured_storage(client, committed, settings, tmp_path):
+    shared = tmp_path / "shared-bucket"
+    settings.EXPORT_STORAGE = "django.core.files.storage.FileSystemStorage"
+    settings.EXPORT_STORAGE_OPTIONS = {"location": str(shared)}
+    approver = StaffUserFactory(roles=[roles.APPROVER])
+    rights_request, token = approved_request(
+        RequestType.COPY, approver=approver, email="elsewhere@example.org"
+    )
+    with committed():
+        services.start_fulfilment(rights_request=rights_request, actor=approver)
+    mail.outbox.clear()
+    export = DataExport.objects.get(request=rights_request)
+
+    assert [p.name for p in shared.iterdir()] == [export.file_name]
+    assert not export_folder().exists()  # nothing in the local folder
+    response = download(client, token, ask_for_code(client, token, committed))
+    assert response.status_code == 200
+    assert zipfile.is_zipfile(io.BytesIO(b"".join(response.streaming_content)))

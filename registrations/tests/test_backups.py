@@ -532,12 +532,10 @@ def test_s3_storage_from_the_settings_is_built_without_touching_the_network(back
 
 
 @pytest.mark.parametrize("command", ["backup_registrations", "prune_backups", "verify_backups"])
-def test_an_unreachable_s3_bucket_is_a_one_line_command_error(
-    backup_settings, command, unreachable_s3_options
-):
+def test_an_unreachable_s3_bucket_is_a_one_line_command_error(backup_settings, command, unreachable_s3):
     """A real S3 client against a loopback port where nothing listens: refused at once, no traceback."""
     backup_settings.BACKUP_STORAGE = "storages.backends.s3.S3Storage"
-    backup_settings.BACKUP_STORAGE_OPTIONS = unreachable_s3_options
+    backup_settings.BACKUP_STORAGE_OPTIONS = unreachable_s3("artemis-backups")
     with pytest.raises(CommandError) as refused:
         call_command(command, verbosity=0)
     assert "\n" not in str(refused.value)

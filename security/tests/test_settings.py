@@ -1,10 +1,13 @@
 """The two-factor setting: on in production, relaxable only in DEBUG; the local-admin hints."""
 
 import io
+from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from artemis_portal.tests.test_settings import PRODUCTION, manage
 from security.models import AccessAction, AccessEvent
@@ -74,3 +77,14 @@ def test_reset_staff_2fa_removes_the_devices_so_the_next_login_enrols(staff, bro
     password_login(browser, staff.username)
     assert browser.get(CHANGELIST)["Location"].startswith(reverse("security:otp_enrol"))
     assert AccessEvent.objects.filter(action=AccessAction.LOGIN, user=staff).exists()
+
+
+@pytest.mark.django_db
+def test_ensure_local_admin_says_how_to_reopen_an_expired_set_up_period(settings):
+    call_command("ensure_local_admin", stdout=io.StringIO())
+    admin = get_user_model().objects.get(username="admin")
+    admin.date_joined = timezone.now() - timedelta(days=settings.STAFF_2FA_ENROL_DAYS + 1)
+    admin.save()
+    out = io.StringIO()
+    call_command("ensure_local_admin", stdout=out)
+    assert "manage.py reset_staff_2fa admin" in out.getvalue()

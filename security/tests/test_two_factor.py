@@ -1,15 +1,18 @@
 """Staff two-factor: password, then a code; enrolment with a QR code and backup codes; lockout."""
 
+import io
 import re
 from datetime import timedelta
 
 import pytest
 import time_machine
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from security import services
 from security.models import AccessAction, AccessEvent
 from security.testing import authenticator_for, current_code
 from security.tests.conftest import password_login
@@ -109,6 +112,44 @@ def test_a_password_alone_cannot_replace_an_enrolled_authenticator(browser, staf
     response = browser.get(ENROL)
     assert response.status_code == 302 and response["Location"].startswith(VERIFY)
     assert not TOTPDevice.objects.filter(user=staff, confirmed=False).exists()
+
+
+def test_an_account_that_never_enrolled_cannot_enrol_once_its_set_up_period_is_over(browser, staff, settings):
+    staff.date_joined = timezone.now() - timedelta(days=settings.STAFF_2FA_ENROL_DAYS, minutes=1)
+    staff.save()
+    password_login(browser, staff.username)
+    assert browser.get("/admin/")["Location"].startswith(ENROL)
+    page = browser.get(ENROL)
+    assert page.status_code == 403
+    assert 'class="security-secret"' not in page.content.decode()
+    assert 'name="otp_token"' not in page.content.decode()
+    assert browser.post(ENROL, {"otp_token": "123456"}).status_code == 403
+    assert not TOTPDevice.objects.filter(user=staff).exists()  # no secret was ever made
+    assert browser.get(CHANGELIST).status_code == 302
+    assert actions(user=staff)[-1] == AccessAction.OTP_ENROL_REFUSED
+
+
+def test_a_reset_reopens_the_set_up_period_and_is_recorded(browser, staff, settings):
+    staff.date_joined = timezone.now() - timedelta(days=90)
+    staff.save()
+    call_command("reset_staff_2fa", staff.username, stdout=io.StringIO())
+    reset = AccessEvent.objects.get(action=AccessAction.OTP_RESET)
+    assert (reset.object_id, reset.username) == (str(staff.pk), "manage.py reset_staff_2fa")
+
+    password_login(browser, staff.username)
+    page = browser.get(ENROL)
+    assert page.status_code == 200 and 'class="security-secret"' in page.content.decode()
+    later = timezone.now() + timedelta(days=settings.STAFF_2FA_ENROL_DAYS, minutes=1)
+    assert not services.may_enrol(user=staff, now=later)  # reopened for the period only
+
+
+def test_an_enrolled_account_can_replace_its_authenticator_after_the_period_once_verified(browser, staff):
+    staff.date_joined = timezone.now() - timedelta(days=90)
+    staff.save()
+    device = authenticator_for(staff)
+    password_login(browser, staff.username)
+    browser.post(VERIFY, {"otp_token": current_code(device)})
+    assert browser.get(ENROL).status_code == 200
 
 
 def test_anonymous_visitors_of_the_second_factor_pages_go_to_the_login(browser):

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from security import services as security_services
+
 TWO_FACTOR_HINT = (
     "Staff need two factors: after the password, the admin asks for a code from an authenticator app "
     "(first time: it shows a QR code to scan at /admin/2fa/enrol/, then ten backup codes once). "
@@ -23,12 +25,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, username, **options):
         User = get_user_model()
-        if User.objects.filter(is_superuser=True).exists():
+        existing = User.objects.filter(is_superuser=True).order_by("pk").first()
+        if existing is not None:
+            name = existing.get_username()
             self.stdout.write(
-                "A superuser exists. Forgot the password? Run: .venv/bin/python manage.py changepassword "
-                f"{User.objects.filter(is_superuser=True).values_list('username', flat=True).first()}"
+                "A superuser exists. Forgot the password? Run: "
+                f".venv/bin/python manage.py changepassword {name}"
             )
             self._two_factor_hint()
+            if not security_services.may_enrol(user=existing):
+                self.stdout.write(
+                    f"{name!r} has no authenticator and its set-up period is over; reopen it with: "
+                    f".venv/bin/python manage.py reset_staff_2fa {name}"
+                )
             return
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)

@@ -1,6 +1,5 @@
 """Daily: remove expired exports, leftover identity documents, and the personal data of old requests."""
 
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from artemis_portal.storage import STORAGE_ERRORS
@@ -24,11 +23,11 @@ class Command(BaseCommand):
         progress = (lambda message: self.stdout.write(prefix + message)) if verbosity >= 1 else None
         try:
             result = services.purge(dry_run=dry_run, progress=progress)
-        except (ImproperlyConfigured, *STORAGE_ERRORS) as exc:
-            # An unreachable export storage: one line for cron's mail or the log drain, not a traceback.
-            # What was removed before it stays removed; the next run carries on from there.
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise CommandError(f"Purge failed: {reason}") from None
+        except STORAGE_ERRORS as exc:
+            # What was done before the storage failed stays done; the next run carries on.
+            raise CommandError(
+                f"Purge failed: the export storage did not answer ({type(exc).__name__})."
+            ) from None
         if verbosity >= 1:
             verb = "would remove" if dry_run else "removed"
             self.stdout.write(
