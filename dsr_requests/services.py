@@ -1880,8 +1880,12 @@ def purge(*, dry_run=False, now=None, progress=None):
         if not exports.is_export_file(name):
             continue  # not ours: a storage shared with other files keeps them
         if shared_storage.is_partial(name):
-            # Left by a killed worker; one younger than a day may still be being written.
-            stray = storage.get_modified_time(name) < now - timedelta(days=1)
+            # Left by a killed worker; one younger than a day may still be being written, and one whose
+            # age the storage cannot tell is left alone (the rerun of its job removes it anyway).
+            try:
+                stray = storage.get_modified_time(name) < now - timedelta(days=1)
+            except NotImplementedError:
+                stray = False
         else:
             stray = name not in live
         if stray:

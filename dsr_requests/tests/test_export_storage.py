@@ -220,6 +220,22 @@ def test_purge_deletes_expired_stray_and_stale_partial_files_through_a_non_local
     )
 
 
+class AgelessStorage(InMemoryStorage):
+    """A real storage that cannot say when a file was modified, as some backends cannot."""
+
+    def get_modified_time(self, name):
+        raise NotImplementedError("this storage does not keep modification times")
+
+
+def test_purge_leaves_a_partial_file_of_unknown_age_alone_and_still_removes_strays(settings):
+    storage = use_storage(settings, f"{__name__}.AgelessStorage")
+    storage.save(".DSR-AGE000-zip.export.k2x9ab_1.partial", ContentFile(b"x"))
+    storage.save("DSR-GONE00-zip.export", ContentFile(b"x"))
+
+    assert services.purge().stray_files == 1
+    assert storage.listdir("")[1] == [".DSR-AGE000-zip.export.k2x9ab_1.partial"]
+
+
 def test_erasing_a_request_deletes_its_export_file_through_the_storage(in_memory, ready_copy):
     rights_request, _token = ready_copy
     export = DataExport.objects.get(request=rights_request)
