@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core import mail
 from django.core.files.base import ContentFile
 from django.core.files.storage import InMemoryStorage
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dsr_requests import exports, providers, roles, services
@@ -246,3 +247,13 @@ def test_erasing_a_request_deletes_its_export_file_through_the_storage(in_memory
     assert not in_memory.exists(export.file_name)
     export.refresh_from_db()
     assert export.purged_at is not None
+
+
+def test_an_export_storage_that_names_nothing_makes_dsr_purge_fail_with_one_line_naming_it(settings):
+    settings.EXPORT_STORAGE = "storages.backends.nowhere.Storage"
+
+    with pytest.raises(CommandError) as refused:
+        call_command("dsr_purge", verbosity=0)
+
+    assert str(refused.value).startswith("Purge failed: EXPORT_STORAGE 'storages.backends.nowhere.Storage'")
+    assert "\n" not in str(refused.value)

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from artemis_portal.storage import STORAGE_ERRORS
+from artemis_portal.storage import STORAGE_ERRORS, StorageConfigError
 from dsr_requests import services
 
 
@@ -28,6 +28,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Purge failed: the export storage did not answer ({type(exc).__name__})."
             ) from None
+        except StorageConfigError as exc:  # EXPORT_STORAGE names nothing: say which setting, in one line
+            raise CommandError(f"Purge failed: {exc}") from None
         if verbosity >= 1:
             verb = "would remove" if dry_run else "removed"
             self.stdout.write(
