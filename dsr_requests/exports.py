@@ -292,6 +292,41 @@ def open_export(file_name):
         raise ExportMissing("the export file is missing") from None
 
 
+def open_plain(file_name):
+    """Open an export and decrypt its first frame now; returns a ``PlainStream`` of its plain bytes.
+
+    For downloads: the code or link is used up only after this succeeds, so not only a missing file
+    (``ExportMissing``) or an unreachable storage (``STORAGE_ERRORS``) but also a damaged file, or one no
+    current key opens (``ExportError``), is found before anything is promised, rather than as a download
+    cut short after the first bytes.
+    """
+    chunks = iter_plain(open_export(file_name))  # iter_plain closes the file when it raises or ends
+    first = next(chunks, None)
+    return PlainStream(first, chunks)
+
+
+class PlainStream:
+    """An export's plain bytes with the first chunk read ahead; ``close()`` closes the file even if the
+    stream was never read (a streaming response calls it; so does a refusal after opening)."""
+
+    def __init__(self, first, chunks):
+        self._first = first
+        self._chunks = chunks
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return next(self._chunks)
+
+    def close(self):
+        """Close the export file now."""
+        self._chunks.close()
+
+
 def delete_export_file(file_name):
     """Delete an export file from the storage; a file already gone is fine."""
     export_storage().delete(file_name)

@@ -1705,23 +1705,31 @@ class ExportUnavailable(Exception):
 
 
 def _open_for_download(export):
-    """Open the export's file before a code or link is used up, so a file that cannot be read costs the
-    requester nothing (the caller's transaction rolls back)."""
+    """Open the export's file and decrypt its first frame before a code or link is used up, so a file
+    that cannot be sent costs the requester nothing; returns an ``exports.PlainStream``."""
     from dsr_requests import exports
 
     try:
-        return exports.open_export(export.file_name)
+        return exports.open_plain(export.file_name)
     except exports.ExportMissing:
         logger.error("export file missing for request id %s", export.request_id)
+        raise ExportUnavailable(temporary=False) from None
+    except exports.ExportError as exc:  # damaged, or no key in FERNET_KEYS opens it: staff prepare it again
+        logger.error("export file unreadable for request id %s: %s", export.request_id, exc)
         raise ExportUnavailable(temporary=False) from None
     except shared_storage.STORAGE_ERRORS as exc:
         logger.warning("export storage unreachable (%s)", type(exc).__name__)
         raise ExportUnavailable(temporary=True) from None
 
 
+def _close(stream):
+    if stream is not None:
+        stream.close()
+
+
 @sensitive_variables("code")
 def redeem_download_code(*, rights_request, code, actor=REQUESTER, now=None):
-    """Use up a download code of this request and log the download; returns ``(export, open file)``.
+    """Use up a download code of this request and log the download; returns ``(export, plain stream)``.
 
     Raises ``ActionRefused`` for a code that does not work and ``ExportUnavailable`` when the file cannot
     be read, both before anything is used up.
@@ -1729,27 +1737,32 @@ def redeem_download_code(*, rights_request, code, actor=REQUESTER, now=None):
     from dsr_requests.models import DownloadCode, ExportDownload
 
     now = now or timezone.now()
-    with transaction.atomic():
-        locked = _lock(rights_request)
-        found = (
-            DownloadCode.objects.select_for_update()
-            .filter(code_hash=tokens.download_code_hash(code), export__request=locked)
-            .select_related("export")
-            .first()
-        )
-        if found is None:
-            raise ActionRefused(_("This code is not valid. Check it, or ask for a new one."))
-        if found.used_at is not None:
-            raise ActionRefused(_("This code has already been used. Ask for a new one."))
-        if found.expires_at <= now:
-            raise ActionRefused(_("This code has expired. Ask for a new one."))
-        if downloadable_export(rights_request=locked, now=now) is None:
-            raise ActionRefused(_("The download period of your copy has ended."))
-        handle = _open_for_download(found.export)
-        found.used_at = now
-        found.save(update_fields=["used_at"])
-        _log_download(locked, found.export, ExportDownload.Channel.CODE, actor=actor, now=now)
-        return found.export, handle
+    stream = None
+    try:
+        with transaction.atomic():
+            locked = _lock(rights_request)
+            found = (
+                DownloadCode.objects.select_for_update()
+                .filter(code_hash=tokens.download_code_hash(code), export__request=locked)
+                .select_related("export")
+                .first()
+            )
+            if found is None:
+                raise ActionRefused(_("This code is not valid. Check it, or ask for a new one."))
+            if found.used_at is not None:
+                raise ActionRefused(_("This code has already been used. Ask for a new one."))
+            if found.expires_at <= now:
+                raise ActionRefused(_("This code has expired. Ask for a new one."))
+            if downloadable_export(rights_request=locked, now=now) is None:
+                raise ActionRefused(_("The download period of your copy has ended."))
+            stream = _open_for_download(found.export)
+            found.used_at = now
+            found.save(update_fields=["used_at"])
+            _log_download(locked, found.export, ExportDownload.Channel.CODE, actor=actor, now=now)
+    except BaseException:
+        _close(stream)  # opened, then the transaction failed: nothing will read it
+        raise
+    return found.export, stream
 
 
 def transfer_export_for_link(token, *, now=None):
@@ -1773,22 +1786,27 @@ def transfer_export_for_link(token, *, now=None):
 
 @sensitive_variables("token")
 def redeem_transfer_link(*, token, actor=REQUESTER, now=None):
-    """Use up a transfer link and log the download; returns ``(export, open file)``; refusals and an
+    """Use up a transfer link and log the download; returns ``(export, plain stream)``; refusals and an
     unreadable file as in ``redeem_download_code``."""
     from dsr_requests.models import DataExport, ExportDownload
 
     now = now or timezone.now()
-    with transaction.atomic():
-        export = transfer_export_for_link(token, now=now)
-        locked = _lock(export.request)
-        export = DataExport.objects.select_for_update().get(pk=export.pk)
-        if export.link_used_at is not None:
-            raise ActionRefused(_("This link has already been used; each transfer link works once."))
-        handle = _open_for_download(export)
-        export.link_used_at = now
-        export.save(update_fields=["link_used_at"])
-        _log_download(locked, export, ExportDownload.Channel.LINK, actor=actor, now=now)
-        return export, handle
+    stream = None
+    try:
+        with transaction.atomic():
+            export = transfer_export_for_link(token, now=now)
+            locked = _lock(export.request)
+            export = DataExport.objects.select_for_update().get(pk=export.pk)
+            if export.link_used_at is not None:
+                raise ActionRefused(_("This link has already been used; each transfer link works once."))
+            stream = _open_for_download(export)
+            export.link_used_at = now
+            export.save(update_fields=["link_used_at"])
+            _log_download(locked, export, ExportDownload.Channel.LINK, actor=actor, now=now)
+    except BaseException:
+        _close(stream)
+        raise
+    return export, stream
 
 
 # --- Fulfilment: corrections -------------------------------------------------------------------------

@@ -341,11 +341,10 @@ def lost_link(request):
 # --- Fulfilment: downloads ------------------------------------------------------------------------------
 
 
-def _export_response(request, export, handle, *, filename, content_type):
-    """Stream an export, decrypting frame by frame; never the whole file in memory."""
-    from dsr_requests import exports
-
-    response = StreamingHttpResponse(exports.iter_plain(handle), content_type=content_type)
+def _export_response(request, export, stream, *, filename, content_type):
+    """Stream an export (an opened ``exports.PlainStream``), decrypting frame by frame; never the whole
+    file in memory. The response closes the stream, read to the end or not."""
+    response = StreamingHttpResponse(stream, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Content-Length"] = str(export.size)
     return response
@@ -359,11 +358,11 @@ def _export_unavailable(request, exc):
             _("This file is no longer available. Reply to our email and we will prepare it again."),
             status=404,
         )
-    response = error_page(
-        request,
-        _("Your file cannot be reached just now. Your code or link still works: try again in a few minutes."),
-        status=503,
+    # The site's "briefly unavailable" page, not the "this link cannot be used" one: it can, soon.
+    reason = _(
+        "Your file cannot be reached just now. Your code or link still works: try again in a few minutes."
     )
+    response = render(request, "503.html", {"reason": reason}, status=503)
     response["Retry-After"] = "120"
     return response
 
@@ -396,7 +395,7 @@ def download(request, token):
     if ratelimit.hit("download-code", rights_request.reference, settings.DSR_RATE_CODE_PER_ACCOUNT):
         return rate_limited(request, settings.DSR_RATE_CODE_PER_ACCOUNT)
     try:
-        export, handle = services.redeem_download_code(
+        export, stream = services.redeem_download_code(
             rights_request=rights_request, code=form.cleaned_data["code"], actor=services.REQUESTER
         )
     except services.ActionRefused as exc:
@@ -407,7 +406,7 @@ def download(request, token):
     return _export_response(
         request,
         export,
-        handle,
+        stream,
         filename=f"{rights_request.reference}-personal-data.zip",
         content_type="application/zip",
     )
@@ -424,7 +423,7 @@ def transfer(request, token):
     if request.method != "POST":
         return render(request, "dsr_requests/transfer.html", {"export": export})
     try:
-        export, handle = services.redeem_transfer_link(token=token, actor=services.REQUESTER)
+        export, stream = services.redeem_transfer_link(token=token, actor=services.REQUESTER)
     except services.ActionRefused as exc:
         return error_page(request, str(exc), status=404)
     except services.ExportUnavailable as exc:
@@ -432,7 +431,7 @@ def transfer(request, token):
     return _export_response(
         request,
         export,
-        handle,
+        stream,
         filename=f"{export.request.reference}-personal-data.json",
         content_type="application/json",
     )

@@ -18,6 +18,7 @@ from django.core import mail
 from django.core.files.base import ContentFile
 from django.core.files.storage import InMemoryStorage
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from dsr_requests import exports, providers, roles, services
@@ -186,6 +187,71 @@ def test_an_unreachable_storage_leaves_the_transfer_link_unused_with_a_503(
     settings.EXPORT_STORAGE = ""  # the storage is back
     assert client.post(path).status_code == 200
     assert client.post(path).status_code == 404  # and now it is used up: one time only
+
+
+def ask_for_code(client, token, committed):
+    with committed():
+        assert client.post(reverse("dsr_requests:download-code", args=[token])).status_code == 302
+    (message,) = mail.outbox
+    mail.outbox.clear()
+    return re.search(r"download code is \*?\*?([0-9A-Z]{8})", message.body).group(1)
+
+
+def download(client, token, code):
+    return client.post(reverse("dsr_requests:download", args=[token]), {"code": code})
+
+
+def test_a_damaged_file_is_found_before_the_code_is_used_up_and_the_code_works_once_it_is_whole(
+    client, ready_copy, committed
+):
+    rights_request, token = ready_copy
+    export = DataExport.objects.get(request=rights_request)
+    storage = exports.export_storage()
+    with storage.open(export.file_name, "rb") as handle:
+        whole = handle.read()
+    code = ask_for_code(client, token, committed)
+    storage.delete(export.file_name)
+    storage.save(export.file_name, ContentFile(whole[:60] + bytes([whole[60] ^ 1]) + whole[61:]))  # one bit
+
+    response = download(client, token, code)
+
+    assert response.status_code == 404
+    assert "no longer available" in response.content.decode()
+    assert nothing_was_used_up(rights_request)
+    storage.delete(export.file_name)
+    storage.save(export.file_name, ContentFile(whole))  # staff prepared it again
+    again = download(client, token, code)
+    assert again.status_code == 200
+    assert zipfile.is_zipfile(io.BytesIO(b"".join(again.streaming_content)))
+
+
+def test_an_unreachable_storage_is_the_briefly_unavailable_page_not_a_dead_link_page(
+    client, ready_copy, committed, unreachable_s3, settings
+):
+    rights_request, token = ready_copy
+    code = ask_for_code(client, token, committed)
+    settings.EXPORT_STORAGE = "storages.backends.s3.S3Storage"
+    settings.EXPORT_STORAGE_OPTIONS = unreachable_s3("artemis-exports")
+
+    response = download(client, token, code)
+
+    page = response.content.decode()
+    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    assert "Briefly unavailable" in page and "still works" in page
+    assert "This link cannot be used" not in page
+    assert "no-store" in response["Cache-Control"]
+    assert nothing_was_used_up(rights_request)
+
+
+def test_an_opened_export_closes_its_file_even_when_it_is_never_read(ready_copy):
+    rights_request, _token = ready_copy
+    export = DataExport.objects.get(request=rights_request)
+
+    stream = exports.open_plain(export.file_name)
+    handle = stream._chunks.gi_frame.f_locals["handle"]  # the storage's file, held by the paused reader
+    stream.close()
+
+    assert handle.closed
 
 
 # --- deleting: purge and erasure go through the storage -----------------------------------------------
