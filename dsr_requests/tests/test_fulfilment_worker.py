@@ -6,17 +6,22 @@ waits for the outcome, and stops the worker. One test kills the worker halfway t
 second file, email or export row.
 """
 
+import io
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
 from dsr_requests import roles, services, tokens
@@ -33,6 +38,7 @@ from dsr_requests.tests.factories import StaffUserFactory, approved_request
 from dsr_requests.tests.test_services_fulfilment import all_rows_text
 
 S = RequestState
+CODE_RE = re.compile(r"download code is \*?\*?([0-9A-Z]{8})")
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 
@@ -238,3 +244,36 @@ def test_a_job_failing_three_times_under_the_real_worker_goes_back_to_staff_and_
     wait_for(lambda: state_of(rights_request) == S.COMPLETED, what="the restarted job")
     wait_for(lambda: smtp.messages, what="the export email")
     assert DataExport.objects.filter(request=rights_request).count() == 1
+
+
+def test_a_real_worker_writes_to_export_storage_and_this_process_serves_the_download_from_it(
+    database_queue, worker, smtp, settings, tmp_path, client
+):
+    """Web and worker share only EXPORT_STORAGE, each with an EXPORT_DIR of its own, as separate dynos."""
+    shared = {"location": str(tmp_path / "shared-storage")}
+    settings.EXPORT_STORAGE = "django.core.files.storage.FileSystemStorage"
+    settings.EXPORT_STORAGE_OPTIONS = shared
+    settings.EXPORT_DIR = tmp_path / "web-disk"
+    approver = StaffUserFactory(roles=[roles.APPROVER])
+    rights_request, token = approved_request(RequestType.COPY, approver=approver, email="far@example.org")
+    services.start_fulfilment(rights_request=rights_request, actor=approver)
+
+    worker(
+        EXPORT_DIR=str(tmp_path / "worker-disk"),
+        EXPORT_STORAGE="django.core.files.storage.FileSystemStorage",
+        EXPORT_STORAGE_OPTIONS=json.dumps(shared),
+    )
+    wait_for(lambda: state_of(rights_request) == S.COMPLETED, what="the copy to complete")
+    export = DataExport.objects.get(request=rights_request)
+    assert [p.name for p in (tmp_path / "shared-storage").iterdir()] == [export.file_name]
+    assert not (tmp_path / "worker-disk").exists()
+
+    client.post(reverse("dsr_requests:download-code", args=[token]))  # the worker sends the code
+    wait_for(lambda: len(smtp.messages) >= 2, what="the download code, after the 'ready' email")
+    bodies = [message.get_body(("plain",)).get_content() for _to, message in smtp.messages]
+    (code,) = [m.group(1) for m in map(CODE_RE.search, bodies) if m]
+    response = client.post(reverse("dsr_requests:download", args=[token]), {"code": code})
+
+    assert response.status_code == 200
+    assert "data.json" in zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
+    assert not (tmp_path / "web-disk").exists()
