@@ -1697,10 +1697,10 @@ def _log_download(locked, export, channel, *, actor, now):
 
 class ExportUnavailable(Exception):
     """An export's file cannot be read now: its storage did not answer (``temporary``: try again in a
-    while) or the file is gone (staff must prepare it again). The code or link stays unused."""
+    while) or the file is gone or damaged (staff must prepare it again). The code or link stays unused."""
 
     def __init__(self, *, temporary):
-        super().__init__("export storage unreachable" if temporary else "export file missing")
+        super().__init__("export storage unreachable" if temporary else "export file missing or damaged")
         self.temporary = temporary
 
 
