@@ -4,8 +4,10 @@ Real storages only: Django's InMemoryStorage as a non-local storage (written thr
 path, as S3 is), and a real S3Storage aimed at a loopback port where nothing listens (``unreachable_s3``).
 """
 
+import contextlib
 import hashlib
 import io
+import os
 import re
 import zipfile
 from datetime import timedelta
@@ -23,6 +25,7 @@ from django.utils import timezone
 
 from dsr_requests import exports, providers, roles, services
 from dsr_requests.models import DataExport, ExportDownload, RequestType, TransferTo
+from dsr_requests.tests.conftest import export_folder
 from dsr_requests.tests.factories import StaffUserFactory, approved_request
 from dsr_requests.tests.test_exports import _subject_with
 
@@ -247,11 +250,19 @@ def test_an_opened_export_closes_its_file_even_when_it_is_never_read(ready_copy)
     rights_request, _token = ready_copy
     export = DataExport.objects.get(request=rights_request)
 
-    stream = exports.open_plain(export.file_name)
-    handle = stream._chunks.gi_frame.f_locals["handle"]  # the storage's file, held by the paused reader
-    stream.close()
+    path = str(export_folder() / export.file_name)
 
-    assert handle.closed
+    def descriptors_open_on_the_file():  # this process's open files, as Linux lists them
+        found = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # closed while listing
+                found += os.readlink(f"/proc/self/fd/{fd}") == path
+        return found
+
+    stream = exports.open_plain(export.file_name)
+    assert descriptors_open_on_the_file() == 1
+    stream.close()
+    assert descriptors_open_on_the_file() == 0
 
 
 # --- deleting: purge and erasure go through the storage -----------------------------------------------
