@@ -49,3 +49,40 @@ def _export_dir(settings, tmp_path):
     """Export files of a test go to its own folder."""
     settings.EXPORT_DIR = tmp_path / "exports"
     return settings.EXPORT_DIR
+
+
+@pytest.fixture
+def ready_copy(committed):
+    """A completed copy request with its export written; returns (request, status token)."""
+    from django.core import mail
+
+    from dsr_requests import roles, services
+    from dsr_requests.models import RequestType
+    from dsr_requests.tests.factories import StaffUserFactory, approved_request
+
+    approver = StaffUserFactory(roles=[roles.APPROVER])
+    rights_request, token = approved_request(RequestType.COPY, approver=approver, email="reader@example.org")
+    with committed():
+        services.start_fulfilment(rights_request=rights_request, actor=approver)
+    mail.outbox.clear()
+    return rights_request, token
+
+
+def ask_for_code(client, token, committed):
+    """Ask for a download code from the status page; returns the code from the email."""
+    from django.core import mail
+    from django.urls import reverse
+
+    with committed():
+        response = client.post(reverse("dsr_requests:download-code", args=[token]))
+    assert response.status_code == 302
+    (message,) = mail.outbox
+    mail.outbox.clear()
+    return re.search(r"download code is \*?\*?([0-9A-Z]{8})", message.body).group(1)
+
+
+def download(client, token, code):
+    """Post a download code on the status page."""
+    from django.urls import reverse
+
+    return client.post(reverse("dsr_requests:download", args=[token]), {"code": code})

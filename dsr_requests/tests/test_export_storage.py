@@ -20,12 +20,11 @@ from django.core import mail
 from django.core.files.base import ContentFile
 from django.core.files.storage import InMemoryStorage
 from django.core.management import CommandError, call_command
-from django.urls import reverse
 from django.utils import timezone
 
 from dsr_requests import exports, providers, roles, services
 from dsr_requests.models import DataExport, ExportDownload, RequestType, TransferTo
-from dsr_requests.tests.conftest import export_folder
+from dsr_requests.tests.conftest import ask_for_code, download, export_folder
 from dsr_requests.tests.factories import StaffUserFactory, approved_request
 from dsr_requests.tests.test_exports import _subject_with
 
@@ -43,17 +42,6 @@ def use_storage(settings, backend):
 def in_memory(settings):
     """Exports in Django's InMemoryStorage: not a local folder, so written through a temporary file."""
     return use_storage(settings, "django.core.files.storage.InMemoryStorage")
-
-
-@pytest.fixture
-def ready_copy(committed):
-    """A completed copy request with its export written; returns (request, status token)."""
-    approver = StaffUserFactory(roles=[roles.APPROVER])
-    rights_request, token = approved_request(RequestType.COPY, approver=approver, email="reader@example.org")
-    with committed():
-        services.start_fulfilment(rights_request=rights_request, actor=approver)
-    mail.outbox.clear()
-    return rights_request, token
 
 
 @pytest.fixture
@@ -190,18 +178,6 @@ def test_an_unreachable_storage_leaves_the_transfer_link_unused_with_a_503(
     settings.EXPORT_STORAGE = ""  # the storage is back
     assert client.post(path).status_code == 200
     assert client.post(path).status_code == 404  # and now it is used up: one time only
-
-
-def ask_for_code(client, token, committed):
-    with committed():
-        assert client.post(reverse("dsr_requests:download-code", args=[token])).status_code == 302
-    (message,) = mail.outbox
-    mail.outbox.clear()
-    return re.search(r"download code is \*?\*?([0-9A-Z]{8})", message.body).group(1)
-
-
-def download(client, token, code):
-    return client.post(reverse("dsr_requests:download", args=[token]), {"code": code})
 
 
 def test_a_damaged_file_is_found_before_the_code_is_used_up_and_the_code_works_once_it_is_whole(

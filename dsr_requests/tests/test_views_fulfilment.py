@@ -1,7 +1,6 @@
 """Downloads from the status page (emailed one-time code) and transfer links: used once, expire, logged."""
 
 import io
-import re
 import zipfile
 from datetime import timedelta
 
@@ -16,34 +15,10 @@ from hypothesis.extra.django import TestCase
 
 from dsr_requests import roles, services
 from dsr_requests.models import DataExport, ExportDownload, RequestType
-from dsr_requests.tests.conftest import export_folder
+from dsr_requests.tests.conftest import ask_for_code, download, export_folder
 from dsr_requests.tests.factories import StaffUserFactory, approved_request
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def ready_copy(committed):
-    """A completed copy request with its export ready; returns (request, status token)."""
-    approver = StaffUserFactory(roles=[roles.APPROVER])
-    rights_request, token = approved_request(RequestType.COPY, approver=approver, email="reader@example.org")
-    with committed():
-        services.start_fulfilment(rights_request=rights_request, actor=approver)
-    mail.outbox.clear()
-    return rights_request, token
-
-
-def ask_for_code(client, token, committed):
-    with committed():
-        response = client.post(reverse("dsr_requests:download-code", args=[token]))
-    assert response.status_code == 302
-    (message,) = mail.outbox
-    mail.outbox.clear()
-    return re.search(r"download code is \*?\*?([0-9A-Z]{8})", message.body).group(1)
-
-
-def download(client, token, code):
-    return client.post(reverse("dsr_requests:download", args=[token]), {"code": code})
 
 
 def test_the_status_page_offers_the_download_while_the_export_is_valid(client, ready_copy):
