@@ -204,24 +204,6 @@ def test_a_damaged_file_is_found_before_the_code_is_used_up_and_the_code_works_o
     assert zipfile.is_zipfile(io.BytesIO(b"".join(again.streaming_content)))
 
 
-def test_an_unreachable_storage_is_the_briefly_unavailable_page_not_a_dead_link_page(
-    client, ready_copy, committed, unreachable_s3, settings
-):
-    rights_request, token = ready_copy
-    code = ask_for_code(client, token, committed)
-    settings.EXPORT_STORAGE = "storages.backends.s3.S3Storage"
-    settings.EXPORT_STORAGE_OPTIONS = unreachable_s3("artemis-exports")
-
-    response = download(client, token, code)
-
-    page = response.content.decode()
-    assert response.status_code == 503 and int(response["Retry-After"]) > 0
-    assert "Briefly unavailable" in page and "still works" in page
-    assert "This link cannot be used" not in page
-    assert "no-store" in response["Cache-Control"]
-    assert nothing_was_used_up(rights_request)
-
-
 def test_an_opened_export_closes_its_file_even_when_it_is_never_read(ready_copy):
     rights_request, _token = ready_copy
     export = DataExport.objects.get(request=rights_request)
