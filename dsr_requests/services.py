@@ -1864,6 +1864,15 @@ class PurgeResult:
     requests: int = 0
 
 
+def _older_than(storage, name, cutoff):
+    """Whether a file was last written before ``cutoff``; a file whose age the storage cannot tell is
+    kept (not stray): when in doubt, keep."""
+    try:
+        return storage.get_modified_time(name) < cutoff
+    except NotImplementedError:
+        return False
+
+
 def purge(*, dry_run=False, now=None, progress=None):
     """Remove expired exports, leftover identity documents, stray export files, and old personal data.
 
@@ -1898,14 +1907,12 @@ def purge(*, dry_run=False, now=None, progress=None):
         if not exports.is_export_file(name):
             continue  # not ours: a storage shared with other files keeps them
         if shared_storage.is_partial(name):
-            # Left by a killed worker; one younger than a day may still be being written, and one whose
-            # age the storage cannot tell is left alone (the rerun of its job removes it anyway).
-            try:
-                stray = storage.get_modified_time(name) < now - timedelta(days=1)
-            except NotImplementedError:
-                stray = False
+            # Left by a killed worker; one younger than a day may still be being written.
+            stray = _older_than(storage, name, now - timedelta(days=1))
         else:
-            stray = name not in live
+            # Not a live export. An hour's grace: a worker publishes the file just before it writes the
+            # row, and that row may also have come after ``live`` was read.
+            stray = name not in live and _older_than(storage, name, now - timedelta(hours=1))
         if stray:
             result.stray_files += 1
             if not dry_run:

@@ -79,11 +79,14 @@ def test_identity_documents_left_on_closed_requests_are_deleted():
 def test_stray_and_stale_partial_export_files_are_deleted(expired_export):
     folder = export_folder()
     DataExport.objects.filter(pk=expired_export.pk).update(expires_at=timezone.now() + timedelta(days=1))
+    two_days_ago = (timezone.now() - timedelta(days=2)).timestamp()
     stray = folder / "DSR-GONE00-zip.export"
     stray.write_bytes(b"x")
+    os.utime(stray, (two_days_ago, two_days_ago))
+    just_published = folder / "DSR-NEW000-zip.export"  # its row is being written right now
+    just_published.write_bytes(b"x")
     stale = folder / ".DSR-GONE00-zip.export.k2x9ab_1.partial"
     stale.write_bytes(b"x")
-    two_days_ago = (timezone.now() - timedelta(days=2)).timestamp()
     os.utime(stale, (two_days_ago, two_days_ago))
     fresh = folder / ".DSR-BUSY00-zip.export.q7rt0w_2.partial"
     fresh.write_bytes(b"x")
@@ -92,7 +95,7 @@ def test_stray_and_stale_partial_export_files_are_deleted(expired_export):
     os.utime(foreign, (two_days_ago, two_days_ago))
     assert "stray export files: 2" in purge()
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [fresh.name, foreign.name, expired_export.file_name]
+        [fresh.name, foreign.name, just_published.name, expired_export.file_name]
     )
 
 
