@@ -327,11 +327,6 @@ class PlainStream:
         self._chunks.close()
 
 
-def delete_export_file(file_name):
-    """Delete an export file from the storage; a file already gone is fine."""
-    export_storage().delete(file_name)
-
-
 def iter_plain(handle, *, chunk_bytes=64 * 1024):
     """Yield the plain bytes of an open export file (``open_export``), one frame at a time; checks the
     manifest, and closes the file at the end or when the consumer stops.

@@ -1618,10 +1618,20 @@ def _tombstone(locked):
     locked.identity_checks.update(note="")
     FulfilmentRun.objects.filter(request=locked).update(last_error="")
     locked.emails.update(to="", body_text="", body_html="")
-    for export in locked.exports.all():
-        exports.delete_export_file(export.file_name)
-        export.codes.all().delete()
-    locked.exports.filter(purged_at=None).update(purged_at=timezone.now(), link_token_hash=None)
+    live = locked.exports.filter(purged_at=None)
+    if live.exists():  # a purged export's file and codes are gone already
+        _drop_export_files(live, storage=exports.export_storage())
+    live.update(purged_at=timezone.now(), link_token_hash=None)
+
+
+def _drop_export_files(queryset, *, storage):
+    """Delete the files and the download codes of the exports in ``queryset``: one storage for all of
+    them (building an S3 client per file would cost more than the deletes), one query for the codes."""
+    from dsr_requests.models import DownloadCode
+
+    for file_name in queryset.values_list("file_name", flat=True):
+        storage.delete(file_name)
+    DownloadCode.objects.filter(export__in=queryset).delete()
 
 
 def resume_stalled_fulfilment(*, now=None):
@@ -1886,12 +1896,11 @@ def purge(*, dry_run=False, now=None, progress=None):
     progress = progress or (lambda message: None)
     result = PurgeResult()
 
+    storage = exports.export_storage()
     expired = DataExport.objects.filter(purged_at=None, expires_at__lte=now)
     result.exports = expired.count()
     if not dry_run:
-        for export in expired:
-            exports.delete_export_file(export.file_name)
-            export.codes.all().delete()
+        _drop_export_files(expired, storage=storage)
         expired.update(purged_at=now, link_token_hash=None)
     progress(f"expired exports: {result.exports}")
 
@@ -1902,7 +1911,6 @@ def purge(*, dry_run=False, now=None, progress=None):
     progress(f"identity documents of closed requests: {result.documents}")
 
     live = set(DataExport.objects.filter(purged_at=None).values_list("file_name", flat=True))
-    storage = exports.export_storage()
     for name in shared_storage.list_files(storage):
         if not exports.is_export_file(name):
             continue  # not ours: a storage shared with other files keeps them
