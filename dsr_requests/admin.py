@@ -182,7 +182,9 @@ class RightsRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "policy_due_on",
             "statutory_due_on",
             "effective_due_on",
+            "which_date_applies",
             "days_left",
+            "hold_reason",
             "hold_working_days",
             "hold_calendar_days",
             "extended_at",
@@ -268,6 +270,11 @@ class RightsRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         errors = sorted({error for status, error in rows if status == EmailStatus.FAILED and error})
         return f"{summary} ({', '.join(errors)})" if errors else summary
 
+    @admin.display(description=_("which date applies"))
+    def which_date_applies(self, obj):
+        """Why the due date is the one it is: staff see both dates and which rule wins (the earlier)."""
+        return selectors.due_date_explanation(obj, timezone.localdate()) or "–"
+
     @admin.display(description=_("days left"))
     def days_left(self, obj):
         shown = selectors.days_left(obj, timezone.localdate())
@@ -310,6 +317,10 @@ class RightsRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if obj is not None:
             extra_context["staff_actions"] = services.available_actions(obj, request.user)
             extra_context["month_choices"] = obj.regime in services.deadlines.MONTH_REGIMES
+            extra_context["hold_reasons"] = services.deadlines.HoldReason.choices
+            extra_context["days_late"] = services.days_past_statutory_date(obj)
+            extra_context["statutory_due_now"] = services.statutory_due_now(obj)
+            extra_context["late_actions"] = services.LATE_CONFIRMED_ACTIONS
             extra_context["rejection_grounds"] = RejectionGround.choices
             extra_context["staff_users"] = (
                 get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")
@@ -377,6 +388,8 @@ class RightsRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             raise PermissionDenied
         expected = request.POST.get("expected_state") or None
         text = request.POST.get("text", "")
+        # Ticked by staff on a page that warned them the statutory date has passed.
+        late_ok = request.POST.get("acknowledge_late") == "1"
         calls = {
             "document_passed": lambda: services.record_document_check(
                 rights_request=obj, actor=request.user, passed=True, note=text
@@ -391,13 +404,17 @@ class RightsRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 rights_request=obj, actor=request.user, expected_state=expected
             ),
             "start_fulfilment": lambda: services.start_fulfilment(
-                rights_request=obj, actor=request.user, expected_state=expected
+                rights_request=obj, actor=request.user, expected_state=expected, acknowledge_late=late_ok
             ),
             "complete": lambda: services.complete(
-                rights_request=obj, actor=request.user, expected_state=expected
+                rights_request=obj, actor=request.user, expected_state=expected, acknowledge_late=late_ok
             ),
             "put_on_hold": lambda: services.put_on_hold(
-                rights_request=obj, actor=request.user, message=text, expected_state=expected
+                rights_request=obj,
+                actor=request.user,
+                message=text,
+                reason=request.POST.get("hold_reason", ""),
+                expected_state=expected,
             ),
             "resume": lambda: services.resume(
                 rights_request=obj, actor=request.user, expected_state=expected
@@ -408,12 +425,14 @@ class RightsRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 reason=text,
                 ground=request.POST.get("ground", ""),
                 expected_state=expected,
+                acknowledge_late=late_ok,
             ),
             "extend_deadline": lambda: services.extend_deadline(
                 rights_request=obj,
                 actor=request.user,
                 reason=text,
-                months=_months(request.POST.get("months")),
+                months=_whole_number(request.POST.get("months")),
+                days=_whole_number(request.POST.get("days")),
                 expected_state=expected,
             ),
             "assign": lambda: services.assign(
@@ -550,8 +569,9 @@ def _audited(request, obj, action, call):
     return result
 
 
-def _months(raw):
-    """The extension length from the form: a whole number of months, or None (CCPA)."""
+def _whole_number(raw):
+    """An extension length from the form (months under GDPR, days under CCPA), or None when not given;
+    anything else is a ValueError, which the page reports as an invalid value."""
     return int(raw) if raw else None
 
 

@@ -10,11 +10,16 @@ Conventions used throughout:
   ``DSR_HOLIDAY_COUNTRY`` and, when set, ``DSR_HOLIDAY_SUBDIV``, as the ``holidays`` library knows them.
 - A *hold* is a pair ``(held_on, resumed_on)``. The days that count as spent on hold are those after
   ``held_on`` up to and including ``resumed_on``, so a hold lifted the same day costs nothing and a hold from
-  Monday to Tuesday costs one day. The policy date moves by the working days among them, the statutory date
-  by the calendar days.
+  Monday to Tuesday costs one day. Every hold moves the policy date by the working days among them. Only a
+  hold for a reason the regulators accept (``HoldReason.stops_statutory_clock``: verifying identity or
+  clarifying the request; EDPB Guidelines 01/2022, ICO "stopping the clock") moves the statutory date, by the
+  calendar days, and only under GDPR and UK GDPR: under CCPA the 45 days run from receipt whatever happens
+  (CCPA regulations §7021(b)).
 - An *extension* moves the statutory date by the calendar days it adds to the first period (GDPR and UK
-  GDPR: one or two further months; CCPA: one further 45 days), and the policy date by the working days in
-  that same span, so the policy promise never silently overrides an extension the requester was told of.
+  GDPR: one or two further months, Art. 12(3); CCPA: up to 45 further days, Civ. Code §1798.130(a)(2)), and
+  the policy date by the working days in that same span, so the policy promise never silently overrides an
+  extension the requester was told of.
+- Under CCPA the statutory date is never later than 90 calendar days after receipt (§1798.130(a)(2)).
 """
 
 import calendar
@@ -89,8 +94,27 @@ def regime_for_country(country: str) -> Regime:
     return Regime.UK_GDPR
 
 
+class HoldReason(models.TextChoices):
+    """Why staff put a request on hold: a fixed list, because only some reasons may stop the legal clock.
+
+    Identity verification and clarification of the request stop the GDPR / UK GDPR clock (EDPB Guidelines
+    01/2022 on the right of access, paras. 157-160; ICO guidance on the right of access, "Can we stop the
+    clock?"). Any other hold pauses only the policy's working-day date. Under CCPA nothing stops the clock.
+    """
+
+    IDENTITY = "identity", _("Verifying the requester's identity")
+    CLARIFICATION = "clarification", _("Clarifying what the request covers")
+    OTHER = "other", _("Another reason (pauses only our 30-working-day date)")
+
+    @property
+    def stops_statutory_clock(self) -> bool:
+        return self in (HoldReason.IDENTITY, HoldReason.CLARIFICATION)
+
+
 MONTH_REGIMES = frozenset({Regime.GDPR, Regime.UK_GDPR})
 CCPA_PERIOD_DAYS = 45
+# Civ. Code §1798.130(a)(2): 45 days, extendable once by 45 more: never more than 90 days from receipt.
+CCPA_MAX_DAYS = 90
 # The furthest each regime lets the first period be extended (GDPR Art. 12(3); CCPA Civ. Code 1798.130).
 MONTH_REGIME_MAX_EXTENSION_MONTHS = 2
 CCPA_EXTENSION_DAYS = 45
@@ -199,20 +223,25 @@ def policy_due_date(
     return add_working_days(received_on, working_days + extra_working_days)
 
 
-def statutory_due_date(received_on: date, *, regime, extra_calendar_days: int = 0) -> date:
+def statutory_due_date(
+    received_on: date, *, regime, extra_calendar_days: int = 0, hold_calendar_days: int = 0
+) -> date:
     """The date the law's time limit falls due under ``regime``.
 
     GDPR and UK GDPR: one month as the ICO counts it (the same date next month, or that month's last day
-    where there is no such date), plus ``extra_calendar_days``, rolled forward to the next working day when
-    it is not one. CCPA: 45 calendar days after receipt plus ``extra_calendar_days``; the statute counts
-    calendar days and does not roll. An unknown regime is a ``ValueError``.
+    where there is no such date), plus ``extra_calendar_days`` (an extension) and ``hold_calendar_days``
+    (time the clock stood still for an accepted reason), rolled forward to the next working day when it is
+    not one. CCPA: 45 calendar days after receipt plus ``extra_calendar_days``, never past day 90; holds do
+    not count (regulations §7021(b)); the statute counts calendar days and does not roll. An unknown regime
+    is a ``ValueError``.
     """
     regime = _regime(regime)
-    if extra_calendar_days < 0:
-        raise ValueError("extra_calendar_days must not be negative")
+    if extra_calendar_days < 0 or hold_calendar_days < 0:
+        raise ValueError("extra_calendar_days and hold_calendar_days must not be negative")
     if regime in MONTH_REGIMES:
-        return next_working_day(add_months(received_on, 1) + timedelta(days=extra_calendar_days))
-    return received_on + timedelta(days=CCPA_PERIOD_DAYS + extra_calendar_days)
+        extra = extra_calendar_days + hold_calendar_days
+        return next_working_day(add_months(received_on, 1) + timedelta(days=extra))
+    return received_on + timedelta(days=min(CCPA_PERIOD_DAYS + extra_calendar_days, CCPA_MAX_DAYS))
 
 
 @dataclass(frozen=True)
@@ -226,26 +255,28 @@ class Extension:
 NO_EXTENSION = Extension(calendar_days=0, working_days=0)
 
 
-def extension_allowance(received_on: date, *, regime, months: int | None = None) -> Extension:
+def extension_allowance(
+    received_on: date, *, regime, months: int | None = None, days: int | None = None
+) -> Extension:
     """The allowance for extending a request received on ``received_on``.
 
     GDPR and UK GDPR take ``months`` (1 or 2: the law allows up to two further months) counted from
-    receipt, so 31 January extended by two months ends on 30 April. CCPA allows exactly one further 45
-    days and takes no ``months``. Anything beyond those limits is a ``ValueError``.
+    receipt, so 31 January extended by two months ends on 30 April. CCPA allows one extension of up to 45
+    further days: ``days`` (default 45), and no ``months``. Anything beyond those limits is a ``ValueError``.
     """
     regime = _regime(regime)
     if regime in MONTH_REGIMES:
-        if months not in range(1, MONTH_REGIME_MAX_EXTENSION_MONTHS + 1):
+        if days is not None or months not in range(1, MONTH_REGIME_MAX_EXTENSION_MONTHS + 1):
             raise ValueError(
                 f"a {regime.label} extension is 1 to {MONTH_REGIME_MAX_EXTENSION_MONTHS} further months"
             )
         first_end = add_months(received_on, 1)
         extended_end = add_months(received_on, 1 + months)
     else:
-        if months is not None:
-            raise ValueError(f"a {regime.label} extension is one further {CCPA_EXTENSION_DAYS} days")
+        if months is not None or (days is not None and days not in range(1, CCPA_EXTENSION_DAYS + 1)):
+            raise ValueError(f"a {regime.label} extension is 1 to {CCPA_EXTENSION_DAYS} further days")
         first_end = received_on + timedelta(days=CCPA_PERIOD_DAYS)
-        extended_end = first_end + timedelta(days=CCPA_EXTENSION_DAYS)
+        extended_end = first_end + timedelta(days=CCPA_EXTENSION_DAYS if days is None else days)
     return Extension(
         calendar_days=(extended_end - first_end).days,
         working_days=working_days_between(first_end, extended_end),
@@ -253,12 +284,13 @@ def extension_allowance(received_on: date, *, regime, months: int | None = None)
 
 
 def extension_window_closes(received_on: date, *, regime, holds: Iterable[Hold] = ()) -> date:
-    """The last day an extension may be granted: the end of the first period (time on hold included).
+    """The last day an extension may be granted: the end of the first period.
 
-    The law requires the requester to be told of an extension within the first month (GDPR, UK GDPR) or
-    the first 45 days (CCPA).
+    The law requires the requester to be told of an extension within the first month (GDPR, UK GDPR Art.
+    12(3); ``holds`` that stopped the clock lengthen that month) or the first 45 days (CCPA §1798.130(a)(2):
+    holds do not count).
     """
-    return statutory_due_date(received_on, regime=regime, extra_calendar_days=hold_calendar_days(holds))
+    return statutory_due_date(received_on, regime=regime, hold_calendar_days=hold_calendar_days(holds))
 
 
 @dataclass(frozen=True)
@@ -274,10 +306,21 @@ class DueDates:
 
 
 def due_dates(
-    received_on: date, *, regime, holds: Iterable[Hold] = (), extension: Extension = NO_EXTENSION
+    received_on: date,
+    *,
+    regime,
+    holds: Iterable[Hold] = (),
+    extension: Extension = NO_EXTENSION,
+    clock_stopping_holds: Iterable[Hold] | None = None,
 ) -> DueDates:
-    """Both due dates of a request, from its receipt, regime, completed holds and granted extension."""
+    """Both due dates of a request, from its receipt, regime, completed holds and granted extension.
+
+    ``holds`` are every completed hold (they move the policy date); ``clock_stopping_holds`` those for a
+    reason that stops the statutory clock (default: all of ``holds``), which move the statutory date under
+    GDPR and UK GDPR only.
+    """
     holds = list(holds)
+    stopping = holds if clock_stopping_holds is None else list(clock_stopping_holds)
     return DueDates(
         policy=policy_due_date(
             received_on, extra_working_days=hold_working_days(holds) + extension.working_days
@@ -285,6 +328,7 @@ def due_dates(
         statutory=statutory_due_date(
             received_on,
             regime=regime,
-            extra_calendar_days=hold_calendar_days(holds) + extension.calendar_days,
+            extra_calendar_days=extension.calendar_days,
+            hold_calendar_days=hold_calendar_days(stopping),
         ),
     )

@@ -44,7 +44,8 @@ def render(event, rights_request, **context):
     context = {
         "reference": rights_request.reference,
         "request_type": rights_request.get_request_type_display(),
-        "name": rights_request.name,
+        # Until the address is confirmed it may not be the requester's: no name in the greeting.
+        "name": rights_request.name if rights_request.email_confirmed_at else "",
         "due_on": rights_request.effective_due_on or rights_request.policy_due_on,
         "portal_url": settings.APP_BASE_URL.rstrip("/") + "/",
         **context,

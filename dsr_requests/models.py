@@ -11,7 +11,7 @@ from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 from fernet_fields import EncryptedEmailField, EncryptedTextField
 
-from dsr_requests.deadlines import Regime
+from dsr_requests.deadlines import HoldReason, Regime
 
 
 class RequestType(models.TextChoices):
@@ -124,10 +124,19 @@ class RightsRequest(models.Model):
         _("due date"), null=True, blank=True, db_index=True, help_text=_("The earlier of the two due dates.")
     )
     held_since = models.DateTimeField(_("on hold since"), null=True, blank=True)
-    # Completed holds, added up as they end: working days move the policy date, calendar days the
-    # statutory date.
+    HoldReason = HoldReason
+    # Why the running hold was started (set exactly while on hold): only some reasons stop the legal clock.
+    hold_reason = models.CharField(
+        _("reason for the hold"), max_length=20, choices=HoldReason.choices, blank=True, default=""
+    )
+    # Completed holds, added up as they end: every hold's working days move the policy date; the calendar
+    # days of holds whose reason stops the legal clock move the statutory date (GDPR and UK GDPR only).
     hold_working_days = models.PositiveIntegerField(_("working days on hold"), default=0)
-    hold_calendar_days = models.PositiveIntegerField(_("calendar days on hold"), default=0)
+    hold_calendar_days = models.PositiveIntegerField(
+        _("calendar days the legal clock stood still"),
+        default=0,
+        help_text=_("Holds to verify identity or clarify the request; they do not count under CCPA."),
+    )
     extended_at = models.DateTimeField(_("extended at"), null=True, blank=True)
     extension_calendar_days = models.PositiveIntegerField(_("extension (calendar days)"), default=0)
     extension_working_days = models.PositiveIntegerField(_("extension (working days)"), default=0)
@@ -202,6 +211,11 @@ class RightsRequest(models.Model):
                 condition=Q(state="on_hold", held_since__isnull=False)
                 | (~Q(state="on_hold") & Q(held_since__isnull=True)),
                 name="dsr_held_since_only_on_hold",
+            ),
+            models.CheckConstraint(
+                condition=Q(state="on_hold", hold_reason__in=HoldReason.values)
+                | (~Q(state="on_hold") & Q(hold_reason="")),
+                name="dsr_hold_reason_only_on_hold",
             ),
             models.CheckConstraint(
                 condition=Q(

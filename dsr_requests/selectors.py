@@ -52,6 +52,7 @@ def status_page_context(rights_request):
         "needs_document": rights_request.state == "verifying" and "document" in open_steps,
         "documents_sent": rights_request.identity_documents.count(),
         "can_withdraw": "withdrawn" in services.ALLOWED_TRANSITIONS[rights_request.state],
+        "closed_states": sorted(FINAL_STATES),
     }
 
 
@@ -91,8 +92,69 @@ def due_soon(today: date, queryset=None):
 
 
 def policy_after_statutory(queryset=None):
-    """Running requests whose policy date falls after the statutory one with no extension granted."""
-    return running(queryset).filter(extended_at__isnull=True, policy_due_on__gt=F("statutory_due_on"))
+    """Open requests whose policy date really falls after their statutory date (each request's two stored
+    dates compared, extended or not, on hold or not): for these the law's date is the one to meet."""
+    queryset = RightsRequest.objects.all() if queryset is None else queryset
+    return queryset.filter(state__in=OPEN_STATES, policy_due_on__gt=F("statutory_due_on"))
+
+
+def due_date_explanation(rights_request, today: date) -> str:
+    """For staff: both dates, which one applies and why, and what a running hold does to each."""
+    r = rights_request
+    if r.policy_due_on is None or r.statutory_due_on is None:
+        return ""
+    values = {
+        "policy": r.policy_due_on.isoformat(),
+        "statutory": r.statutory_due_on.isoformat(),
+        "regime": r.get_regime_display(),
+    }
+    if r.statutory_due_on < r.policy_due_on:
+        text = _(
+            "The statutory date (%(regime)s) %(statutory)s comes before our date %(policy)s: meet the law's."
+        )
+    elif r.policy_due_on < r.statutory_due_on:
+        text = _(
+            "Our 30-working-day date %(policy)s comes before the statutory date (%(regime)s) %(statutory)s."
+        )
+    else:
+        text = _("Our date and the statutory date (%(regime)s) are both %(policy)s.")
+    text = str(text % values)
+    if r.state == S.ON_HOLD:
+        if services.statutory_due_now(r, today) != r.statutory_due_on:
+            text += " " + str(
+                _("On hold to %(reason)s: both clocks have stopped; the dates move when the hold ends.")
+                % {"reason": r.get_hold_reason_display().lower()}
+            )
+        else:
+            text += " " + str(
+                _(
+                    "On hold (%(reason)s): only our date is paused; the statutory date keeps running under "
+                    "%(regime)s."
+                )
+                % {"reason": r.get_hold_reason_display(), "regime": r.get_regime_display()}
+            )
+    return text
+
+
+# Where each regime applies, in the words of the public form (deadlines.regime_for_country decides it).
+REGIME_AREAS = (
+    (deadlines.Regime.UK_GDPR, _("in the United Kingdom, and anywhere outside the EU/EEA and the USA")),
+    (deadlines.Regime.GDPR, _("in the EU or the EEA")),
+    (deadlines.Regime.CCPA, _("in the United States (California)")),
+)
+
+
+def answer_dates(today: date | None = None):
+    """For the public form: the date a request sent today would be answered by, for each regime.
+
+    Each is the earlier of the policy's working-day date and the regime's statutory date: the requester
+    is promised the earlier one.
+    """
+    today = today or timezone.localdate()
+    return [
+        {"where": where, "due": deadlines.due_dates(today, regime=regime).effective}
+        for regime, where in REGIME_AREAS
+    ]
 
 
 @dataclass(frozen=True)

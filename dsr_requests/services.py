@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
@@ -65,6 +66,10 @@ ALLOWED_TRANSITIONS = {
     S.CLOSED_UNVERIFIED: set(),
 }
 OPEN_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if targets)
+
+
+class ActionRefused(Exception):
+    """An action that cannot be done now (requester or staff); the message says why, for the page to show."""
 
 
 class InvalidTransition(Exception):
@@ -120,22 +125,38 @@ def _transition(rights_request, *, to_state, actor, note="", public=True):
         allowed = to_state == rights_request.held_from_state
     if not allowed:
         raise InvalidTransition(rights_request, to_state)
+    if to_state == S.ON_HOLD and rights_request.hold_reason not in deadlines.HoldReason.values:
+        raise ValueError("set hold_reason before putting a request on hold")
     rights_request.held_from_state = from_state if to_state == S.ON_HOLD else ""
     rights_request.state = to_state
-    clock_fields = _track_clock(rights_request, from_state=from_state, to_state=to_state)
+    clock_fields, hold_summary = _track_clock(rights_request, from_state=from_state, to_state=to_state)
     rights_request.save(update_fields=["state", "held_from_state", "updated_at", *clock_fields])
-    return _event(rights_request, actor=actor, note=note, public=public, from_state=from_state)
+    event = _event(rights_request, actor=actor, note=note, public=public, from_state=from_state)
+    if hold_summary:
+        # Staff see why each date moved (or did not): the reason decides whether the legal clock stopped.
+        _event(rights_request, actor=SYSTEM, note=hold_summary, public=False)
+    return event
 
 
 @transaction.atomic
-def transition(*, rights_request, to_state, actor, note="", public=True):
-    """Lock the request, change its state and record the event; returns the locked, updated request."""
+def transition(*, rights_request, to_state, actor, note="", public=True, hold_reason=""):
+    """Lock the request, change its state and record the event; returns the locked, updated request.
+
+    Going on hold needs ``hold_reason`` (a ``HoldReason``): it decides whether the legal clock stops.
+    """
     locked = _lock(rights_request)
+    if to_state == S.ON_HOLD:
+        locked.hold_reason = hold_reason
     _transition(locked, to_state=to_state, actor=actor, note=note, public=public)
     return locked
 
 
 # --- Emails -----------------------------------------------------------------------------------------
+
+
+# The only emails an address that has not been confirmed may receive: the link that confirms it (and its
+# reminder). They carry no personal data: no name, no details, no dates of the request.
+UNCONFIRMED_ADDRESS_EVENTS = frozenset({"received", "confirm_reminder"})
 
 
 def queue_requester_email(*, rights_request, event, to=None, **context):
@@ -145,6 +166,15 @@ def queue_requester_email(*, rights_request, event, to=None, **context):
     change does; if sending fails (or the queue is down), ``send_due_emails`` tries again later. ``to``
     replaces the requester's address (a transfer sent to the receiving organisation).
     """
+    if to is None and rights_request.email_confirmed_at is None and event not in UNCONFIRMED_ADDRESS_EVENTS:
+        # GDPR Art. 12(6), Art. 5(1)(f): until the address is proven to be the requester's, it may belong to
+        # someone else; it gets the confirmation link and nothing else.
+        raise ActionRefused(
+            _(
+                "The requester has not confirmed their email address yet, so nothing but the confirmation "
+                "link is sent to it."
+            )
+        )
     subject, text, html = emails.render(event, rights_request, **context)
     email = OutboundEmail.objects.create(
         request=rights_request,
@@ -255,10 +285,6 @@ def send_due_emails(*, now=None, limit=500):
 
 
 # --- Intake -----------------------------------------------------------------------------------------
-
-
-class ActionRefused(Exception):
-    """An action that cannot be done now (requester or staff); the message says why, for the page to show."""
 
 
 def confirmation_max_age():
@@ -638,10 +664,13 @@ def apply_due_dates(rights_request):
         received_on,
         extra_working_days=rights_request.hold_working_days + rights_request.extension_working_days,
     )
+    # hold_calendar_days counts only holds whose reason stops the legal clock; statutory_due_date applies
+    # them under GDPR / UK GDPR only (under CCPA the 45 days run from receipt) and caps CCPA at day 90.
     statutory = deadlines.statutory_due_date(
         received_on,
         regime=rights_request.regime,
-        extra_calendar_days=rights_request.hold_calendar_days + rights_request.extension_calendar_days,
+        extra_calendar_days=rights_request.extension_calendar_days,
+        hold_calendar_days=rights_request.hold_calendar_days,
     )
     rights_request.policy_due_on = policy
     rights_request.statutory_due_on = statutory
@@ -665,23 +694,74 @@ def _track_clock(rights_request, *, from_state, to_state):
     """Stop the clock on hold, restart it (moving the due dates) on leaving hold, stamp closing.
 
     Called by ``_transition`` before it saves, so every way in and out of on_hold (staff, requester,
-    system) keeps the deadlines right. Returns the extra fields to save.
+    system) keeps the deadlines right. Every hold moves the policy date by its working days; only a hold
+    whose reason stops the legal clock (identity, clarification) counts towards the statutory date.
+    Returns the extra fields to save, and on leaving hold a note for staff saying how the dates moved.
     """
     now = timezone.now()
-    fields = []
+    fields, summary = [], ""
     if to_state == S.ON_HOLD:
         rights_request.held_since = now
-        fields.append("held_since")
+        fields += ["held_since", "hold_reason"]
     elif from_state == S.ON_HOLD:
         held_on, resumed_on = timezone.localdate(rights_request.held_since), timezone.localdate(now)
-        rights_request.hold_working_days += deadlines.working_days_between(held_on, resumed_on)
-        rights_request.hold_calendar_days += (resumed_on - held_on).days
+        working = deadlines.working_days_between(held_on, resumed_on)
+        reason = deadlines.HoldReason(rights_request.hold_reason)
+        stopped = _statutory_clock_stops(rights_request.regime, reason)
+        rights_request.hold_working_days += working
+        if reason.stops_statutory_clock:
+            # Kept whatever the regime, so a later regime change recomputes the dates correctly.
+            rights_request.hold_calendar_days += (resumed_on - held_on).days
         rights_request.held_since = None
-        fields += ["held_since", "hold_working_days", "hold_calendar_days", *apply_due_dates(rights_request)]
+        rights_request.hold_reason = ""
+        fields += [
+            "held_since",
+            "hold_reason",
+            "hold_working_days",
+            "hold_calendar_days",
+            *apply_due_dates(rights_request),
+        ]
+        summary = _hold_summary(rights_request, reason=reason, working=working, stopped=stopped)
     if to_state in FINAL_STATES:
         rights_request.closed_at = now
         fields.append("closed_at")
-    return fields
+    return fields, summary
+
+
+def _statutory_clock_stops(regime, reason):
+    """Whether a hold for ``reason`` stops the legal clock under ``regime``.
+
+    GDPR / UK GDPR: only to verify identity or clarify the request (EDPB Guidelines 01/2022; ICO, "Can we
+    stop the clock?"). CCPA: never (regulations §7021(b): the 45 days run from receipt).
+    """
+    return regime in deadlines.MONTH_REGIMES and deadlines.HoldReason(reason).stops_statutory_clock
+
+
+def _hold_summary(rights_request, *, reason, working, stopped):
+    """The staff-only note on leaving hold: what the hold was for and which dates it moved."""
+    values = {
+        "reason": reason.label,
+        "working": working,
+        "policy": rights_request.policy_due_on.isoformat(),
+        "statutory": rights_request.statutory_due_on.isoformat(),
+    }
+    if stopped:
+        return str(
+            _(
+                "Hold ended (%(reason)s): our date moved by %(working)d working days to %(policy)s; "
+                "the legal "
+                "clock stood still too, so the statutory date is now %(statutory)s."
+            )
+            % values
+        )
+    return str(
+        _(
+            "Hold ended (%(reason)s): our date moved by %(working)d working days to %(policy)s; "
+            "this hold does "
+            "not stop the legal clock under %(regime)s, so the statutory date stays %(statutory)s."
+        )
+        % {**values, "regime": rights_request.get_regime_display()}
+    )
 
 
 def _require(actor, permission):
@@ -712,11 +792,22 @@ def _required_text(value, message):
 
 
 @transaction.atomic
-def put_on_hold(*, rights_request, actor, message, expected_state=None):
-    """Ask the requester for something and stop the clock until they answer or staff resume."""
+def put_on_hold(*, rights_request, actor, message, reason, expected_state=None):
+    """Ask the requester for something and stop the clock until they answer or staff resume.
+
+    ``reason`` comes from the fixed list ``HoldReason``: a hold to verify identity or to clarify the
+    request also stops the GDPR / UK GDPR clock; any other reason, and any hold under CCPA, pauses only
+    the policy's working-day date.
+    """
     _require(actor, "hold_request")
+    if reason not in deadlines.HoldReason.values:
+        raise ActionRefused(
+            _("Choose why the request goes on hold from the list: %(reasons)s.")
+            % {"reasons": "; ".join(str(label) for label in deadlines.HoldReason.labels)}
+        )
     message = _required_text(message, _("Say what the requester needs to send or answer."))
     locked = _lock_for_action(rights_request, expected_state=expected_state)
+    locked.hold_reason = reason
     _transition(locked, to_state=S.ON_HOLD, actor=actor, note=message, public=True)
     StaffQuestion.objects.create(request=locked, question=message, asked_by=actor)
     queue_requester_email(rights_request=locked, event="more_information", question=message)
@@ -735,19 +826,35 @@ def resume(*, rights_request, actor, note="", expected_state=S.ON_HOLD):
 
 
 @transaction.atomic
-def reject(*, rights_request, actor, reason, ground, expected_state=None):
-    """Refuse the request; the reason is recorded and sent to the requester, the ground goes to the log."""
+def reject(*, rights_request, actor, reason, ground, expected_state=None, acknowledge_late=False):
+    """Refuse the request; the reason is recorded and sent to the requester, the ground goes to the log.
+
+    The email states the reasons, the right to complain to the supervisory authority that applies to the
+    requester (``authorities.complaint_authorities``) and the right to a judicial remedy (GDPR / UK GDPR
+    Art. 12(4); CCPA regulations §7022(f), §7024(e)). After the statutory date it is refused unless staff
+    confirm with ``acknowledge_late``, and the lateness goes on the timeline.
+    """
+    from dsr_requests import authorities
+
     _require(actor, "reject_request")
     reason = _required_text(reason, _("A rejection needs a reason; it is sent to the requester."))
     if ground not in RejectionGround.values:
         raise ActionRefused(_("Choose the ground for the rejection; it goes into the request log."))
     locked = _lock_for_action(rights_request, expected_state=expected_state)
+    late = _confirm_if_late(locked, acknowledge_late=acknowledge_late, action=_("Rejecting it"))
     locked.rejection_reason = reason
     locked.rejection_ground = ground
     # First: a rejected row must carry its reason and ground (constraints).
     locked.save(update_fields=["rejection_reason", "rejection_ground"])
     _transition(locked, to_state=S.REJECTED, actor=actor, note=reason, public=True)
-    queue_requester_email(rights_request=locked, event="rejected", reason=reason)
+    _record_late(locked, actor=actor, late=late, action=_("Rejected"))
+    queue_requester_email(
+        rights_request=locked,
+        event="rejected",
+        reason=reason,
+        ground=RejectionGround(ground).label,
+        **authorities.refusal_context(regime=locked.regime, country=locked.country, ground=ground),
+    )
     return locked
 
 
@@ -787,23 +894,29 @@ def approve_erasure(*, rights_request, actor, note="", expected_state=S.APPROVED
 
 
 @transaction.atomic
-def start_fulfilment(*, rights_request, actor, note="", expected_state=S.APPROVED):
+def start_fulfilment(*, rights_request, actor, note="", expected_state=S.APPROVED, acknowledge_late=False):
     """Start carrying out an approved request (an erasure only after its second approval)."""
     _require(actor, "fulfil_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
     if locked.request_type == RequestType.DELETE and not locked.erasure_approved_by_id:
         raise ActionRefused(_("An erasure needs a second staff member's approval first."))
+    require_processing_register(request_type=locked.request_type)
+    # The job answers the requester by itself when it ends: this is staff's last chance to be warned.
+    late = _confirm_if_late(locked, acknowledge_late=acknowledge_late, action=_("Answering it"))
     _transition(locked, to_state=S.FULFILLING, actor=actor, note=note, public=True)
+    _record_late(locked, actor=actor, late=late, action=_("Fulfilment started"))
     _begin_fulfilment_run(locked)
     return locked
 
 
 @transaction.atomic
-def complete(*, rights_request, actor, note="", expected_state=S.FULFILLING):
+def complete(*, rights_request, actor, note="", expected_state=S.FULFILLING, acknowledge_late=False):
     """Record that the request has been carried out, and tell the requester.
 
     Refused while a fulfilment job is running: the job completes the request itself when its last step
-    is done, and completing under it would tell the requester before the result exists.
+    is done, and completing under it would tell the requester before the result exists. Refused for a
+    processing, review or copy request while the processing register is empty, and after the statutory
+    date unless staff confirm with ``acknowledge_late``.
     """
     _require(actor, "fulfil_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
@@ -812,7 +925,10 @@ def complete(*, rights_request, actor, note="", expected_state=S.FULFILLING):
             _("Request %(reference)s is being fulfilled by a background job; it completes when the job ends.")
             % {"reference": locked.reference}
         )
+    require_processing_register(request_type=locked.request_type)
+    late = _confirm_if_late(locked, acknowledge_late=acknowledge_late, action=_("Completing it"))
     _transition(locked, to_state=S.COMPLETED, actor=actor, note=note, public=True)
+    _record_late(locked, actor=actor, late=late, action=_("Completed"))
     queue_requester_email(rights_request=locked, event="completed", note=note)
     return locked
 
@@ -822,21 +938,127 @@ def _fulfilment_running(rights_request):
     return FulfilmentRun.objects.filter(request=rights_request, status=FulfilmentRun.Status.RUNNING).exists()
 
 
-def extension_window_closes(rights_request):
-    """The last day an extension may be granted: the end of the first statutory period, holds included."""
+def extension_window_closes(rights_request, today=None):
+    """The last day an extension may be granted: the end of the first statutory period.
+
+    GDPR / UK GDPR: the first month, lengthened by holds that stopped the clock (a running one included).
+    CCPA: day 45 after receipt, whatever the holds (§1798.130(a)(2); regulations §7021(b)).
+    """
+    today = today or timezone.localdate()
     return deadlines.statutory_due_date(
         timezone.localdate(rights_request.received_at),
         regime=rights_request.regime,
-        extra_calendar_days=rights_request.hold_calendar_days,
+        hold_calendar_days=rights_request.hold_calendar_days + _running_clock_stop(rights_request, today),
     )
 
 
+def _running_clock_stop(rights_request, today):
+    """Calendar days so far of a running hold that stops the legal clock (0 when there is none)."""
+    if rights_request.state != S.ON_HOLD or not _statutory_clock_stops(
+        rights_request.regime, rights_request.hold_reason
+    ):
+        return 0
+    return max((today - timezone.localdate(rights_request.held_since)).days, 0)
+
+
+def statutory_due_now(rights_request, today=None):
+    """The statutory due date as it stands today: the stored date, moved on by a running hold that stops
+    the legal clock (the stored date moves only when the hold ends)."""
+    today = today or timezone.localdate()
+    running_stop = _running_clock_stop(rights_request, today)
+    if not running_stop or rights_request.statutory_due_on is None:
+        return rights_request.statutory_due_on
+    return deadlines.statutory_due_date(
+        timezone.localdate(rights_request.received_at),
+        regime=rights_request.regime,
+        extra_calendar_days=rights_request.extension_calendar_days,
+        hold_calendar_days=rights_request.hold_calendar_days + running_stop,
+    )
+
+
+def days_past_statutory_date(rights_request, today=None):
+    """How many calendar days today is past the request's statutory date (0 when it is not late)."""
+    today = today or timezone.localdate()
+    due = statutory_due_now(rights_request, today)
+    return max((today - due).days, 0) if due else 0
+
+
+# The staff actions that refuse or answer a request, so need confirming after the statutory date.
+LATE_CONFIRMED_ACTIONS = ("reject", "start_fulfilment", "complete")
+
+
+class LateActionNotConfirmed(ActionRefused):
+    """A refusal or answer after the statutory date that staff have not confirmed; nothing was done."""
+
+
+def _confirm_if_late(locked, *, acknowledge_late, action):
+    """Refuse an action past the statutory date unless staff confirmed it; returns the days late."""
+    late = days_past_statutory_date(locked)
+    if late and not acknowledge_late:
+        raise LateActionNotConfirmed(
+            _(
+                "%(reference)s is %(days)d days past its statutory date (%(date)s). %(action)s now is late: "
+                "tick “I know this is late” to go ahead; it will be recorded on the timeline. "
+                "Nothing was done."
+            )
+            % {
+                "reference": locked.reference,
+                "days": late,
+                "date": statutory_due_now(locked).isoformat(),
+                "action": action,
+            }
+        )
+    return late
+
+
+def _record_late(locked, *, actor, late, action):
+    """Put a late refusal or answer on the timeline (staff only), so the log shows it whoever looks."""
+    if late:
+        _event(
+            locked,
+            actor=actor,
+            note=str(
+                _("%(action)s %(days)d days after the statutory date (%(date)s).")
+                % {"action": action, "days": late, "date": statutory_due_now(locked).isoformat()}
+            ),
+            public=False,
+        )
+
+
+# Request types whose answer includes the processing register (GDPR / UK GDPR Art. 15(1)(a)-(h)).
+REGISTER_TYPES = frozenset({RequestType.PROCESSING, RequestType.REVIEW, RequestType.COPY})
+
+
+def require_processing_register(*, request_type):
+    """Refuse to answer a processing, review or copy request while the processing register is empty
+    (or an entry lacks a required part): the answer must describe the processing, never a placeholder."""
+    from dsr_requests.models import ProcessingActivity
+
+    if request_type not in REGISTER_TYPES:
+        return
+    activities = ProcessingActivity.objects.all()
+    incomplete = activities.filter(
+        Q(purposes="") | Q(data_categories="") | Q(legal_basis="") | Q(retention="")
+    )
+    if not activities.exists() or incomplete.exists():
+        raise ActionRefused(
+            _(
+                "The processing register is empty or incomplete, and the answer to this request must "
+                "describe how personal data is processed (GDPR Art. 15(1)). Fill in Rights requests → "
+                "Processing register first (every entry needs purposes, data categories, legal basis and "
+                "retention)."
+            )
+        )
+
+
 @transaction.atomic
-def extend_deadline(*, rights_request, actor, reason, months=None, expected_state=None):
+def extend_deadline(*, rights_request, actor, reason, months=None, days=None, expected_state=None):
     """Extend the time limit once, within the law's limits and window; the requester is told why.
 
-    GDPR and UK GDPR: one or two further months, granted within the first month. CCPA: one further 45
-    days (``months`` must be None), granted within the first 45 days. Both due dates move.
+    GDPR and UK GDPR: one or two further months, granted within the first month (Art. 12(3)). CCPA: up to
+    45 further days (``days``, default 45; ``months`` must be None), granted within the first 45 days
+    (Civ. Code §1798.130(a)(2)). Never to an address that has not been confirmed: the notice could not
+    go out. Both due dates move. An extension after the window (so after the statutory date) is refused.
     """
     _require(actor, "extend_deadline")
     reason = _required_text(reason, _("An extension needs a reason; it is sent to the requester."))
@@ -845,14 +1067,31 @@ def extend_deadline(*, rights_request, actor, reason, months=None, expected_stat
         raise ActionRefused(_("A closed request cannot be extended."))
     if locked.extended_at:
         raise ActionRefused(_("This request has already been extended."))
-    if timezone.localdate() > extension_window_closes(locked):
+    if locked.email_confirmed_at is None:
         raise ActionRefused(
-            _("Too late: a %(regime)s extension must be made by %(date)s.")
-            % {"regime": locked.get_regime_display(), "date": extension_window_closes(locked).isoformat()}
+            _(
+                "The requester has not confirmed their email address, so the notice of an extension and its "
+                "reason cannot be sent to them: the request cannot be extended."
+            )
+        )
+    today = timezone.localdate()
+    closes = extension_window_closes(locked, today)
+    if today > closes:
+        raise ActionRefused(
+            _(
+                "Too late to extend: a %(regime)s extension must be made within the first period, which "
+                "ended on %(date)s (today is day %(day)d after receipt). Answer the request, or refuse it "
+                "with reasons."
+            )
+            % {
+                "regime": locked.get_regime_display(),
+                "date": closes.isoformat(),
+                "day": (today - timezone.localdate(locked.received_at)).days,
+            }
         )
     try:
         allowance = deadlines.extension_allowance(
-            timezone.localdate(locked.received_at), regime=locked.regime, months=months
+            timezone.localdate(locked.received_at), regime=locked.regime, months=months, days=days
         )
     except ValueError as exc:
         raise ActionRefused(str(exc)) from None
@@ -1018,6 +1257,7 @@ def available_actions(rights_request, user):
         "resume": state == S.ON_HOLD,
         "extend_deadline": state not in FINAL_STATES
         and not rights_request.extended_at
+        and rights_request.email_confirmed_at is not None
         and timezone.localdate() <= extension_window_closes(rights_request),
         "reject": S.REJECTED in targets,
         "retry_emails": rights_request.emails.filter(status=EmailStatus.FAILED).exists(),
@@ -1039,7 +1279,6 @@ def digest_recipients():
     if settings.DSR_DIGEST_TO:
         return list(settings.DSR_DIGEST_TO)
     from django.contrib.auth import get_user_model
-    from django.db.models import Q
 
     permission = Q(codename="view_rightsrequest", content_type__app_label="dsr_requests")
     users = (
@@ -1079,7 +1318,7 @@ def send_staff_digest(*, today=None):
     for title, queryset, flag in (
         (_("Overdue"), selectors.overdue(today), False),
         (_("Due within five working days"), selectors.due_soon(today), False),
-        (_("Policy date after the statutory date, not extended"), selectors.policy_after_statutory(), True),
+        (_("Policy date after the statutory date"), selectors.policy_after_statutory(), True),
     ):
         total = queryset.count()
         rows = list(queryset.select_related("assignee").order_by("effective_due_on", "pk")[:DIGEST_ROWS])
@@ -1355,7 +1594,10 @@ def _run_step(run, step):
         "export_json": lambda: _step_export(run, step, kind="json"),
         "notify_export": lambda: _step_notify(run, step, "export_ready"),
         "notify_transfer": lambda: _step_notify_transfer(run, step),
-        "notify_processing": lambda: _step_notify(run, step, "processing_answer"),
+        "notify_processing": lambda: (
+            require_processing_register(request_type=run.request.request_type),
+            _step_notify(run, step, "processing_answer"),
+        ),
         "rectify": lambda: _step_rectify(run, step, arg),
         "notify_changed": lambda: _step_notify(run, step, "changed"),
         "erase": lambda: _step_erase(run, step, arg),
@@ -1378,6 +1620,7 @@ def _step_export(run, step, *, kind):
     from dsr_requests.models import DataExport
 
     rights_request = run.request
+    require_processing_register(request_type=rights_request.request_type)
     file_name = f"{rights_request.reference}-{kind}.export"
     size, sha256, records = exports.write_export(
         file_name,
@@ -1568,7 +1811,10 @@ def _step_finish(run, step):
             note = _("Your personal data has been erased; we emailed you the receipt.")
         else:
             note = _("Done.")
+        late = days_past_statutory_date(locked)
         _transition(locked, to_state=S.COMPLETED, actor=SYSTEM, note=note, public=True)
+        # Staff confirmed the lateness when they started the job; the record says when it really ended.
+        _record_late(locked, actor=SYSTEM, late=late, action=_("Completed"))
         run.status = RunStatus.DONE
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
@@ -1644,8 +1890,6 @@ def resume_stalled_fulfilment(*, now=None):
 
     now = now or timezone.now()
     cutoff = now - timedelta(minutes=settings.DSR_FULFILMENT_STALE_MINUTES)
-    from django.db.models import Q
-
     stalled = FulfilmentRun.objects.filter(
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff),
         status=RunStatus.RUNNING,

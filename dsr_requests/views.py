@@ -108,7 +108,9 @@ def new_request(request):
                 actor=services.REQUESTER,
             )
             return redirect("dsr_requests:submitted")
-    return render(request, "dsr_requests/request_form.html", {"form": form})
+    return render(
+        request, "dsr_requests/request_form.html", {"form": form, "answer_dates": selectors.answer_dates()}
+    )
 
 
 def submitted(request):

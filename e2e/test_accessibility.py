@@ -136,7 +136,12 @@ def test_the_status_and_transfer_pages_have_no_serious_accessibility_violations_
     staff = StaffUserFactory(roles=[roles.APPROVER])
     held = approved_request(RequestType.REVIEW, approver=staff)
     held_token = held[1]
-    services.put_on_hold(rights_request=held[0], actor=staff, message="Which Atlassian site do you use?")
+    services.put_on_hold(
+        reason="clarification",
+        rights_request=held[0],
+        actor=staff,
+        message="Which Atlassian site do you use?",
+    )
     page.goto(status + held_token + "/")
     audit.check("status: on hold (question to answer)")
 

@@ -44,6 +44,13 @@ class RightsRequestFactory(factory.django.DjangoModelFactory):
     details = "Please show me what you hold."
     received_at = factory.LazyFunction(timezone.now)
     held_since = factory.LazyAttribute(lambda o: timezone.now() if o.state == RequestState.ON_HOLD else None)
+    hold_reason = factory.LazyAttribute(lambda o: "clarification" if o.state == RequestState.ON_HOLD else "")
+    # Past ``submitted`` the address was confirmed (closing unconfirmed requests is the exception).
+    email_confirmed_at = factory.LazyAttribute(
+        lambda o: (
+            None if o.state in (RequestState.SUBMITTED, RequestState.CLOSED_UNVERIFIED) else o.received_at
+        )
+    )
     # A rejected request carries a ground (a database constraint), as the reject service always sets.
     rejection_ground = factory.LazyAttribute(lambda o: "other" if o.state == RequestState.REJECTED else "")
 

@@ -223,7 +223,9 @@ def test_no_action_form_is_nested_in_the_admin_change_form(client):
 def test_change_page_shows_the_timeline_and_identity_steps(client):
     admin = logged_in(client, roles.PRIVACY_ADMIN)
     rights_request = RightsRequestFactory(state=S.IN_REVIEW)
-    services.put_on_hold(rights_request=rights_request, actor=admin, message="Which site?")
+    services.put_on_hold(
+        reason="clarification", rights_request=rights_request, actor=admin, message="Which site?"
+    )
     body = client.get(change_url(rights_request)).content.decode()
     assert "Which site?" in body
     assert "identity check" in body.lower()
@@ -486,7 +488,9 @@ def test_staff_who_may_see_personal_data_read_the_requesters_answers_on_the_requ
 
     asker = logged_in(client, roles.REVIEWER)
     rights_request = RightsRequestFactory(state=S.IN_REVIEW)
-    services.put_on_hold(rights_request=rights_request, actor=asker, message="Which site is it about?")
+    services.put_on_hold(
+        reason="clarification", rights_request=rights_request, actor=asker, message="Which site is it about?"
+    )
     question = StaffQuestion.objects.get(request=rights_request)
     services.answer_question(question=question, answer="It is acme.atlassian.net")
     body = client.get(change_url(rights_request)).content.decode()

@@ -34,7 +34,7 @@ def test_the_privacy_admin_keeps_the_processing_register(client):
         },
     )
     assert response.status_code == 302
-    assert ProcessingActivity.objects.get().legal_basis == "Contract"
+    assert ProcessingActivity.objects.get(name="Connect registrations").legal_basis == "Contract"
 
 
 @pytest.mark.parametrize("role", [roles.REVIEWER, roles.APPROVER])

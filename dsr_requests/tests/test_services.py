@@ -53,7 +53,9 @@ def test_illegal_transition_raises_and_changes_nothing():
 def test_on_hold_remembers_and_only_returns_to_the_state_it_came_from():
     request = RightsRequestFactory(state=RequestState.IN_REVIEW)
     staff = StaffUserFactory()
-    request = services.transition(rights_request=request, to_state=RequestState.ON_HOLD, actor=staff)
+    request = services.transition(
+        rights_request=request, to_state=RequestState.ON_HOLD, actor=staff, hold_reason="clarification"
+    )
     assert request.held_from_state == RequestState.IN_REVIEW
     with pytest.raises(services.InvalidTransition):
         services.transition(rights_request=request, to_state=RequestState.APPROVED, actor=staff)

@@ -63,7 +63,7 @@ ACTIONS = {
     "start_fulfilment": lambda r, u: services.start_fulfilment(rights_request=r, actor=u),
     "complete": lambda r, u: services.complete(rights_request=r, actor=u),
     "put_on_hold": lambda r, u: services.put_on_hold(
-        rights_request=r, actor=u, message="Which site is it about?"
+        reason="clarification", rights_request=r, actor=u, message="Which site is it about?"
     ),
     "resume": lambda r, u: services.resume(rights_request=r, actor=u),
     "reject": lambda r, u: services.reject(
@@ -103,7 +103,8 @@ def test_allowed_staff_transition_changes_state_and_writes_one_staff_event(
     result = ACTIONS[action](rights_request, admin_user)
     assert result.state == to_state
     assert RightsRequest.objects.get(pk=rights_request.pk).state == to_state
-    event = RequestEvent.objects.get(request=rights_request)
+    # (Leaving a hold also adds a system note saying how the dates moved.)
+    event = RequestEvent.objects.exclude(actor_kind=RequestEvent.ActorKind.SYSTEM).get(request=rights_request)
     assert (event.from_state, event.to_state, event.actor, event.actor_kind) == (
         from_state,
         to_state,
@@ -185,7 +186,10 @@ def test_put_on_hold_asks_the_requester_and_resume_returns_to_the_previous_state
         rights_request = _request_in(previous)
         with committed():
             services.put_on_hold(
-                rights_request=rights_request, actor=admin_user, message="Which site is it about?"
+                reason="clarification",
+                rights_request=rights_request,
+                actor=admin_user,
+                message="Which site is it about?",
             )
         rights_request.refresh_from_db()
         assert (rights_request.state, rights_request.held_from_state) == (S.ON_HOLD, previous)
@@ -200,7 +204,9 @@ def test_put_on_hold_asks_the_requester_and_resume_returns_to_the_previous_state
 def test_put_on_hold_needs_a_message(admin_user):
     rights_request = _request_in(S.IN_REVIEW)
     with pytest.raises(services.ActionRefused):
-        services.put_on_hold(rights_request=rights_request, actor=admin_user, message=" ")
+        services.put_on_hold(
+            reason="clarification", rights_request=rights_request, actor=admin_user, message=" "
+        )
 
 
 def test_complete_tells_the_requester_and_stamps_the_closing_time(admin_user, committed, mailoutbox):
@@ -249,7 +255,9 @@ def test_an_erasure_on_hold_cannot_be_approved_again_only_resumed(admin_user):
     rights_request = RightsRequestFactory(state=S.IN_REVIEW, request_type=RequestType.DELETE)
     services.approve(rights_request=rights_request, actor=first)
     services.approve_erasure(rights_request=rights_request, actor=second)
-    rights_request = services.put_on_hold(rights_request=rights_request, actor=first, message="Which site?")
+    rights_request = services.put_on_hold(
+        reason="clarification", rights_request=rights_request, actor=first, message="Which site?"
+    )
     for who in (second, third):
         with pytest.raises(services.InvalidTransition):
             services.approve(rights_request=rights_request, actor=who, expected_state=S.ON_HOLD)
@@ -296,7 +304,10 @@ def test_hold_across_christmas_moves_both_due_dates_when_the_request_resumes(adm
     rights_request = _request_in_at(S.IN_REVIEW, at(2024, 12, 2))
     with time_machine.travel(at(2024, 12, 20), tick=False):
         services.put_on_hold(
-            rights_request=rights_request, actor=admin_user, message="Please send the site URL."
+            reason="clarification",
+            rights_request=rights_request,
+            actor=admin_user,
+            message="Please send the site URL.",
         )
     with time_machine.travel(at(2024, 12, 27), tick=False):
         services.resume(rights_request=rights_request, actor=admin_user)
@@ -312,7 +323,10 @@ def test_requester_answering_ends_the_hold_and_moves_the_dates_too(admin_user):
     rights_request = _request_in_at(S.IN_REVIEW, at(2024, 12, 2))
     with time_machine.travel(at(2024, 12, 20), tick=False):
         services.put_on_hold(
-            rights_request=rights_request, actor=admin_user, message="Please send the site URL."
+            reason="clarification",
+            rights_request=rights_request,
+            actor=admin_user,
+            message="Please send the site URL.",
         )
     with time_machine.travel(at(2024, 12, 27), tick=False):
         question = rights_request.questions.get()
@@ -415,7 +429,10 @@ ROLE_CAN = {
     None: set(),
 }
 ROLE_CASES = {
-    "put_on_hold": (S.IN_REVIEW, lambda r, u: services.put_on_hold(rights_request=r, actor=u, message="?")),
+    "put_on_hold": (
+        S.IN_REVIEW,
+        lambda r, u: services.put_on_hold(reason="clarification", rights_request=r, actor=u, message="?"),
+    ),
     "resume": (S.ON_HOLD, lambda r, u: services.resume(rights_request=r, actor=u)),
     "reject": (
         S.IN_REVIEW,

@@ -320,7 +320,9 @@ def test_an_oversized_upload_is_refused(client, committed, mailoutbox, settings)
 def test_requester_answers_a_staff_question_from_the_status_page(client, committed, mailoutbox):
     status_path = _confirmed_status_path(client, committed, mailoutbox)
     request = RightsRequest.objects.get()
-    services.transition(rights_request=request, to_state=RequestState.ON_HOLD, actor=StaffUserFactory())
+    services.transition(
+        rights_request=request, to_state=RequestState.ON_HOLD, actor=StaffUserFactory(), hold_reason="other"
+    )
     question = StaffQuestion.objects.create(
         request=request, question="Which site?", asked_by=StaffUserFactory()
     )
