@@ -195,9 +195,11 @@ def test_no_extension_for_a_request_whose_address_is_not_confirmed(staff):
     there is nobody safe to notify, so there is no extension and nothing is sent (Art. 5(1)(f), 12(6))."""
     rights_request = _received(Regime.UK_GDPR, at(2024, 3, 4), state=S.SUBMITTED)
     assert "extend_deadline" not in [a.name for a in services.available_actions(rights_request, staff)]
-    with time_machine.travel(at(2024, 3, 5), tick=False):
-        with pytest.raises(services.ActionRefused, match="not confirmed"):
-            services.extend_deadline(rights_request=rights_request, actor=staff, reason="Busy.", months=1)
+    with (
+        time_machine.travel(at(2024, 3, 5), tick=False),
+        pytest.raises(services.ActionRefused, match="not confirmed"),
+    ):
+        services.extend_deadline(rights_request=rights_request, actor=staff, reason="Busy.", months=1)
     fresh = RightsRequest.objects.get(pk=rights_request.pk)
     assert fresh.extended_at is None and not OutboundEmail.objects.filter(event="extended").exists()
 
