@@ -998,7 +998,7 @@ def _confirm_if_late(locked, *, acknowledge_late, action):
         raise LateActionNotConfirmed(
             _(
                 "%(reference)s is %(days)d days past its statutory date (%(date)s). %(action)s now is late: "
-                "tick “I know this is late” to go ahead; it will be recorded on the timeline. "
+                "tick “I know this is late” on its page to go ahead; it will be recorded on the timeline. "
                 "Nothing was done."
             )
             % {
