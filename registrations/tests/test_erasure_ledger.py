@@ -308,3 +308,38 @@ def test_reapply_works_through_the_registry_in_batches():
 
     assert result.erased_again == 3
     assert Registration.objects.count() == 2
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_and_an_uninstall_at_the_same_moment_never_leave_the_record_behind():
+    """Art. 17(1)(a) GDPR: whichever comes first, the record of a site that uninstalled the app goes."""
+    import threading
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL for real concurrent connections")
+    for _round in range(8):
+        tenant = RegistrationFactory(state=State.ENABLED)
+        barrier = threading.Barrier(2)
+
+        def erase(client_key=tenant.client_key, barrier=barrier):
+            try:
+                barrier.wait()
+                services.erase_site(client_key=client_key, actor="test")
+            finally:
+                connection.close()
+
+        def uninstall(client_key=tenant.client_key, barrier=barrier):
+            try:
+                barrier.wait()
+                services.apply_event(client_key=client_key, event="uninstalled", actor="atlassian")
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=erase), threading.Thread(target=uninstall)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not Registration.objects.filter(client_key=tenant.client_key).exists()
+        assert not ErasureLedgerEntry.objects.filter(pending=True).exists()
