@@ -40,7 +40,8 @@ def production_defaults_check(app_configs, **kwargs):
     - The immediate task backend sends email and builds exports inside web requests, so a slow SMTP
       server or a large export holds a gunicorn worker; production runs ``db_worker``.
     - A blind-index key derived from ``SECRET_KEY`` means rotating ``SECRET_KEY`` silently stops every
-      earlier request being found by email (search, lost link, erasure of earlier requests).
+      earlier request being found by email (search, lost link, erasure of earlier requests), and the
+      erasure ledger's hashes matching what was erased (a restore would bring erased sites back).
     - Exports in a local folder while a separate worker builds them: on Heroku the worker dyno's disk is
       not the web dyno's, so no download would find its file.
     - Backups in a local folder: on Heroku a dyno's disk is wiped when it restarts (daily), and a
@@ -73,7 +74,7 @@ def production_defaults_check(app_configs, **kwargs):
         found.append(
             Warning(
                 "DSR_BLIND_INDEX_KEY is not set, so it is derived from SECRET_KEY: rotating SECRET_KEY would "
-                "stop earlier requests being found by email.",
+                "stop earlier requests being found by email, and the erasure ledger matching erased sites.",
                 hint="Set DSR_BLIND_INDEX_KEY to its own random value (at least 32 characters) and keep it.",
                 id="artemis.W004",
             )

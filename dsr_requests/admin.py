@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 
 from artemis_portal.admin_mixins import ReadOnlyAdminMixin
 from dsr_requests import providers, request_log, selectors, services, tokens
+from dsr_requests.admin_site_erasure import SiteErasureAdminMixin
 from dsr_requests.models import (
     Concerns,
     DataExport,
@@ -129,7 +130,7 @@ class StaffQuestionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(RightsRequest)
-class RightsRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """List, search and run rights requests; edits only through the workflow services."""
 
     list_display = (
@@ -173,6 +174,7 @@ class RightsRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "held_from_state",
             "identity_outstanding",
             "site_scope",
+            "site_erasure",
             "regime",
             "country",
             "concerns",

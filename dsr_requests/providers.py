@@ -178,11 +178,17 @@ class RightsRequestProvider(Provider):
         Requests still open are kept and named in the receipt: erasing one would silently end a copy or
         change the person is still waiting for. Once they are finished, a new erasure request removes them.
         """
-        from dsr_requests import services
+        from dsr_requests import ledger, services
 
         others = self._queryset(subject).exclude(reference=subject.exclude_reference)
+        finished = others.filter(state__in=services.FINAL_STATES)
+        ledger.record_request_erasure(
+            rights_requests=finished.only("account_id", "email_hash"),
+            reference=subject.exclude_reference,
+            actor=services.SYSTEM,
+        )
         erased = 0
-        for pk in others.filter(state__in=services.FINAL_STATES).values_list("pk", flat=True).iterator():
+        for pk in finished.values_list("pk", flat=True).iterator():
             services.tombstone_request(request_id=pk)
             erased += 1
         still_open = list(

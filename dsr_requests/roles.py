@@ -45,6 +45,7 @@ OTHER_APP_PERMISSIONS = {
         "registrations.change_registration",
         "registrations.view_usagecount",
         "registrations.view_personaldatareport",
+        "registrations.view_erasureledgerentry",
     ),
 }
 

@@ -27,7 +27,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from artemis_portal import storage as shared_storage
 from artemis_portal.logging import redact
-from dsr_requests import deadlines, emails, tokens
+from dsr_requests import deadlines, emails, ledger, tokens
 from dsr_requests.models import (
     AccountProofCode,
     CheckOutcome,
@@ -1427,6 +1427,7 @@ def erase_closed_atlassian_account(*, account_id, actor=SYSTEM):
                 continue  # changed since the list was read
             locked.account_id = ""
             locked.save(update_fields=["account_id", "updated_at"])
+            ledger.record_account_erasure(account_id=account_id, actor=actor)
             _event(locked, actor=actor, note=_("Atlassian account closed: account data erased"), public=False)
             erased += 1
     return erased
@@ -1807,6 +1808,7 @@ def _step_finish(run, step):
     with transaction.atomic():
         locked = _lock(run.request)
         if is_delete:
+            ledger.record_request_erasure(rights_requests=[locked], reference=locked.reference, actor=SYSTEM)
             _tombstone(locked)
             note = _("Your personal data has been erased; we emailed you the receipt.")
         else:

@@ -9,8 +9,9 @@ import hashlib
 import hmac
 import secrets
 
-from django.conf import settings
 from django.core import signing
+
+from artemis_portal import keys
 
 # Crockford's base-32 without the look-alikes (0/O, 1/I/L, U): easy to read out on the phone.
 _ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -23,8 +24,7 @@ def _derived_key(purpose):
     Deriving per purpose keeps one hash from being usable as another; a separate setting lets production
     rotate SECRET_KEY without losing the ability to find a person's requests.
     """
-    root = settings.DSR_BLIND_INDEX_KEY or settings.SECRET_KEY
-    return hmac.new(root.encode(), f"artemis.dsr.{purpose}".encode(), hashlib.sha256).digest()
+    return keys.derived_key(f"artemis.dsr.{purpose}")
 
 
 def new_reference():

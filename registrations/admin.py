@@ -6,7 +6,7 @@ from django.utils.translation import ngettext
 
 from artemis_portal.admin_mixins import ReadOnlyAdminMixin
 from registrations import selectors, services
-from registrations.models import Registration, UsageCount
+from registrations.models import ErasureLedgerEntry, Registration, UsageCount
 
 CHART_WIDTH, CHART_HEIGHT, BAR_GAP = 600, 160, 2
 
@@ -128,3 +128,20 @@ class UsageCountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)
+
+
+@admin.register(ErasureLedgerEntry)
+class ErasureLedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What data subjects' erasures removed, so a restored backup cannot bring it back: read-only.
+
+    Entries are written by erasures and by the uninstall of a pending site, never here. The keyed hash
+    is not shown: it tells a person nothing and is only matched by the code.
+    """
+
+    list_display = ("kind", "erased_at", "pending", "reference")
+    list_filter = ("kind", "pending")
+    search_fields = ("reference",)
+    search_help_text = _("A rights request's reference (DSR-…).")
+    date_hierarchy = "erased_at"
+    fields = ("kind", "erased_at", "pending", "reference")
+    readonly_fields = fields

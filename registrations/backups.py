@@ -50,7 +50,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from artemis_portal import storage as shared_storage
-from registrations import tenant_cache
+from registrations import erasure_ledger, tenant_cache
 from registrations.models import Registration
 
 logger = logging.getLogger(__name__)
@@ -510,6 +510,13 @@ class RestoreSummary:
     manifest: dict | None = None
     counts: dict = dataclasses.field(default_factory=lambda: dict.fromkeys(RestoreSummary.OUTCOMES, 0))
     examples: dict = dataclasses.field(default_factory=lambda: {o: [] for o in RestoreSummary.OUTCOMES})
+    # The erasure ledger, re-applied: records erased again (never named: they were erased), pending
+    # sites' records kept while the app is installed, erased sites installed again since, and entries
+    # hashed under a key no longer configured (they cannot be matched).
+    erased_again: int = 0
+    kept_pending: int = 0
+    reinstalled_since: int = 0
+    ledger_other_key: int = 0
 
     def add(self, outcome, client_key):
         """Count one tenant under ``outcome``."""
@@ -542,8 +549,11 @@ def restore_backup(
     Tenants missing from the database are created; tenants whose row differs are updated, unless the
     database's row was updated after the backup's copy (a tenant that reinstalled since, with a new
     secret, must not get its old secret back): those are left alone and reported. Tenants the backup
-    does not hold are left alone. If anything fails, nothing changes. The file is read twice (check,
-    then apply) so memory holds one batch, never the whole backup.
+    does not hold are left alone. In the same transaction the erasure ledger is re-applied to every
+    tenant the backup holds: a site a rights request erased is not brought back (and its record is
+    deleted if the database still had it), see ``erasure_ledger.plan_reapply``. If anything fails,
+    nothing changes. The file is read twice (check, then apply) so memory holds one batch, never the
+    whole backup.
     """
     fernet = fernet_for(settings.BACKUP_KEYS)
     with open_backup(path) as fileobj:
@@ -559,47 +569,75 @@ def restore_backup(
                 if progress:
                     progress(done, total)
             summary.manifest = reader.manifest
+            summary.ledger_other_key = erasure_ledger.entries_under_another_key()
     except (ValidationError, DatabaseError) as exc:
         message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
         raise BackupError(f"restore failed, nothing was changed: {message}") from None
     if not dry_run:
         logger.info(
-            "restore of %s by %s: %s",
+            "restore of %s by %s: %s, %d erased again by the erasure ledger",
             os.path.basename(path),
             actor,
             ", ".join(f"{count} {outcome}" for outcome, count in summary.counts.items()),
+            summary.erased_again,
         )
     return summary
 
 
 def _restore_batch(rows, summary, *, dry_run):
-    """Apply one batch of backed-up rows, and forget the cached records of the tenants it changed."""
+    """Apply one batch of backed-up rows, re-apply the erasure ledger to it, and forget changed tenants."""
     fields_by_name = {f.name: f for f in backup_fields()}
     decoded = [{name: fields_by_name[name].to_python(value) for name, value in row.items()} for row in rows]
     existing = Registration.objects.in_bulk([row["client_key"] for row in decoded], field_name="client_key")
-    to_create, to_update, changed_fields = [], [], set()
+    sorted_rows = []  # (outcome, backed-up row, row in the database or None, differing fields)
     for row in decoded:
         current = existing.get(row["client_key"])
         if current is None:
-            to_create.append(Registration(**row))
-            summary.add("new", row["client_key"])
+            sorted_rows.append(("new", row, None, set()))
             continue
         differing = {name for name, value in row.items() if not _same(name, getattr(current, name), value)}
         if not differing:
-            summary.add("unchanged", row["client_key"])
+            sorted_rows.append(("unchanged", row, current, differing))
         elif current.updated_at > row["updated_at"]:
-            summary.add("newer_in_database", row["client_key"])
+            sorted_rows.append(("newer_in_database", row, current, differing))
         else:
+            sorted_rows.append(("updated", row, current, differing))
+    # The ledger judges each tenant as it would stand after this batch: the backup's copy where it is
+    # applied, the database's where it is kept.
+    plan = erasure_ledger.plan_reapply(
+        [
+            erasure_ledger.RestoredRow(
+                row["client_key"],
+                *(
+                    (row["state"], row["installed_at"])
+                    if outcome in ("new", "updated")
+                    else (current.state, current.installed_at)
+                ),
+            )
+            for outcome, row, current, _differing in sorted_rows
+        ]
+    )
+    summary.erased_again += len(plan.erase)
+    summary.kept_pending += plan.kept_pending
+    summary.reinstalled_since += plan.reinstalled_since
+    to_create, to_update, changed_fields = [], [], set()
+    for outcome, row, current, differing in sorted_rows:
+        if row["client_key"] in plan.erase:
+            continue  # not restored, and deleted below if the database has it
+        summary.add(outcome, row["client_key"])
+        if outcome == "new":
+            to_create.append(Registration(**row))
+        elif outcome == "updated":
             for name in differing:
                 setattr(current, name, row[name])
             to_update.append(current)
             changed_fields |= differing
-            summary.add("updated", row["client_key"])
     if dry_run:
         return
     Registration.objects.bulk_create(to_create, batch_size=BATCH_SIZE)
     if to_update:
         Registration.objects.bulk_update(to_update, sorted(changed_fields), batch_size=BATCH_SIZE)
+    erasure_ledger.apply_plan(plan)
     # Once committed, a cached record (or a cached "unknown tenant" from before the restore) is stale.
     # Holding these keys until the commit is the one part of a restore's memory that grows with it.
     changed = [r.client_key for r in to_create + to_update]

@@ -110,3 +110,56 @@ class PersonalDataReport(models.Model):
 
     def __str__(self):
         return f"next report due {self.next_due_at or 'now'}"
+
+
+class ErasureLedgerEntry(models.Model):
+    """One identifier a data subject's erasure (Art. 17) removed, kept as a keyed hash so it stays erased.
+
+    Backups of registrations are kept up to 12 months; restoring one would bring an erased site back. The
+    ledger lets ``restore_registrations`` erase those records again. It holds no personal data: only an
+    HMAC-SHA256 of the identifier (key derived from the settings, see ``erasure_ledger``), which cannot be
+    turned back into the identifier and matches it only for whoever holds the key. ``pending`` is for a
+    site whose record had to stay because the app is still installed there: its uninstall deletes it.
+    """
+
+    class Kind(models.TextChoices):
+        CLIENT_KEY = "client_key", _("site (client key)")
+        ACCOUNT_ID = "account_id", _("Atlassian account ID")
+        EMAIL_HASH = "email_hash", _("email address (blind index)")
+
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    key_hash = models.CharField(_("keyed hash"), max_length=64)
+    # Which key made the hash (a fingerprint, not the key): a hash made under a key since replaced can no
+    # longer be matched, and a restore says so instead of silently matching nothing.
+    key_id = models.CharField(_("key fingerprint"), max_length=16)
+    erased_at = models.DateTimeField(_("erased at"))
+    pending = models.BooleanField(
+        _("pending (app still installed)"),
+        default=False,
+        help_text=_("The site's record stays until the app is uninstalled there, then it is deleted."),
+    )
+    # The rights request (or other process) that last erased this identifier: a random reference, no
+    # personal data; lets staff see a request's site erasure on its page after its tombstone.
+    reference = models.CharField(_("erased for"), max_length=40, blank=True)
+
+    class Meta:
+        verbose_name = _("erasure ledger entry")
+        verbose_name_plural = _("erasure ledger")
+        ordering = ["-erased_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "key_hash"], name="erasureledger_kind_hash_unique"),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["client_key", "account_id", "email_hash"]),
+                name="erasureledger_kind_valid",
+            ),
+            models.CheckConstraint(condition=~models.Q(key_hash=""), name="erasureledger_hash_set"),
+            # Only a site's record can be kept for a while (the app still installed there).
+            models.CheckConstraint(
+                condition=models.Q(pending=False) | models.Q(kind="client_key"),
+                name="erasureledger_only_sites_pending",
+            ),
+        ]
+        indexes = [models.Index(fields=["reference"], name="erasureledger_reference")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} erased {self.erased_at:%Y-%m-%d}"

@@ -54,34 +54,39 @@ class RegistrationProvider(Provider):
         yield from self._queryset(subject).values(*self.fields)
 
     def erase(self, subject):
-        """Delete an uninstalled site's record; an installed site's record is kept while the app serves it."""
+        """Erase the site's record (or keep it, pending, while the app is installed) and record the erasure.
+
+        The erasure ledger keeps the site erased in backups: a restore deletes the record again, and an
+        installed site's record is deleted when the app is uninstalled (registrations/erasure_ledger.py).
+        """
         erasure = Erasure()
-        for registration in self._queryset(subject):
-            deleted = registration.state == Registration.State.UNINSTALLED and services.delete_uninstalled(
-                registration=registration, actor="rights-request"
-            )
-            if deleted:
-                what = str(_("installation records"))
-                erasure.erased[what] = erasure.erased.get(what, 0) + 1
-            else:
-                erasure.kept.append(
-                    str(
-                        _(
-                            "The installation record of %(site)s is kept while our app is installed there: "
-                            "it is needed to serve the app. Uninstall the app and ask us again to remove it."
-                        )
-                        % {"site": registration.base_url}
-                    )
-                )
-        if subject.site_client_key:
+        if not subject.site_client_key:
+            return erasure
+        outcome, registration = services.erase_site(
+            client_key=subject.site_client_key, reference=subject.exclude_reference, actor="rights-request"
+        )
+        if outcome == services.SiteErasure.DELETED:
+            erasure.erased[str(_("installation records"))] = 1
+        elif outcome == services.SiteErasure.PENDING:
             erasure.kept.append(
                 str(
                     _(
-                        "Encrypted backups of installation records are kept up to 12 months and then "
-                        "deleted; they are never used except to restore the service."
+                        "The installation record of %(site)s is kept while our app is installed there, "
+                        "because Atlassian needs it to authenticate your site's requests to the app. It "
+                        "is deleted automatically when the app is uninstalled from the site."
                     )
+                    % {"site": registration.base_url}
                 )
             )
+        erasure.kept.append(
+            str(
+                _(
+                    "Encrypted backups of installation records are kept up to 12 months and then deleted; "
+                    "they are never used except to restore the service, and a restore erases your site's "
+                    "record again."
+                )
+            )
+        )
         return erasure
 
 

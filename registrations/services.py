@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.apps import apps
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from fernet_fields import EncryptedField
 
-from registrations import tenant_cache
+from registrations import erasure_ledger, tenant_cache
 from registrations.identifiers import log_value
 from registrations.models import Registration, UsageCount
 
@@ -104,6 +105,10 @@ def apply_event(*, client_key, event, actor):
         )
         if changed:
             tenant_cache.forget(client_key)
+        # A site whose erasure waited for the app to be uninstalled (erasure_ledger): its record goes now.
+        erased = state == State.UNINSTALLED and erasure_ledger.complete_pending_site(
+            client_key=client_key, actor=actor
+        )
     if changed:
         outcome = "changed"
     elif state is None:
@@ -111,10 +116,11 @@ def apply_event(*, client_key, event, actor):
     else:
         outcome = "repeat" if state == target else "ignored"
     logger.info(
-        "connect lifecycle %s client_key=%s outcome=%s actor=%s",
+        "connect lifecycle %s client_key=%s outcome=%s erased=%s actor=%s",
         event,
         log_value(client_key),
         outcome,
+        erased,
         _actor_label(actor),
     )
     return EventResult(outcome=outcome, state=state)
@@ -149,6 +155,55 @@ def delete_uninstalled(*, registration, actor):
         _actor_label(actor),
     )
     return bool(deleted)
+
+
+class SiteErasure(models.TextChoices):
+    """What ``erase_site`` did with a site's installation record."""
+
+    DELETED = "deleted", _("deleted")
+    PENDING = "pending", _("kept until the app is uninstalled")
+    ABSENT = "absent", _("not held")
+
+
+def erase_site(*, client_key, reference="", actor):
+    """Erase a site's installation record for a rights request, and record it in the erasure ledger.
+
+    An uninstalled site's record is deleted. An installed one stays, because Atlassian signs the site's
+    requests with the shared secret it holds and the app could not authenticate the site without it;
+    the ledger marks it pending and the site's ``uninstalled`` callback deletes it. A site with no record
+    (deleted earlier) is still recorded: a backup may hold it. The row is locked first, so an uninstall
+    arriving at the same moment either comes before (the record is deleted here) or after (it finds the
+    pending entry and deletes the record then). Returns ``(SiteErasure, registration or None)``.
+    """
+    with transaction.atomic():
+        registration = (
+            Registration.objects.select_for_update()
+            .defer("shared_secret")
+            .filter(client_key=client_key)
+            .first()
+        )
+        if registration is None:
+            outcome = SiteErasure.ABSENT
+        elif registration.state == State.UNINSTALLED:
+            registration.delete()
+            tenant_cache.forget(client_key)
+            outcome = SiteErasure.DELETED
+        else:
+            outcome = SiteErasure.PENDING
+        pending = outcome == SiteErasure.PENDING
+        erasure_ledger.record_erasure(
+            client_keys=[] if pending else [client_key],
+            pending_client_keys=[client_key] if pending else [],
+            reference=reference,
+            actor=actor,
+        )
+    logger.info(
+        "connect erase client_key=%s outcome=%s actor=%s",
+        log_value(client_key),
+        outcome.value,
+        _actor_label(actor),
+    )
+    return outcome, registration
 
 
 def _set_block(*, registration, actor, blocked_at):

@@ -58,3 +58,13 @@ def test_confirmation_token_round_trips_and_refuses_tampering():
 def test_reading_any_string_as_a_confirmation_token_raises_only_bad_signature(text):
     with contextlib.suppress(signing.BadSignature):
         tokens.read_confirmation_token(text, max_age=60)
+
+
+def test_the_email_blind_index_is_unchanged_by_the_shared_key_helper(settings):
+    """Deriving the key in artemis_portal.keys must not change a stored hash (requests stay findable)."""
+    import hmac
+
+    settings.DSR_BLIND_INDEX_KEY = "b" * 40
+    key = hmac.new(b"b" * 40, b"artemis.dsr.email-blind-index", hashlib.sha256).digest()
+    expected = hmac.new(key, b"ada@example.org", hashlib.sha256).hexdigest()
+    assert tokens.email_blind_index(" Ada@Example.org ") == expected

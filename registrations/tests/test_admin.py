@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
-from registrations import services
-from registrations.models import UsageCount
+from registrations import erasure_ledger, services
+from registrations.models import ErasureLedgerEntry, UsageCount
 from registrations.tests.conftest import request_token
 from registrations.tests.factories import RegistrationFactory
 
@@ -118,6 +118,7 @@ def test_the_privacy_admin_role_runs_the_registry_and_its_reports(client):
         "change_registration",
         "view_usagecount",
         "view_personaldatareport",
+        "view_erasureledgerentry",
         "view_accessevent",
     }
     client.force_login(user)
@@ -126,3 +127,22 @@ def test_the_privacy_admin_role_runs_the_registry_and_its_reports(client):
     client.post(LIST, {"action": "block", "_selected_action": [tenant.pk]})
     tenant.refresh_from_db()
     assert tenant.blocked_at is not None
+
+
+LEDGER = "/admin/registrations/erasureledgerentry/"
+
+
+def test_erasure_ledger_list_is_read_only_and_shows_no_hash_or_identifier(admin_client):
+    """GDPR Art. 5(1)(c): staff see what was erased and when, not the keyed hash or the identifier."""
+    erasure_ledger.record_erasure(pending_client_keys=["site-secretive"], reference="DSR-LEDG01", actor="t")
+    entry = ErasureLedgerEntry.objects.get()
+
+    html = admin_client.get(LEDGER).content.decode()
+
+    assert "DSR-LEDG01" in html and "site (client key)" in html
+    assert entry.key_hash not in html and "site-secretive" not in html
+    detail = admin_client.get(f"{LEDGER}{entry.pk}/change/").content.decode()
+    assert entry.key_hash not in detail and "keyed hash" not in detail
+    assert admin_client.get(f"{LEDGER}add/").status_code == 403
+    assert admin_client.post(f"{LEDGER}{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert ErasureLedgerEntry.objects.count() == 1

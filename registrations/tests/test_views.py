@@ -14,7 +14,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from jwt.utils import base64url_encode
 
-from registrations.models import Registration
+from registrations import services
+from registrations.models import ErasureLedgerEntry, Registration
 from registrations.tests.conftest import APP_BASE_URL, APP_KEY, install_token, request_token
 from registrations.tests.factories import RegistrationFactory
 
@@ -352,6 +353,37 @@ def test_uninstall_keeps_the_row(client, signed):
     assert post(client, "uninstalled", body, signed(body, "uninstalled")).status_code == 204
     tenant.refresh_from_db()
     assert tenant.state == Registration.State.UNINSTALLED and tenant.uninstalled_at
+
+
+def test_uninstall_of_a_site_with_a_pending_erasure_deletes_its_record_and_completes_the_entry(
+    client, signed
+):
+    """Art. 17(1)(a) GDPR: a site's record kept for an erasure request only because the app was still
+    installed is erased as soon as the app is uninstalled (it is no longer necessary)."""
+    tenant = RegistrationFactory(state=Registration.State.ENABLED)
+    services.erase_site(client_key=tenant.client_key, reference="DSR-PEND01", actor="test")
+    assert ErasureLedgerEntry.objects.get().pending is True
+
+    body = event_body(tenant.client_key, "uninstalled")
+    assert post(client, "uninstalled", body, signed(body, "uninstalled")).status_code == 204
+
+    assert not Registration.objects.filter(client_key=tenant.client_key).exists()
+    entry = ErasureLedgerEntry.objects.get()
+    assert entry.pending is False and entry.reference == "DSR-PEND01"
+    # A repeat of the callback (Atlassian retries) is harmless.
+    assert post(client, "uninstalled", body, signed(body, "uninstalled")).status_code == 204
+
+
+def test_a_site_reinstalled_after_its_erasure_keeps_its_row_on_the_next_uninstall(client, signed):
+    tenant = RegistrationFactory(state=Registration.State.ENABLED)
+    services.erase_site(client_key=tenant.client_key, actor="test")
+    uninstall = event_body(tenant.client_key, "uninstalled")
+    assert post(client, "uninstalled", uninstall, signed(uninstall, "uninstalled")).status_code == 204
+
+    do_install(client, signed, client_key=tenant.client_key)
+    assert post(client, "uninstalled", uninstall, signed(uninstall, "uninstalled")).status_code == 204
+
+    assert Registration.objects.get(client_key=tenant.client_key).state == Registration.State.UNINSTALLED
 
 
 def test_uninstall_must_be_signed_with_rs256(client):

@@ -14,8 +14,8 @@ OUTCOME_LABELS = {
 
 class Command(BaseCommand):
     help = (
-        "Verify a backup, then restore its registrations in one transaction (matched by client key). "
-        "PATH is a file, or the name of a backup in BACKUP_STORAGE."
+        "Verify a backup, then restore its registrations in one transaction (matched by client key), "
+        "re-applying the erasure ledger. PATH is a file, or the name of a backup in BACKUP_STORAGE."
     )
 
     def add_arguments(self, parser):
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run",
             action="store_true",
-            help="Show what would change (new, updated, unchanged); change nothing.",
+            help="Show what would change (new, updated, unchanged, erased again); change nothing.",
         )
 
     def handle(self, *args, path, dry_run, verbosity, **options):
@@ -49,6 +49,24 @@ class Command(BaseCommand):
                 shown = summary.examples[outcome]
                 line += f" ({', '.join(shown)}{', …' if count > len(shown) else ''})"
             self.stdout.write(line)
+        # Sites a rights request erased: counted, never named (their client key was erased too).
+        verb = "would erase again" if dry_run else "erased again"
+        self.stdout.write(f"{verb} (erasure ledger): {summary.erased_again:,}")
+        if summary.kept_pending:
+            self.stdout.write(
+                f"kept until the app is uninstalled (erasure pending): {summary.kept_pending:,}"
+            )
+        if summary.reinstalled_since:
+            self.stdout.write(
+                f"kept, installed again after their erasure (erasure ledger): {summary.reinstalled_since:,}"
+            )
+        if summary.ledger_other_key:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"{summary.ledger_other_key:,} erasure ledger entries were hashed under another "
+                    "DSR_BLIND_INDEX_KEY (or SECRET_KEY) and cannot be matched; see docs/operations.md."
+                )
+            )
         if dry_run:
             self.stdout.write(self.style.WARNING("Dry run: nothing was changed."))
         else:
