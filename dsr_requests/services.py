@@ -779,6 +779,11 @@ def _required_text(value, message):
     return value
 
 
+# The same checks for the staff services in the modules beside this one (staff_intake.py).
+require_permission = _require
+required_text = _required_text
+
+
 @transaction.atomic
 def put_on_hold(*, rights_request, actor, message, expected_state=None):
     """Ask the requester for something and stop the clock until they answer or staff resume."""

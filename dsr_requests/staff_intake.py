@@ -92,7 +92,7 @@ def log_request(
     ``AgentPermission``, type and size already checked) mark a request made by an authorized agent.
     Needs ``log_request``; refusals raise ``ActionRefused`` / ``PermissionDenied`` and store nothing.
     """
-    services._require(actor, "log_request")
+    services.require_permission(actor, "log_request")
     if channel not in LOGGED_CHANNELS:
         raise services.ActionRefused(_("Choose how the request reached us: email, post or phone."))
     check_received_at(received_at, now=now)
@@ -143,8 +143,8 @@ def record_agent_permission_check(*, rights_request, actor, passed, note):
     Possible from the moment the request is logged; until it has passed, the request cannot move from
     ``verifying`` to ``in_review`` (CCPA regs §7063(a)), whatever proof the person gives.
     """
-    services._require(actor, "verify_identity")
-    note = services._required_text(note, _("Say what you checked and why you decided so."))
+    services.require_permission(actor, "verify_identity")
+    note = services.required_text(note, _("Say what you checked and why you decided so."))
     if not rights_request.by_agent:
         raise services.ActionRefused(_("This request was not made by an authorized agent."))
     return services.record_identity_step(
