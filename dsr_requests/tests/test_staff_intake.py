@@ -8,12 +8,13 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from django.core.exceptions import PermissionDenied
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from dsr_requests import roles, selectors, services, staff_intake
 from dsr_requests.models import (
     DocumentKind,
+    IdentityCheck,
     IdentityDocument,
     IdentityStep,
     OutboundEmail,
@@ -21,7 +22,7 @@ from dsr_requests.models import (
     RequestState,
     RightsRequest,
 )
-from dsr_requests.tests.factories import StaffUserFactory
+from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
 
 S = RequestState
 LONDON = ZoneInfo("Europe/London")
@@ -435,3 +436,17 @@ def test_the_status_page_tells_the_person_the_agents_permission_is_being_checked
     assert "our staff are checking the agent" in page
     assert "Request received by email, logged by staff" in page
     assert "Agent Smith" not in page
+
+
+def test_the_database_refuses_an_unknown_channel_and_an_agent_check_without_a_staff_member():
+    with transaction.atomic(), pytest.raises(IntegrityError):
+        RightsRequestFactory(channel="fax")
+    rights_request = RightsRequestFactory(by_agent=True)
+    with transaction.atomic(), pytest.raises(IntegrityError):
+        IdentityCheck.objects.create(
+            request=rights_request, step=IdentityStep.AGENT_PERMISSION, method="x", outcome="passed"
+        )
+    with transaction.atomic(), pytest.raises(IntegrityError):
+        IdentityDocument.objects.create(
+            request=rights_request, kind="selfie", content="", content_type="image/png", size=0
+        )
