@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from artemis_portal.admin_mixins import ReadOnlyAdminMixin
-from dsr_requests import providers, request_log, selectors, services, tokens
+from dsr_requests import admin_intake, providers, request_log, selectors, services, staff_intake, tokens
 from dsr_requests.admin_site_erasure import SiteErasureAdminMixin
 from dsr_requests.models import (
     Concerns,
@@ -51,6 +51,8 @@ PERSONAL_FIELDS = (
     "transfer_email",
     "account_id",
     "verified_site_url",
+    "agent_name",
+    "agent_email",
 )
 REFUSALS = (services.InvalidTransition, services.ActionRefused, PermissionDenied)
 PERSONAL_DATA_PERMISSION = "dsr_requests.view_personal_data"
@@ -143,7 +145,7 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
         "assignee",
     )
     list_select_related = ("assignee",)
-    list_filter = ("state", "request_type", "regime", DueFilter, AssigneeFilter)
+    list_filter = ("state", "request_type", "regime", "channel", DueFilter, AssigneeFilter)
     date_hierarchy = "received_at"
     search_fields = ("reference",)
     search_help_text = _("A reference (DSR-…), or a requester's exact email address.")
@@ -179,6 +181,8 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
             "country",
             "concerns",
             "transfer_to",
+            "channel",
+            "by_agent",
             "received_at",
             "email_confirmed_at",
             "policy_due_on",
@@ -310,6 +314,7 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
             ),
             path("dashboard/", self.admin_site.admin_view(self.dashboard_view), name=f"{prefix}_dashboard"),
             path("export-log/", self.admin_site.admin_view(self.export_view), name=f"{prefix}_export"),
+            *admin_intake.urls(self),  # "Log a request" and the yearly metrics
             *super().get_urls(),
         ]
 
@@ -335,7 +340,7 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
                 else None
             )
             extra_context["identity_documents"] = (
-                list(obj.identity_documents.only("pk", "content_type", "size", "uploaded_at"))
+                list(obj.identity_documents.only("pk", "kind", "content_type", "size", "uploaded_at"))
                 if request.user.has_perm("dsr_requests.view_identity_document")
                 else None
             )
@@ -397,6 +402,12 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
                 rights_request=obj, actor=request.user, passed=True, note=text
             ),
             "document_failed": lambda: services.record_document_check(
+                rights_request=obj, actor=request.user, passed=False, note=text
+            ),
+            "agent_permission_passed": lambda: staff_intake.record_agent_permission_check(
+                rights_request=obj, actor=request.user, passed=True, note=text
+            ),
+            "agent_permission_failed": lambda: staff_intake.record_agent_permission_check(
                 rights_request=obj, actor=request.user, passed=False, note=text
             ),
             "approve": lambda: services.approve(

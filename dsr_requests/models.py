@@ -70,6 +70,18 @@ class TransferTo(models.TextChoices):
     ORGANISATION = "organisation", _("To another organisation")
 
 
+class Channel(models.TextChoices):
+    """How a request reached us: the public form, or a channel the privacy policy offers that staff log.
+
+    The request log records it per request (CCPA regs §7101(a): "the manner in which the request was made").
+    """
+
+    WEB = "web", _("Web form")
+    EMAIL = "email", _("Email")
+    POST = "post", _("Post")
+    PHONE = "phone", _("Phone")
+
+
 class RightsRequest(models.Model):
     """One request by one person to exercise one of the rights the privacy policy grants."""
 
@@ -77,6 +89,7 @@ class RightsRequest(models.Model):
     State = RequestState
     Concerns = Concerns
     TransferTo = TransferTo
+    Channel = Channel
 
     reference = models.CharField(_("reference"), max_length=16, unique=True, editable=False)
     request_type = models.CharField(_("request type"), max_length=20, choices=Type.choices)
@@ -97,7 +110,16 @@ class RightsRequest(models.Model):
     transfer_email = EncryptedEmailField(_("receiving organisation's email"), blank=True)
     country = models.CharField(_("country"), max_length=2, blank=True, help_text=_("ISO 3166-1 alpha-2"))
 
+    # When the request reached us, which starts every clock: the submission for the web form, the date
+    # received (not the date logged) for a request staff log from email, post or phone.
     received_at = models.DateTimeField(_("received at"))
+    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices, default=Channel.WEB)
+    # A request made by an authorized agent for the person the data is about (CCPA regs §7063): the agent
+    # is named here, their written permission is an IdentityDocument of kind agent_permission, and staff
+    # record its check as the identity step agent_permission. The flag survives erasure; the name does not.
+    by_agent = models.BooleanField(_("made by an authorized agent"), default=False)
+    agent_name = EncryptedTextField(_("agent's name"), blank=True)
+    agent_email = EncryptedEmailField(_("agent's email"), blank=True)
     policy_due_on = models.DateField(_("policy due date"), null=True, blank=True)
     email_confirmed_at = models.DateTimeField(_("email confirmed at"), null=True, blank=True)
     reminder_sent_at = models.DateTimeField(_("reminder sent at"), null=True, blank=True)
@@ -191,6 +213,7 @@ class RightsRequest(models.Model):
             ("extend_deadline", _("Can extend deadlines and change the regime")),
             ("fulfil_request", _("Can start and complete fulfilment")),
             ("export_request_log", _("Can export the request log")),
+            ("log_request", _("Can log a request received by email, post or phone")),
         ]
         constraints = [
             models.CheckConstraint(
@@ -206,6 +229,7 @@ class RightsRequest(models.Model):
                 condition=Q(request_type="transfer") | Q(transfer_to=""), name="dsr_transfer_to_only_transfer"
             ),
             models.CheckConstraint(condition=~Q(reference=""), name="dsr_reference_set"),
+            models.CheckConstraint(condition=Q(channel__in=Channel.values), name="dsr_channel_valid"),
             models.CheckConstraint(condition=Q(regime__in=Regime.values), name="dsr_regime_valid"),
             models.CheckConstraint(
                 condition=Q(state="on_hold", held_since__isnull=False)
@@ -315,6 +339,8 @@ class IdentityStep(models.TextChoices):
     EMAIL = "email", _("Email control")
     ACCOUNT = "account", _("Atlassian account")
     DOCUMENT = "document", _("Staff document check")
+    # Only for a request made by an authorized agent, on top of the person's own proof (CCPA regs §7063).
+    AGENT_PERMISSION = "agent_permission", _("Authorized agent's permission")
 
 
 class CheckOutcome(models.TextChoices):
@@ -353,20 +379,37 @@ class IdentityCheck(models.Model):
             models.CheckConstraint(
                 condition=~Q(step="document") | Q(actor__isnull=False), name="dsr_document_check_has_actor"
             ),
+            # So does the check of an agent's written permission.
+            models.CheckConstraint(
+                condition=~Q(step="agent_permission") | Q(actor__isnull=False),
+                name="dsr_agent_check_has_actor",
+            ),
         ]
 
     def __str__(self):
         return f"{self.step}: {self.outcome}"
 
 
-class IdentityDocument(models.Model):
-    """A document the requester uploaded for the staff check; deleted once staff record their decision.
+class DocumentKind(models.TextChoices):
+    """What an uploaded document is meant to prove."""
 
-    The bytes are kept base64-encoded inside an encrypted text field, so they are never on disk or in
-    the database in the clear, and the portal never serves them back.
+    IDENTITY = "identity", _("Identity document")
+    AGENT_PERMISSION = "agent_permission", _("Authorized agent's written permission")
+
+
+class IdentityDocument(models.Model):
+    """A document for a staff check; deleted once staff record their decision on it.
+
+    Either the requester's identity document (uploaded from the status page), or the written permission
+    an authorized agent gave with a request staff logged. The bytes are kept base64-encoded inside an
+    encrypted text field, so they are never on disk or in the database in the clear, and the portal
+    never serves them back to the public.
     """
 
+    Kind = DocumentKind
+
     request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="identity_documents")
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, default=Kind.IDENTITY)
     content = EncryptedTextField(_("content (encrypted, base64)"))
     content_type = models.CharField(_("content type"), max_length=50)
     size = models.PositiveIntegerField(_("size in bytes"))
@@ -381,6 +424,7 @@ class IdentityDocument(models.Model):
                 condition=Q(content_type__in=["application/pdf", "image/png", "image/jpeg"]),
                 name="dsr_document_type_allowed",
             ),
+            models.CheckConstraint(condition=Q(kind__in=DocumentKind.values), name="dsr_document_kind_valid"),
         ]
 
     def __str__(self):

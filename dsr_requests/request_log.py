@@ -8,9 +8,15 @@ import csv
 
 from django.utils import timezone
 
-from dsr_requests.models import RejectionGround, RequestState, RightsRequest
+from dsr_requests.models import Channel, RejectionGround, RequestState, RightsRequest
 
-CHANNEL_WEB_FORM = "web form"
+# The log's words for each channel (stable, in English, like the other columns' values).
+CHANNELS = {
+    Channel.WEB: "web form",
+    Channel.EMAIL: "email",
+    Channel.POST: "post",
+    Channel.PHONE: "phone",
+}
 HEADER = (
     "reference",
     "request_type",
@@ -25,6 +31,7 @@ HEADER = (
     "response_date",
     "days_to_respond",
     "reason_for_denial",
+    "by_authorized_agent",
 )
 OUTCOMES = {
     RequestState.COMPLETED: "fulfilled",
@@ -56,6 +63,7 @@ def rows():
     fields = (
         "reference",
         "request_type",
+        "channel",
         "regime",
         "state",
         "received_at",
@@ -64,6 +72,7 @@ def rows():
         "extended_at",
         "closed_at",
         "rejection_ground",
+        "by_agent",
     )
     for r in RightsRequest.objects.order_by("received_at", "pk").values(*fields).iterator(chunk_size=2000):
         closed = r["closed_at"]
@@ -71,7 +80,8 @@ def rows():
         yield (
             r["reference"],
             r["request_type"],
-            CHANNEL_WEB_FORM,
+            # How it reached us (11 CCR 7101(a): "the manner in which the request was made").
+            CHANNELS[r["channel"]],
             r["regime"],
             _date(r["received_at"]),
             r["policy_due_on"].isoformat() if r["policy_due_on"] else "",
@@ -83,6 +93,7 @@ def rows():
             days,
             # The ground, never the free-text reason: that was written to the requester and may name them.
             str(GROUNDS.get(r["rejection_ground"], "")),
+            "yes" if r["by_agent"] else "no",
         )
 
 

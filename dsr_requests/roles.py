@@ -20,6 +20,7 @@ _REVIEWER_PERMISSIONS = (
     "hold_request",
     "reject_request",
     "assign_request",
+    "log_request",
 )
 _APPROVER_PERMISSIONS = (
     *_REVIEWER_PERMISSIONS,

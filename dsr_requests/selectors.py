@@ -50,7 +50,9 @@ def status_page_context(rights_request):
         "open_questions": list(rights_request.questions.filter(answered_at__isnull=True)),
         "needs_account_proof": rights_request.state == "verifying" and "account" in open_steps,
         "needs_document": rights_request.state == "verifying" and "document" in open_steps,
-        "documents_sent": rights_request.identity_documents.count(),
+        "agent_check_pending": "agent_permission" in open_steps,
+        # The person's own uploads: an agent's written permission is not theirs to count.
+        "documents_sent": rights_request.identity_documents.filter(kind="identity").count(),
         "can_withdraw": "withdrawn" in services.ALLOWED_TRANSITIONS[rights_request.state],
         "closed_states": sorted(FINAL_STATES),
     }

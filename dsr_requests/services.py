@@ -30,7 +30,9 @@ from artemis_portal.logging import redact
 from dsr_requests import deadlines, emails, ledger, tokens
 from dsr_requests.models import (
     AccountProofCode,
+    Channel,
     CheckOutcome,
+    DocumentKind,
     EmailStatus,
     FulfilmentRun,
     IdentityCheck,
@@ -302,7 +304,16 @@ def _confirmation_email_context(rights_request):
     }
 
 
-@sensitive_variables("name", "email", "details", "transfer_email", "site_url")
+# The first timeline entry of a request, by the channel it came through.
+RECEIVED_NOTES = {
+    Channel.WEB: _("Request received"),
+    Channel.EMAIL: _("Request received by email, logged by staff"),
+    Channel.POST: _("Request received by post, logged by staff"),
+    Channel.PHONE: _("Request received by phone, logged by staff"),
+}
+
+
+@sensitive_variables("name", "email", "details", "transfer_email", "site_url", "agent_name", "agent_email")
 def submit_request(
     *,
     request_type,
@@ -316,12 +327,22 @@ def submit_request(
     country="",
     actor=REQUESTER,
     now=None,
+    channel=Channel.WEB,
+    received_at=None,
+    agent_name="",
+    agent_email="",
 ):
     """Store a new request (state ``submitted``) and email the link that confirms the address.
 
     The reference is random; a clash with an existing one (about one in 10^8 per pair) is retried.
+    A request staff log from another channel (``staff_intake.log_request``) passes its ``channel`` and
+    the moment it was ``received_at``, which starts every clock; a request made by an authorized agent
+    names the agent (``agent_name``, ``agent_email``), who is sent nothing: every email goes to the
+    requester's own address.
     """
     now = now or timezone.now()
+    received_at = received_at or now
+    channel = Channel(channel)
     for _attempt in range(5):
         reference = tokens.new_reference()
         try:
@@ -338,16 +359,29 @@ def submit_request(
                     transfer_to=transfer_to,
                     transfer_email=transfer_email,
                     country=country,
-                    received_at=now,
-                    **initial_deadline_fields(received_at=now, country=country),
+                    received_at=received_at,
+                    channel=channel,
+                    by_agent=bool(agent_name),
+                    agent_name=agent_name,
+                    agent_email=agent_email,
+                    **initial_deadline_fields(received_at=received_at, country=country),
                 )
                 _event(
                     rights_request,
                     actor=actor,
-                    note=_("Request received"),
+                    note=RECEIVED_NOTES[channel],
                     from_state="",
                     to_state=S.SUBMITTED,
                 )
+                if agent_name:
+                    _event(
+                        rights_request,
+                        actor=actor,
+                        note=_(
+                            "Made on your behalf by an authorized agent. You confirm your email address and "
+                            "prove your identity yourself; we check the agent's written permission."
+                        ),
+                    )
                 queue_requester_email(
                     rights_request=rights_request,
                     event="received",
@@ -373,11 +407,16 @@ def passed_identity_steps(rights_request):
 
 
 def outstanding_identity_steps(rights_request):
-    """The requirement groups not yet met, e.g. ``[["account", "document"]]``."""
+    """The requirement groups not yet met, e.g. ``[["account", "document"]]``.
+
+    A request made by an authorized agent also needs staff to have checked the agent's written
+    permission (CCPA regs §7063(a)), on top of the person's own proof for the request type.
+    """
     passed = passed_identity_steps(rights_request)
-    return [
-        group for group in required_identity_steps(rights_request.request_type) if not passed & set(group)
-    ]
+    groups = list(required_identity_steps(rights_request.request_type))
+    if rights_request.by_agent:
+        groups.append([IdentityStep.AGENT_PERMISSION.value])
+    return [group for group in groups if not passed & set(group)]
 
 
 def _advance_if_verified(locked):
@@ -416,26 +455,36 @@ def confirm_email(*, reference, actor=REQUESTER, now=None):
             event="confirmed",
             status_url=emails.absolute_url("dsr_requests:status", token=token),
             verified=verified,
+            agent_check_pending=not verified and _waiting_only_for_agent_check(locked),
         )
         return locked, token
+
+
+def _waiting_only_for_agent_check(rights_request):
+    """Whether the person has given every proof of their own and only the agent's permission is left."""
+    return outstanding_identity_steps(rights_request) == [[IdentityStep.AGENT_PERMISSION]]
 
 
 def record_identity_step(*, rights_request, step, outcome, method, actor, note=""):
     """Record the outcome of an identity step and move the request on when every requirement is met.
 
     Staff record the document check here: the uploaded documents are deleted in the same transaction,
-    because once the decision is recorded there is no reason to keep them.
+    because once the decision is recorded there is no reason to keep them. The same holds for an
+    authorized agent's written permission, which staff may check as soon as the request is logged.
     """
     with transaction.atomic():
         locked = _lock(rights_request)
-        if locked.state not in (S.VERIFYING, S.ON_HOLD):
+        open_states = (S.VERIFYING, S.ON_HOLD)
+        if step == IdentityStep.AGENT_PERMISSION:
+            open_states = (S.SUBMITTED, *open_states)
+        if locked.state not in open_states:
             raise ActionRefused(_("Identity can only be checked while the request is being verified."))
         user, _kind = _actor_fields(actor)
         check = IdentityCheck.objects.create(
             request=locked, step=step, method=method, outcome=outcome, actor=user, note=note
         )
-        if step == IdentityStep.DOCUMENT:
-            locked.identity_documents.all().delete()
+        if step in DECIDED_DOCUMENTS:
+            locked.identity_documents.filter(kind=DECIDED_DOCUMENTS[step]).delete()
         label = IdentityStep(step).label
         _event(
             locked,
@@ -447,6 +496,13 @@ def record_identity_step(*, rights_request, step, outcome, method, actor, note="
         if _advance_if_verified(locked):
             queue_requester_email(rights_request=locked, event="identity_verified")
         return check
+
+
+# The documents a staff decision on an identity step settles (and deletes).
+DECIDED_DOCUMENTS = {
+    IdentityStep.DOCUMENT: DocumentKind.IDENTITY,
+    IdentityStep.AGENT_PERMISSION: DocumentKind.AGENT_PERMISSION,
+}
 
 
 def issue_account_code(*, rights_request, actor=REQUESTER, now=None):
@@ -531,10 +587,11 @@ def add_identity_document(*, rights_request, content, content_type, actor=REQUES
             IdentityStep.DOCUMENT in group for group in outstanding_identity_steps(locked)
         ):
             raise ActionRefused(_("This request does not need an identity document now."))
-        if locked.identity_documents.count() >= MAX_DOCUMENTS_PER_REQUEST:
+        if locked.identity_documents.filter(kind=DocumentKind.IDENTITY).count() >= MAX_DOCUMENTS_PER_REQUEST:
             raise ActionRefused(_("You have already sent the most documents we accept for one request."))
         document = IdentityDocument.objects.create(
             request=locked,
+            kind=DocumentKind.IDENTITY,
             content=base64.b64encode(content).decode("ascii"),
             content_type=content_type,
             size=len(content),
@@ -576,18 +633,21 @@ def withdraw(*, rights_request, actor=REQUESTER):
         locked = _lock(rights_request)
         _transition(locked, to_state=S.WITHDRAWN, actor=actor, note=_("Withdrawn by the requester"))
         _drop_proof_material(locked)
-        queue_requester_email(rights_request=locked, event="withdrawn")
+        if locked.email_confirmed_at:  # an unconfirmed address gets nothing but its confirmation link
+            queue_requester_email(rights_request=locked, event="withdrawn")
         return locked
 
 
 def send_confirmation_reminders(*, now=None):
     """Send the one reminder to requests unconfirmed for DSR_REMINDER_AFTER_DAYS; returns how many."""
     now = now or timezone.now()
+    # Counted from when the confirmation link was first sent (the row's creation), not from receipt: a
+    # request received by post a week ago and logged today has had its link for no time at all.
     due = RightsRequest.objects.filter(
         state=S.SUBMITTED,
         reminder_sent_at__isnull=True,
-        received_at__lte=now - timedelta(days=settings.DSR_REMINDER_AFTER_DAYS),
-        received_at__gt=now - timedelta(days=settings.DSR_CLOSE_UNVERIFIED_AFTER_DAYS),
+        created_at__lte=now - timedelta(days=settings.DSR_REMINDER_AFTER_DAYS),
+        created_at__gt=now - timedelta(days=settings.DSR_CLOSE_UNVERIFIED_AFTER_DAYS),
     )
     sent = 0
     for pk in due.values_list("pk", flat=True):
@@ -612,7 +672,7 @@ def close_unverified_requests(*, now=None, actor=SYSTEM):
     """
     now = now or timezone.now()
     stale = RightsRequest.objects.filter(
-        state=S.SUBMITTED, received_at__lte=now - timedelta(days=settings.DSR_CLOSE_UNVERIFIED_AFTER_DAYS)
+        state=S.SUBMITTED, created_at__lte=now - timedelta(days=settings.DSR_CLOSE_UNVERIFIED_AFTER_DAYS)
     )
     closed = 0
     for pk in stale.values_list("pk", flat=True):
@@ -633,7 +693,16 @@ def close_unverified_requests(*, now=None, actor=SYSTEM):
 
 def _erase_personal_data(locked):
     """Blank every field that could identify the requester, and their emails and proof material."""
-    for field in ("name", "email", "email_hash", "details", "site_url", "transfer_email"):
+    for field in (
+        "name",
+        "email",
+        "email_hash",
+        "details",
+        "site_url",
+        "transfer_email",
+        "agent_name",
+        "agent_email",
+    ):
         setattr(locked, field, "")
     locked.save()
     _drop_proof_material(locked)
@@ -789,6 +858,11 @@ def _required_text(value, message):
     if not value:
         raise ActionRefused(message)
     return value
+
+
+# The same checks for the staff services in the modules beside this one (staff_intake.py).
+require_permission = _require
+required_text = _required_text
 
 
 @transaction.atomic
@@ -1199,10 +1273,11 @@ def open_identity_document(*, rights_request, actor, document_id):
         )
     content = base64.b64decode(document.content)
     extension = DOCUMENT_EXTENSIONS.get(document.content_type, "bin")
+    prefix = "agent-permission" if document.kind == DocumentKind.AGENT_PERMISSION else "identity-document"
     return DocumentFile(
         content=content,
         content_type=document.content_type,
-        filename=f"identity-document-{rights_request.reference}-{document.pk}.{extension}",
+        filename=f"{prefix}-{rights_request.reference}-{document.pk}.{extension}",
     )
 
 
@@ -1219,6 +1294,15 @@ class StaffAction:
 STAFF_ACTIONS = (
     StaffAction("document_passed", _("Identity document accepted"), "verify_identity", text="note"),
     StaffAction("document_failed", _("Identity document not accepted"), "verify_identity", text="note"),
+    StaffAction(
+        "agent_permission_passed", _("Agent's written permission accepted"), "verify_identity", text="note"
+    ),
+    StaffAction(
+        "agent_permission_failed",
+        _("Agent's written permission not accepted"),
+        "verify_identity",
+        text="note",
+    ),
     StaffAction("approve", _("Approve"), "approve_request"),
     StaffAction("approve_erasure", _("Give second approval of the erasure"), "approve_erasure"),
     StaffAction("start_fulfilment", _("Start fulfilment"), "fulfil_request"),
@@ -1242,9 +1326,14 @@ def available_actions(rights_request, user):
     document_open = state == S.VERIFYING and any(
         IdentityStep.DOCUMENT in group for group in outstanding_identity_steps(rights_request)
     )
+    agent_check_open = state in (S.SUBMITTED, S.VERIFYING, S.ON_HOLD) and any(
+        IdentityStep.AGENT_PERMISSION in group for group in outstanding_identity_steps(rights_request)
+    )
     possible = {
         "document_passed": document_open,
         "document_failed": document_open,
+        "agent_permission_passed": agent_check_open,
+        "agent_permission_failed": agent_check_open,
         "approve": state == S.IN_REVIEW,
         "approve_erasure": is_delete
         and state == S.APPROVED
@@ -1850,6 +1939,8 @@ def _tombstone(locked):
         "account_id",
         "site_client_key",
         "verified_site_url",
+        "agent_name",
+        "agent_email",
     ):
         setattr(locked, name, "")
     if locked.rejection_reason:

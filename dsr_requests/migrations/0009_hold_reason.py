@@ -13,7 +13,7 @@ def existing_holds_are_clarifications(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("dsr_requests", "0007_rejection_ground")]
+    dependencies = [("dsr_requests", "0008_channels_and_agents")]
 
     operations = [
         migrations.AddField(

@@ -150,7 +150,9 @@ def test_retention_purge_and_closing_unconfirmed_requests_write_nothing_to_the_l
     RightsRequestFactory(
         state=S.COMPLETED, account_id="557058:old", closed_at=timezone.now() - timedelta(days=800)
     )
-    RightsRequestFactory(received_at=timezone.now() - timedelta(days=30))
+    unconfirmed = RightsRequestFactory(received_at=timezone.now() - timedelta(days=30))
+    # Closing counts from when the confirmation link went out (created_at), not from receipt.
+    RightsRequest.objects.filter(pk=unconfirmed.pk).update(created_at=unconfirmed.received_at)
 
     assert services.purge().requests == 1
     assert services.close_unverified_requests() == 1

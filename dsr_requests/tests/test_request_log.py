@@ -70,3 +70,20 @@ def test_a_denial_is_logged_by_its_ground_never_by_the_reason_written_to_the_req
     (row,) = _log()
     assert row["reason_for_denial"] == "Identity not proven"
     assert "Ada" not in "".join(request_log.csv_lines())
+
+
+def test_the_log_records_each_requests_channel_and_whether_an_agent_made_it():
+    """CCPA regs §7101(a): the record of requests holds "the manner in which the request was made"; the
+    channel comes from each request, not a constant."""
+    received = datetime(2024, 3, 1, 10, tzinfo=LONDON)
+    for offset, channel in enumerate(["web", "email", "post", "phone"]):
+        RightsRequestFactory(channel=channel, received_at=received + timedelta(days=offset))
+    RightsRequestFactory(channel="post", by_agent=True, received_at=received + timedelta(days=9))
+    rows = _log()
+    assert [(r["channel"], r["by_authorized_agent"]) for r in rows] == [
+        ("web form", "no"),
+        ("email", "no"),
+        ("post", "no"),
+        ("phone", "no"),
+        ("post", "yes"),
+    ]

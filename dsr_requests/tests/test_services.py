@@ -301,7 +301,8 @@ def test_unconfirmed_requests_get_one_reminder_then_are_closed_with_personal_dat
 @pytest.mark.django_db
 def test_close_unverified_command_reports_what_it_did(committed):
     request = _submit(committed)
-    RightsRequest.objects.filter(pk=request.pk).update(received_at=timezone.now() - timedelta(days=8))
+    eight_days_ago = timezone.now() - timedelta(days=8)
+    RightsRequest.objects.filter(pk=request.pk).update(received_at=eight_days_ago, created_at=eight_days_ago)
     out = StringIO()
     call_command("close_unverified_requests", stdout=out)
     assert out.getvalue().strip() == "reminded 0, closed 1 unconfirmed request(s)"
