@@ -168,8 +168,9 @@ def test_a_copy_holds_staff_notes_identity_checks_questions_corrections_and_the_
     """A copy is complete: every record about the requester, staff-only ones included.
 
     GDPR / UK GDPR Art. 15(1) (the personal data and the information about its processing), Art. 15(3)
-    (a copy of the personal data undergoing processing); CCPA Civ. Code §1798.110(a)(5) and (c)(5), and
-    §1798.130(a)(2)(B) (the specific pieces of personal information collected about the consumer).
+    (a copy of the personal data undergoing processing); CCPA Civ. Code §1798.110(a)(5) and (b), and
+    §1798.130(a)(2)(B) (the specific pieces of personal information collected about the consumer); CCPA
+    regs §7024(h) (all the personal information collected and maintained about the consumer).
     """
     rights_request, earlier, _facts = _history(staff_member, request_type=RequestType.COPY, country=country)
     queued_before = {e.subject for e in rights_request.emails.all()}  # extension, question, ... emails
@@ -253,9 +254,10 @@ def test_no_staff_identity_credential_or_blind_index_reaches_any_file_of_the_exp
     staff_member, committed, request_type
 ):
     """Staff are other people: their names, user names, emails, IP and browser are left out and they
-    appear as "staff" (GDPR / UK GDPR Art. 15(4); CJEU C-579/21 Pankki S: the dates and purposes of
-    consultations, not the employees). Security credentials are never disclosed (GDPR Art. 32; CCPA regs
-    §7024(d), which bars disclosing passwords and security answers in a response to a request to know).
+    appear as "staff" (GDPR / UK GDPR Art. 15(4); DPA 2018 Sch. 2 para. 16; CJEU C-579/21 Pankki S: the
+    dates and purposes of consultations, not the employees). Security credentials are never disclosed
+    (GDPR Art. 32; CCPA regs §7024(d), which bars disclosing passwords and security answers in a
+    response to a request to know).
     """
     rights_request, _earlier, facts = _history(staff_member, request_type=request_type, country="GB")
     files = _files(_fulfil(rights_request, staff_member, committed))
@@ -282,8 +284,9 @@ def test_the_export_lists_what_was_withheld_and_why_in_data_json_and_the_readme(
     staff_member, committed, request_type
 ):
     """Anything withheld is listed with its reason (GDPR / UK GDPR Art. 15(3)-(4), Art. 12(1): concise,
-    transparent information; CCPA regs §7024(d) and (e): tell the consumer what was not disclosed and why).
-    A transfer (Art. 20; CCPA §1798.130(a)(2)(B), a readily usable format) carries the same list."""
+    transparent information; CCPA regs §7024(d): say with sufficient particularity what was collected but
+    not disclosed). A transfer (Art. 20; CCPA §1798.130(a)(2)(B), a readily usable format) carries the
+    same list."""
     rights_request, _earlier, _facts = _history(staff_member, request_type=request_type, country="GB")
     done = _fulfil(rights_request, staff_member, committed)
     files = _files(done)
