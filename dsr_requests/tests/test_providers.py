@@ -1,11 +1,16 @@
 """The provider registry and the rights-request provider (the Connect ones: registrations/tests)."""
 
+import json
+from pathlib import Path
+
+import jsonschema
 import pytest
 
-from dsr_requests import providers, services, tokens
+from dsr_requests import exports, providers, services, tokens
 from dsr_requests.models import RequestState
 from dsr_requests.tests.factories import RightsRequestFactory
 
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "dsr-export.schema.json").read_text())
 pytestmark = pytest.mark.django_db
 
 
@@ -42,6 +47,8 @@ def test_requests_are_found_by_email_or_account_and_an_erased_one_as_its_tombsto
     assert set(records) == {mine.reference, by_account.reference, erased.reference}
     tombstone = records[erased.reference]
     assert tombstone["erased_at"] is not None
+    record_schema = {"$defs": SCHEMA["$defs"], "$ref": "#/$defs/rights_request"}
+    jsonschema.validate(json.loads(exports._dumps(tombstone)), record_schema)
     assert (tombstone["name"], tombstone["email"], tombstone["details"]) == ("", "", "")
     assert provider.find(subject("me@example.org")) == 2
 
