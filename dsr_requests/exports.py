@@ -40,7 +40,9 @@ DATA_FRAME = b"D"
 MANIFEST_FRAME = b"M"
 FRAME_BYTES = 256 * 1024
 FORMAT = "artemis-dsr-export"
-FORMAT_VERSION = 1
+# 2: every record about the subject (staff-only notes, identity checks, corrections, ...) and the
+# top-level ``withheld`` list.
+FORMAT_VERSION = 2
 # ``<reference>-<kind>.export``, and what ``artemis_portal.storage.publish`` writes before it is whole.
 EXPORT_FILE = re.compile(r"^[A-Za-z0-9-]+-(zip|json)\.export$")
 PARTIAL_FILE = re.compile(r"^\.[A-Za-z0-9-]+-(zip|json)\.export(\.[a-z0-9_]+)?\.partial$")
@@ -149,10 +151,26 @@ def _counted(records, counter, progress):
         yield record
 
 
+def withheld_items(*, subject, providers):
+    """What the providers leave out of the subject's export, and why: ``[{"provider", "title", "what",
+    "reason"}]`` in provider order (the README's "What we did not include" and data.json's ``withheld``)."""
+    return [
+        {
+            "provider": provider.key,
+            "title": str(provider.title),
+            "what": str(item.what),
+            "reason": str(item.reason),
+        }
+        for provider in providers
+        for item in provider.withheld(subject)
+    ]
+
+
 def write_data_json(stream, *, rights_request, subject, providers, counter, progress=None):
     """Write the export's ``data.json`` to a binary stream, one record at a time.
 
     The shape is documented by docs/dsr-export.schema.json; ``counter["records"]`` counts what was written.
+    After the providers' records comes ``withheld``: what they left out, and why.
     """
     head = {
         "format": FORMAT,
@@ -173,7 +191,11 @@ def write_data_json(stream, *, rights_request, subject, providers, counter, prog
         for number, record in enumerate(_counted(provider.export(subject), counter, progress)):
             stream.write((", " if number else "").encode() + _dumps(record).encode())
         stream.write(b"]}")
-    stream.write(b"]}\n")
+    withheld = [
+        {key: item[key] for key in ("provider", "what", "reason")}
+        for item in withheld_items(subject=subject, providers=providers)
+    ]
+    stream.write(b'], "withheld": ' + _dumps(withheld).encode() + b"}\n")
 
 
 def _csv_cell(value):
@@ -194,8 +216,9 @@ def write_provider_csv(stream, *, provider, subject):
     text.detach()
 
 
-def readme_text(*, rights_request, providers, counts, activities):
-    """The plain-language README of an export, with the processing information from the register."""
+def readme_text(*, rights_request, providers, counts, activities, withheld=()):
+    """The plain-language README of an export: per provider what it holds and how many records, what
+    was left out and why (``withheld_items``), and the processing information from the register."""
     return render_to_string(
         "dsr_requests/export_readme.txt",
         {
@@ -204,6 +227,7 @@ def readme_text(*, rights_request, providers, counts, activities):
             "providers": [
                 {"provider": provider, "count": counts.get(provider.key, 0)} for provider in providers
             ],
+            "withheld": withheld,
             "activities": activities,
         },
     )
@@ -258,7 +282,11 @@ def _write_zip(writer, *, rights_request, subject, providers, activities, counte
         archive.writestr(
             "README.txt",
             readme_text(
-                rights_request=rights_request, providers=providers, counts=counts, activities=activities
+                rights_request=rights_request,
+                providers=providers,
+                counts=counts,
+                activities=activities,
+                withheld=withheld_items(subject=subject, providers=providers),
             ),
         )
         with archive.open("data.json", "w", force_zip64=True) as member:

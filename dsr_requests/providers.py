@@ -12,6 +12,8 @@ A provider has:
 - ``find(subject)``: how many records it holds about the subject;
 - ``export(subject)``: a generator of dict records, streaming (never the whole list in memory);
 - ``erase(subject)``: erases the subject's data and returns an ``Erasure`` (counts, and what it keeps);
+- ``withheld(subject)``: what it holds about the subject but leaves out of the export, each a
+  ``Withheld(what=..., reason=...)`` (the export's README and data.json list them; Art. 15(3)-(4));
 - optionally ``rectify(subject, changes)`` and ``rectifiable_fields``.
 """
 
@@ -48,6 +50,18 @@ class Erasure:
     kept: list = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Withheld:
+    """Something a provider holds (or once held) about the subject but does not export, and why.
+
+    Both texts are for the requester, in plain language (gettext); the README shows them under "What we
+    did not include, and why" and data.json in its top-level ``withheld`` list.
+    """
+
+    what: str
+    reason: str
+
+
 class Provider:
     """Base class: a provider that holds nothing. Subclasses override what they hold."""
 
@@ -69,6 +83,10 @@ class Provider:
     def erase(self, subject):
         """Erase the subject's data; return an ``Erasure``."""
         return Erasure()
+
+    def withheld(self, subject):
+        """What this provider leaves out of the subject's export, and why: a list of ``Withheld``."""
+        return []
 
     def rectify(self, subject, changes):
         """Apply ``{field: new value}``; return how many records changed."""
@@ -99,35 +117,73 @@ def get(key):
 
 
 class RightsRequestProvider(Provider):
-    """The rights requests themselves: a person's earlier requests, their timeline and correspondence."""
+    """The rights requests themselves: a person's requests, and everything recorded while handling them."""
 
     key = "rights_requests"
     title = _("Your requests to us")
     description = _(
         "The privacy requests you made to us: your name, email address, what you asked and the details you "
-        "gave, your Atlassian account ID and site where you proved them, the dates, the history of each "
-        "request, the questions we asked you and your answers, and the emails we sent you."
+        "gave, your Atlassian account ID and site where you proved them, the dates and due dates, any "
+        "extension or refusal and its reason, the whole history of each request including our staff's "
+        "internal notes, the outcome of each identity check, the questions we asked you and your answers, "
+        "the emails we sent you, the corrections we recorded, the exports we made and when they were "
+        "downloaded, and when our staff looked at or acted on your request. A request whose details we "
+        "erased is listed with what is left of it (reference, type, dates, outcome)."
     )
     fields = (
         "reference",
         "request_type",
         "state",
+        "held_from_state",
+        "concerns",
+        "country",
+        "regime",
         "received_at",
+        "created_at",
+        "updated_at",
+        "email_confirmed_at",
+        "reminder_sent_at",
+        "policy_due_on",
+        "statutory_due_on",
+        "effective_due_on",
+        "held_since",
+        "hold_working_days",
+        "hold_calendar_days",
+        "extended_at",
+        "extension_calendar_days",
+        "extension_working_days",
+        "extension_reason",
+        "rejection_reason",
+        "rejection_ground",
         "closed_at",
+        "erased_at",
         "name",
         "email",
         "site_url",
         "details",
+        "transfer_to",
         "transfer_email",
         "account_id",
+        "site_client_key",
         "verified_site_url",
+        "assignee",
+        "approved_by",
+        "erasure_approved_by",
         "timeline",
+        "identity_checks",
+        "identity_documents",
+        "account_codes",
         "questions",
         "emails",
+        "corrections",
+        "exports",
+        "fulfilment",
+        "staff_access",
     )
     rectifiable_fields = ("name",)
 
-    def _queryset(self, subject):
+    def _queryset(self, subject, *, erased=False):
+        """The subject's requests, by email blind index or bound account; with ``erased``, tombstones too."""
         from django.db.models import Q
 
         from dsr_requests.models import RightsRequest
@@ -135,42 +191,88 @@ class RightsRequestProvider(Provider):
         match = Q(email_hash=subject.email_hash) if subject.email_hash else Q(pk__in=[])
         if subject.account_id:
             match |= Q(account_id=subject.account_id)
-        return RightsRequest.objects.filter(match, erased_at__isnull=True)
+        requests = RightsRequest.objects.filter(match)
+        return requests if erased else requests.filter(erased_at__isnull=True)
 
     def find(self, subject):
-        return self._queryset(subject).count()
+        return self._queryset(subject, erased=True).count()
 
     def export(self, subject):
         """Yield one record per request, reading 500 requests and their related rows at a time.
 
-        Related rows are fetched per chunk as plain tuples rather than with ``prefetch_related``:
-        prefetched instances point at each other in cycles that only the cyclic garbage collector
-        frees, so memory would grow with the record count before a full collection came.
+        Tombstones are exported too (what is left of them is still held). Related rows are fetched per
+        chunk as plain tuples rather than with ``prefetch_related``: prefetched instances point at each
+        other in cycles that only the cyclic garbage collector frees, so memory would grow with the
+        record count before a full collection came.
         """
         from itertools import islice
 
-        requests = self._queryset(subject).order_by("received_at", "pk").iterator(chunk_size=CHUNK)
+        from dsr_requests import export_records
+
+        redact = export_records.StaffRedactor(subject_email=subject.email)
+        requests = (
+            self._queryset(subject, erased=True).order_by("received_at", "pk").iterator(chunk_size=CHUNK)
+        )
         while chunk := list(islice(requests, CHUNK)):
-            ids = [rights_request.pk for rights_request in chunk]
-            timeline, questions, emails = _related_rows(ids)
+            related = export_records.related_rows([r.pk for r in chunk], redact=redact)
             for rights_request in chunk:
-                yield {
-                    "reference": rights_request.reference,
-                    "request_type": rights_request.request_type,
-                    "state": rights_request.state,
-                    "received_at": rights_request.received_at,
-                    "closed_at": rights_request.closed_at,
-                    "name": rights_request.name,
-                    "email": rights_request.email,
-                    "site_url": rights_request.site_url,
-                    "details": rights_request.details,
-                    "transfer_email": rights_request.transfer_email,
-                    "account_id": rights_request.account_id,
-                    "verified_site_url": rights_request.verified_site_url,
-                    "timeline": timeline.get(rights_request.pk, []),
-                    "questions": questions.get(rights_request.pk, []),
-                    "emails": emails.get(rights_request.pk, []),
-                }
+                yield export_records.request_record(rights_request, related, redact=redact)
+
+    def withheld(self, subject):
+        """Staff identities (Art. 15(4)), credentials, the blind index, email texts, identity documents."""
+        return [
+            Withheld(
+                what=_("Who on our staff handled your request"),
+                reason=_(
+                    "Our staff members' names, user names and email addresses, and the network address and "
+                    "browser they used, are their personal data, and leaving them out hides nothing about "
+                    "you (Art. 15(4) GDPR). Wherever a staff member acted, wrote a note, checked your "
+                    "identity or looked at your request, the export says “staff”, also inside notes."
+                ),
+            ),
+            Withheld(
+                what=_(
+                    "The fingerprints (hashes) of your status page link, of the one-time codes for the "
+                    "Atlassian account proof and for downloads, and of transfer links"
+                ),
+                reason=_(
+                    "Security credentials; disclosing them would put your request at risk. When each code "
+                    "was made, expired and was used is included."
+                ),
+            ),
+            Withheld(
+                what=_("The lookup code computed from your email address"),
+                reason=_(
+                    "A keyed fingerprint of your email address that lets us find your requests without "
+                    "decrypting it. It says nothing beyond the address itself, which is included, and "
+                    "disclosing it would weaken that protection."
+                ),
+            ),
+            Withheld(
+                what=_("The text of the emails we sent you"),
+                reason=_(
+                    "You received them. We keep an email's text only until it is sent, because it holds "
+                    "links and codes that open your request. Each email's subject, address, status and "
+                    "dates are included."
+                ),
+            ),
+            Withheld(
+                what=_("Identity documents you sent us"),
+                reason=_(
+                    "We delete a document as soon as our staff record their check; only the outcome is "
+                    "kept (included under identity checks). A document still waiting for the check is "
+                    "listed with its type, size and date, but the file is not copied into this export: "
+                    "you have it, and we never send identity documents out again."
+                ),
+            ),
+            Withheld(
+                what=_("Details of your requests that we erased"),
+                reason=_(
+                    "They no longer exist. What we keep of an erased request (its reference, type, dates "
+                    "and outcome) is included."
+                ),
+            ),
+        ]
 
     def erase(self, subject):
         """Erase the subject's finished requests down to tombstones (the current one is tombstoned last).
@@ -219,23 +321,3 @@ class RightsRequestProvider(Provider):
             rights_request.save(update_fields=[*changes, "updated_at"])
             changed += 1
         return changed
-
-
-def _related_rows(request_ids):
-    """The public timeline, questions and emails of some requests, as dicts keyed by request id."""
-    from dsr_requests.models import OutboundEmail, RequestEvent, StaffQuestion
-
-    def grouped(queryset, keys):
-        rows = {}
-        for request_id, *values in queryset.values_list("request_id", *keys):
-            rows.setdefault(request_id, []).append(dict(zip(keys.values(), values, strict=True)))
-        return rows
-
-    events = RequestEvent.objects.filter(request_id__in=request_ids, public=True).order_by("created_at", "id")
-    questions = StaffQuestion.objects.filter(request_id__in=request_ids).order_by("asked_at", "id")
-    emails = OutboundEmail.objects.filter(request_id__in=request_ids).order_by("created_at", "id")
-    return (
-        grouped(events, {"created_at": "at", "to_state": "state", "note": "note"}),
-        grouped(questions, {"asked_at": "asked_at", "question": "question", "answer": "answer"}),
-        grouped(emails, {"subject": "subject", "status": "status", "sent_at": "sent_at"}),
-    )

@@ -5,7 +5,7 @@ Registered in ``RegistrationsConfig.ready``; see dsr_requests/providers.py for t
 
 from django.utils.translation import gettext_lazy as _
 
-from dsr_requests.providers import Erasure, Provider
+from dsr_requests.providers import Erasure, Provider, Withheld
 from registrations import services
 from registrations.models import Registration
 
@@ -21,8 +21,9 @@ class RegistrationProvider(Provider):
     title = _("Your Atlassian site's installation record")
     description = _(
         "The installation record of our app on your Atlassian site: the site's address and key, product, "
-        "version numbers, support entitlement number, and when the app was installed, enabled, disabled "
-        "or removed. We hold it only to serve the app to your site."
+        "version numbers, support entitlement number, when the app was installed, enabled, disabled "
+        "or removed, and when our staff blocked the site, if they did. We hold it only to serve the app "
+        "to your site."
     )
     fields = (
         "client_key",
@@ -40,6 +41,7 @@ class RegistrationProvider(Provider):
         "enabled_at",
         "disabled_at",
         "uninstalled_at",
+        "blocked_at",
     )
 
     def _queryset(self, subject):
@@ -52,6 +54,37 @@ class RegistrationProvider(Provider):
 
     def export(self, subject):
         yield from self._queryset(subject).values(*self.fields)
+
+    def withheld(self, subject):
+        """The site's shared secret (a credential, never exported) and the backup copies; or, for a request
+        not about a proven site, why no installation record is included."""
+        if not subject.site_client_key:
+            return [
+                Withheld(
+                    what=_("Installation records of Atlassian sites"),
+                    reason=_(
+                        "We include a site's record only in answer to a request about that site, made by "
+                        "someone who proved their Atlassian account from inside it. This request was not, "
+                        "so no installation record is included."
+                    ),
+                )
+            ]
+        return [
+            Withheld(
+                what=_("The shared secret Atlassian gave our app for your site"),
+                reason=_(
+                    "A security credential of our app, not information about you: anyone holding it could "
+                    "call our app as your site, so it is never exported."
+                ),
+            ),
+            Withheld(
+                what=_("Copies of the installation record in our encrypted backups"),
+                reason=_(
+                    "They repeat the record included here, as it was on the day of each backup; they are "
+                    "kept at most 12 months and used only to restore the service."
+                ),
+            ),
+        ]
 
     def erase(self, subject):
         """Erase the site's record (or keep it, pending, while the app is installed) and record the erasure.

@@ -93,19 +93,21 @@ def test_the_export_key_is_not_a_field_key(settings):
             Fernet(key).decrypt(token)
 
 
-def _subject_with(records):
-    """A person with ``records`` earlier requests, and their approved copy request."""
+def _subject_with(records, *, prefix=None):
+    """A person with ``records`` earlier requests (each with a staff-only note), and their approved copy
+    request. ``prefix`` (one letter) keeps references apart when a test makes several such people."""
     from django.utils import timezone
 
     from dsr_requests import services, tokens
-    from dsr_requests.models import RequestType, RightsRequest
+    from dsr_requests.models import RequestEvent, RequestType, RightsRequest
     from dsr_requests.tests.factories import approved_request
 
     email = f"many{records}@example.org"
+    prefix = prefix or chr(65 + len(str(records)))
     RightsRequest.objects.filter(email_hash=tokens.email_blind_index(email)).delete()
-    RightsRequest.objects.bulk_create(
+    earlier = RightsRequest.objects.bulk_create(
         RightsRequest(
-            reference=f"DSR-{chr(65 + len(str(records)))}{number:05d}",
+            reference=f"DSR-{prefix}{number:05d}",
             request_type=RequestType.REVIEW,
             state="completed",
             name="Many Records",
@@ -115,6 +117,16 @@ def _subject_with(records):
             received_at=timezone.now(),
         )
         for number in range(records)
+    )
+    RequestEvent.objects.bulk_create(
+        RequestEvent(
+            request_id=rights_request.pk,
+            from_state="completed",
+            to_state="completed",
+            actor_kind="system",
+            note="An internal note",
+        )
+        for rights_request in earlier
     )
     rights_request, _token = approved_request(RequestType.COPY, email=email)
     return rights_request, services.subject_for(rights_request)
@@ -134,11 +146,23 @@ def _export(tmp_path, rights_request, subject):
 
 
 @pytest.mark.django_db
-def test_export_queries_grow_by_chunk_not_by_record(tmp_path, django_assert_max_num_queries):
-    rights_request, subject = _subject_with(1200)  # three chunks of 500
-    with django_assert_max_num_queries(30):
-        _size, _sha, records = _export(tmp_path, rights_request, subject)
-    assert records == 1201
+def test_export_queries_grow_by_chunk_not_by_record(tmp_path):
+    """Every related table is read once per chunk of 500 requests, whatever the record count."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    warm_up = _subject_with(1, prefix="W")  # content types, cached for the process after the first export
+    _export(tmp_path, *warm_up)
+    queries = {}
+    for records, prefix in ((600, "P"), (990, "Q"), (1200, "R")):  # with the copy request: 2, 2, 3 chunks
+        rights_request, subject = _subject_with(records, prefix=prefix)
+        with CaptureQueriesContext(connection) as captured:
+            _size, _sha, exported = _export(tmp_path, rights_request, subject)
+        assert exported == records + 1
+        queries[records] = len(captured)
+    assert queries[600] == queries[990], queries
+    # One more chunk, read twice (data.json, then the CSV): the request rows and 12 related tables.
+    assert queries[1200] - queries[990] <= 2 * 13, queries
 
 
 @pytest.mark.django_db
