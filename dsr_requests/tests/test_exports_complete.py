@@ -101,13 +101,19 @@ def _history(staff_member, *, request_type, country):
     )
     services.assign(rights_request=rights_request, actor=staff_member, assignee=staff_member)
     services.put_on_hold(
-        rights_request=rights_request, actor=staff_member, message="Which Atlassian site do you use?"
+        rights_request=rights_request,
+        actor=staff_member,
+        message="Which Atlassian site do you use?",
+        reason="clarification",
     )
     services.answer_question(
         question=rights_request.questions.get(), answer="ada-analytics.atlassian.net is my site."
     )
     services.put_on_hold(
-        rights_request=rights_request, actor=staff_member, message="Any other email addresses?"
+        rights_request=rights_request,
+        actor=staff_member,
+        message="Any other email addresses?",
+        reason="other",
     )
     services.resume(
         rights_request=rights_request,
@@ -188,7 +194,10 @@ def test_a_copy_holds_staff_notes_identity_checks_questions_corrections_and_the_
         and mine["policy_due_on"]
         and mine["effective_due_on"]
     )
-    assert mine["hold_calendar_days"] == 0 and mine["held_since"] is None
+    assert mine["held_since"] is None and mine["hold_reason"] == ""
+    # The clarification hold stopped the legal clock (its days count); the "other" one did not.
+    assert mine["hold_calendar_days"] == 0  # both holds were lifted the day they began
+    assert (mine["channel"], mine["by_agent"]) == ("web", False)
     assert (mine["assignee"], mine["approved_by"], mine["erasure_approved_by"]) == (STAFF, STAFF, "")
     staff_only = [(e["note"], e["actor"]) for e in mine["timeline"] if not e["public"]]
     assert ("Assigned to staff.", "staff") in staff_only
