@@ -2,6 +2,7 @@
 
 import re
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings as django_settings
@@ -14,6 +15,17 @@ def _fresh_rate_limits():
     cache.clear()
     yield
     cache.clear()
+
+
+LONDON = ZoneInfo("Europe/London")
+
+
+@pytest.fixture
+def uk_calendar(settings):
+    """The calendar the deadline tests were worked out by hand against: UK-wide holidays, 30 working days."""
+    settings.DSR_HOLIDAY_COUNTRY = "GB"
+    settings.DSR_HOLIDAY_SUBDIV = None
+    settings.DSR_WORKING_DAYS = 30
 
 
 @pytest.fixture

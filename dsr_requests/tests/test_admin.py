@@ -5,7 +5,6 @@ import io
 import re
 from datetime import date, datetime, timedelta
 from html.parser import HTMLParser
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -16,20 +15,13 @@ from django.urls import reverse
 
 from dsr_requests import roles, services
 from dsr_requests.models import RequestState, RequestType, RightsRequest
+from dsr_requests.tests.conftest import LONDON
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
 from dsr_requests.tests.test_tasks import _refusing_smtp
 
 S = RequestState
-LONDON = ZoneInfo("Europe/London")
 LIST_URL = reverse("admin:dsr_requests_rightsrequest_changelist")
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def uk_calendar(settings):
-    settings.DSR_HOLIDAY_COUNTRY = "GB"
-    settings.DSR_HOLIDAY_SUBDIV = None
-    settings.DSR_WORKING_DAYS = 30
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uk_calendar")]
 
 
 def logged_in(client, *role_names):

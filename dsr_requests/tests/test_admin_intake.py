@@ -3,7 +3,6 @@
 import csv
 import io
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -14,29 +13,22 @@ from django.urls import reverse
 from dsr_requests import forms as public_forms
 from dsr_requests import roles
 from dsr_requests.models import DocumentKind, IdentityDocument, IdentityStep, OutboundEmail, RightsRequest
+from dsr_requests.tests.conftest import LONDON
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
 from security.models import AccessAction, AccessEvent
 
-LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2025, 3, 10, 10, tzinfo=LONDON)  # a Monday
 LIST_URL = reverse("admin:dsr_requests_rightsrequest_changelist")
 LOG_URL = reverse("admin:dsr_requests_rightsrequest_log")
 METRICS_URL = reverse("admin:dsr_requests_rightsrequest_metrics")
 PDF = b"%PDF-1.4\nI authorise Agent Smith to ask for my data.\n%%EOF\n"
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uk_calendar")]
 
 
 @pytest.fixture(autouse=True)
 def frozen_clock():
     with time_machine.travel(NOW, tick=False):
         yield
-
-
-@pytest.fixture(autouse=True)
-def uk_calendar(settings):
-    settings.DSR_HOLIDAY_COUNTRY = "GB"
-    settings.DSR_HOLIDAY_SUBDIV = None
-    settings.DSR_WORKING_DAYS = 30
 
 
 def logged_in(client, *role_names):

@@ -4,7 +4,6 @@ Each test names the rule it proves and cites its source; docs/compliance.md list
 """
 
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -15,18 +14,11 @@ from hypothesis import strategies as st
 from dsr_requests import deadlines, roles, selectors, services
 from dsr_requests.deadlines import HoldReason, Regime
 from dsr_requests.models import OutboundEmail, RequestEvent, RequestState, RightsRequest
+from dsr_requests.tests.conftest import LONDON
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
 
 S = RequestState
-LONDON = ZoneInfo("Europe/London")
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def uk_calendar(settings):
-    settings.DSR_HOLIDAY_COUNTRY = "GB"
-    settings.DSR_HOLIDAY_SUBDIV = None
-    settings.DSR_WORKING_DAYS = 30
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uk_calendar")]
 
 
 @pytest.fixture

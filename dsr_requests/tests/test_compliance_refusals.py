@@ -5,7 +5,6 @@ Each test names the rule it proves and cites its source; docs/compliance.md list
 
 import re
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -14,17 +13,11 @@ from django.urls import reverse
 from dsr_requests import authorities, roles, services
 from dsr_requests.deadlines import GDPR_COUNTRIES, Regime
 from dsr_requests.models import ProcessingActivity, RequestEvent, RequestState, RequestType, RightsRequest
+from dsr_requests.tests.conftest import LONDON
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
 
 S = RequestState
-LONDON = ZoneInfo("Europe/London")
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def uk_calendar(settings):
-    settings.DSR_HOLIDAY_COUNTRY = "GB"
-    settings.DSR_HOLIDAY_SUBDIV = None
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uk_calendar")]
 
 
 @pytest.fixture

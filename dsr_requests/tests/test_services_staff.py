@@ -6,7 +6,6 @@ permissions of each role, and two staff acting at once.
 
 import threading
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -17,18 +16,11 @@ from django.db import connection, transaction
 
 from dsr_requests import deadlines, roles, services
 from dsr_requests.models import OutboundEmail, RequestEvent, RequestState, RequestType, RightsRequest
+from dsr_requests.tests.conftest import LONDON
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
 
 S = RequestState
-LONDON = ZoneInfo("Europe/London")
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def uk_calendar(settings):
-    settings.DSR_HOLIDAY_COUNTRY = "GB"
-    settings.DSR_HOLIDAY_SUBDIV = None
-    settings.DSR_WORKING_DAYS = 30
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uk_calendar")]
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import base64
 import re
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -22,13 +21,13 @@ from dsr_requests.models import (
     RequestState,
     RightsRequest,
 )
+from dsr_requests.tests.conftest import LONDON
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
 
 S = RequestState
-LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2025, 3, 10, 10, tzinfo=LONDON)  # a Monday
 PERMISSION_PDF = b"%PDF-1.4\nI, Ada Lovelace, authorise Agent Smith to ask for my data. Signed.\n"
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uk_calendar")]
 
 
 @pytest.fixture(autouse=True)
@@ -36,13 +35,6 @@ def frozen_clock():
     """Monday 10 March 2025, 10:00 in London: the day staff log what reached them earlier."""
     with time_machine.travel(NOW, tick=False):
         yield
-
-
-@pytest.fixture(autouse=True)
-def uk_calendar(settings):
-    settings.DSR_HOLIDAY_COUNTRY = "GB"
-    settings.DSR_HOLIDAY_SUBDIV = None
-    settings.DSR_WORKING_DAYS = 30
 
 
 @pytest.fixture
