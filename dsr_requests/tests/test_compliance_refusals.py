@@ -296,3 +296,25 @@ def test_a_deletion_needs_no_register(staff):
     ProcessingActivity.objects.all().delete()
     approved = RightsRequestFactory(state=S.APPROVED, request_type=RequestType.CHANGE)
     services.start_fulfilment(rights_request=approved, actor=staff)
+
+
+@pytest.mark.parametrize(
+    ("state", "received", "message"),
+    [
+        (S.IN_REVIEW, at(2024, 1, 2), "Too late to extend"),  # GDPR: the first month ended 2 February
+        (S.SUBMITTED, at(2024, 3, 1), "has not confirmed their email address"),
+    ],
+)
+def test_a_late_extension_or_one_for_an_unconfirmed_address_is_a_message_in_admin_and_changes_nothing(
+    client, staff, state, received, message
+):
+    """GDPR / UK GDPR Art. 12(3): an extension is made within the first month and notified to the
+    requester with its reasons; staff who try otherwise get a clear message and nothing changes."""
+    client.force_login(staff)
+    rights_request = RightsRequestFactory(state=state, regime=Regime.GDPR, received_at=received)
+    act = reverse("admin:dsr_requests_rightsrequest_act", args=[rights_request.pk, "extend_deadline"])
+    with time_machine.travel(at(2024, 3, 4), tick=False):
+        response = client.post(act, {"text": "Busy.", "months": "2", "expected_state": state}, follow=True)
+    assert message in response.content.decode()
+    fresh = RightsRequest.objects.get(pk=rights_request.pk)
+    assert fresh.extended_at is None and not fresh.emails.exists() and not fresh.events.exists()
