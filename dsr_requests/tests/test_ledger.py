@@ -4,12 +4,9 @@ The restore test uses a real backup written by ``backup_registrations`` before t
 fulfilled and restored by ``restore_registrations`` afterwards.
 """
 
-import io
 from datetime import timedelta
 
 import pytest
-from cryptography.fernet import Fernet
-from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,25 +16,14 @@ from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory,
 from registrations import erasure_ledger
 from registrations import services as connect_services
 from registrations.models import ErasureLedgerEntry, Registration
+from registrations.tests import conftest as connect_fixtures
 from registrations.tests.factories import RegistrationFactory
 
 S = RequestState
 Kind = ErasureLedgerEntry.Kind
+backup_dir = connect_fixtures.backup_dir  # the registrations tests' fixture, shared
+run = connect_fixtures.run
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def backup_dir(settings, tmp_path):
-    settings.BACKUP_DIR = tmp_path / "backups"
-    settings.BACKUP_STORAGE = ""
-    settings.BACKUP_KEYS = [Fernet.generate_key().decode()]
-    return settings.BACKUP_DIR
-
-
-def run(*args):
-    out = io.StringIO()
-    call_command(*args, stdout=out, stderr=out)
-    return out.getvalue()
 
 
 def fulfilled_deletion(committed, tenant=None, **fields):

@@ -2,6 +2,7 @@
 and token builders that use PyJWT directly (independent of the code under test)."""
 
 import hashlib
+import io
 import json
 import threading
 import time
@@ -11,9 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import jwt as pyjwt
 import pytest
 from atlassian_jwt.url_utils import hash_url
+from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.cache import cache
+from django.core.management import call_command
 
 APP_BASE_URL = "https://privacy.example.test"
 APP_KEY = "com.artemis-software.privacy.test"
@@ -226,3 +229,19 @@ def reporting_api():
     yield api
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def backup_dir(settings, tmp_path):
+    """Backups in a private temporary folder, under a fresh key."""
+    settings.BACKUP_DIR = tmp_path / "backups"
+    settings.BACKUP_STORAGE = ""
+    settings.BACKUP_KEYS = [Fernet.generate_key().decode()]
+    return settings.BACKUP_DIR
+
+
+def run(*args):
+    """Run a management command; returns what it wrote to stdout and stderr."""
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=out)
+    return out.getvalue()

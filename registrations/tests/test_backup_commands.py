@@ -11,24 +11,10 @@ from django.core.management import CommandError, call_command
 
 from registrations import backups
 from registrations.models import Registration
+from registrations.tests.conftest import run
 from registrations.tests.factories import RegistrationFactory
 
 UTC = dt.UTC
-
-
-@pytest.fixture
-def backup_dir(settings, tmp_path):
-    """Backups in a private temporary folder, under a fresh key."""
-    settings.BACKUP_DIR = tmp_path / "backups"
-    settings.BACKUP_STORAGE = ""
-    settings.BACKUP_KEYS = [Fernet.generate_key().decode()]
-    return settings.BACKUP_DIR
-
-
-def run(*args):
-    out = io.StringIO()
-    call_command(*args, stdout=out, stderr=out)
-    return out.getvalue()
 
 
 def refusal(*args):

@@ -7,38 +7,21 @@ Restores use real backup files written by ``backup_registrations`` before the er
 import datetime as dt
 import hashlib
 import hmac
-import io
 
 import pytest
 import time_machine
-from cryptography.fernet import Fernet
-from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from registrations import backups, erasure_ledger, services
 from registrations.models import ErasureLedgerEntry, Registration
+from registrations.tests.conftest import run
 from registrations.tests.factories import RegistrationFactory
 
 pytestmark = pytest.mark.django_db
 Kind = ErasureLedgerEntry.Kind
 State = Registration.State
 UTC = dt.UTC
-
-
-@pytest.fixture
-def backup_dir(settings, tmp_path):
-    """Backups in a private temporary folder, under a fresh key."""
-    settings.BACKUP_DIR = tmp_path / "backups"
-    settings.BACKUP_STORAGE = ""
-    settings.BACKUP_KEYS = [Fernet.generate_key().decode()]
-    return settings.BACKUP_DIR
-
-
-def run(*args):
-    out = io.StringIO()
-    call_command(*args, stdout=out, stderr=out)
-    return out.getvalue()
 
 
 def take_backup(backup_dir):
