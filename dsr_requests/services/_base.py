@@ -1,0 +1,273 @@
+"""The base every service module stands on: actors, the allowed-transitions table, row locks, events,
+state transitions with their clock upkeep (due dates, holds), and the checks each staff action starts with.
+
+``_transition`` checks the table against a row locked with ``select_for_update`` and writes one
+``RequestEvent``, so two people acting at once cannot both succeed.
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from dsr_requests import deadlines
+from dsr_requests.models import (
+    RequestEvent,
+    RequestState,
+    RightsRequest,
+)
+
+logger = logging.getLogger("dsr_requests.services")  # one name for the whole package, as before the split
+
+
+S = RequestState
+REQUESTER = RequestEvent.ActorKind.REQUESTER
+SYSTEM = RequestEvent.ActorKind.SYSTEM
+
+
+# Where each state may go. Leaving on_hold is only allowed back to the state it was held from (checked
+# in _transition), or out through one of the exits listed here.
+ALLOWED_TRANSITIONS = {
+    S.SUBMITTED: {S.VERIFYING, S.WITHDRAWN, S.CLOSED_UNVERIFIED},
+    S.VERIFYING: {S.IN_REVIEW, S.ON_HOLD, S.REJECTED, S.WITHDRAWN},
+    S.IN_REVIEW: {S.APPROVED, S.ON_HOLD, S.REJECTED, S.WITHDRAWN},
+    S.APPROVED: {S.FULFILLING, S.ON_HOLD, S.REJECTED, S.WITHDRAWN},
+    S.FULFILLING: {S.COMPLETED, S.APPROVED},  # back to approved: the job failed, staff decide
+    S.ON_HOLD: {S.VERIFYING, S.IN_REVIEW, S.APPROVED, S.REJECTED, S.WITHDRAWN},
+    S.COMPLETED: set(),
+    S.REJECTED: set(),
+    S.WITHDRAWN: set(),
+    S.CLOSED_UNVERIFIED: set(),
+}
+OPEN_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if targets)
+
+
+class ActionRefused(Exception):
+    """An action that cannot be done now (requester or staff); the message says why, for the page to show."""
+
+
+class InvalidTransition(Exception):
+    """A state change the workflow does not allow; nothing was changed."""
+
+    def __init__(self, rights_request, to_state):
+        self.from_state = rights_request.state
+        self.to_state = to_state
+        super().__init__(
+            _("A request that is “%(from)s” cannot become “%(to)s”.")
+            % {"from": RequestState(self.from_state).label, "to": RequestState(to_state).label}
+        )
+
+
+def _actor_fields(actor):
+    """Split an ``actor`` argument into the event's (user, actor_kind)."""
+    if actor in (REQUESTER, SYSTEM):
+        return None, RequestEvent.ActorKind(actor)
+    if actor is None or not getattr(actor, "is_authenticated", False):
+        raise ValueError("actor must be a staff user, REQUESTER or SYSTEM")
+    return actor, RequestEvent.ActorKind.STAFF
+
+
+def _lock(rights_request):
+    """Re-read a request under a row lock; call inside ``transaction.atomic()``."""
+    return RightsRequest.objects.select_for_update().get(pk=rights_request.pk)
+
+
+def _event(rights_request, *, actor, note="", public=True, from_state=None, to_state=None):
+    """Write one event row; a note without a state change has from_state == to_state."""
+    user, kind = _actor_fields(actor)
+    return RequestEvent.objects.create(
+        request=rights_request,
+        from_state=rights_request.state if from_state is None else from_state,
+        to_state=to_state or rights_request.state,
+        actor=user,
+        actor_kind=kind,
+        note=note,
+        public=public,
+    )
+
+
+def _transition(rights_request, *, to_state, actor, note="", public=True):
+    """Move a locked request to ``to_state`` if the table allows it, and record the event.
+
+    The caller holds the row lock (``_lock``) inside ``transaction.atomic()``. Going on hold remembers the
+    state to return to; leaving on_hold for a working state only goes back to that state.
+    """
+    from_state = rights_request.state
+    to_state = RequestState(to_state)
+    allowed = to_state in ALLOWED_TRANSITIONS[from_state]
+    if from_state == S.ON_HOLD and to_state in (S.VERIFYING, S.IN_REVIEW, S.APPROVED):
+        allowed = to_state == rights_request.held_from_state
+    if not allowed:
+        raise InvalidTransition(rights_request, to_state)
+    if to_state == S.ON_HOLD and rights_request.hold_reason not in deadlines.HoldReason.values:
+        raise ValueError("set hold_reason before putting a request on hold")
+    rights_request.held_from_state = from_state if to_state == S.ON_HOLD else ""
+    rights_request.state = to_state
+    clock_fields, hold_summary = _track_clock(rights_request, from_state=from_state, to_state=to_state)
+    rights_request.save(update_fields=["state", "held_from_state", "updated_at", *clock_fields])
+    event = _event(rights_request, actor=actor, note=note, public=public, from_state=from_state)
+    if hold_summary:
+        # Staff see why each date moved (or did not): the reason decides whether the legal clock stopped.
+        _event(rights_request, actor=SYSTEM, note=hold_summary, public=False)
+    return event
+
+
+@transaction.atomic
+def transition(*, rights_request, to_state, actor, note="", public=True, hold_reason=""):
+    """Lock the request, change its state and record the event; returns the locked, updated request.
+
+    Going on hold needs ``hold_reason`` (a ``HoldReason``): it decides whether the legal clock stops.
+    """
+    locked = _lock(rights_request)
+    if to_state == S.ON_HOLD:
+        locked.hold_reason = hold_reason
+    _transition(locked, to_state=to_state, actor=actor, note=note, public=public)
+    return locked
+
+
+FINAL_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if not targets)
+
+
+def apply_due_dates(rights_request):
+    """Set the stored due dates from receipt, regime, completed holds and extension; does not save.
+
+    Returns the names of the fields it set, for ``save(update_fields=...)``. Call it on receipt and
+    whenever one of those inputs changes; lists, filters and the digest read only the stored columns.
+    """
+    received_on = timezone.localdate(rights_request.received_at)
+    policy = deadlines.policy_due_date(
+        received_on,
+        extra_working_days=rights_request.hold_working_days + rights_request.extension_working_days,
+    )
+    # hold_calendar_days counts only holds whose reason stops the legal clock; statutory_due_date applies
+    # them under GDPR / UK GDPR only (under CCPA the 45 days run from receipt) and caps CCPA at day 90.
+    statutory = deadlines.statutory_due_date(
+        received_on,
+        regime=rights_request.regime,
+        extra_calendar_days=rights_request.extension_calendar_days,
+        hold_calendar_days=rights_request.hold_calendar_days,
+    )
+    rights_request.policy_due_on = policy
+    rights_request.statutory_due_on = statutory
+    rights_request.effective_due_on = min(policy, statutory)
+    return ["policy_due_on", "statutory_due_on", "effective_due_on"]
+
+
+def initial_deadline_fields(*, received_at, country):
+    """Regime (from the requester's country) and due dates of a request received at ``received_at``."""
+    probe = RightsRequest(received_at=received_at, regime=deadlines.regime_for_country(country))
+    apply_due_dates(probe)
+    return {
+        "regime": probe.regime,
+        "policy_due_on": probe.policy_due_on,
+        "statutory_due_on": probe.statutory_due_on,
+        "effective_due_on": probe.effective_due_on,
+    }
+
+
+def _track_clock(rights_request, *, from_state, to_state):
+    """Stop the clock on hold, restart it (moving the due dates) on leaving hold, stamp closing.
+
+    Called by ``_transition`` before it saves, so every way in and out of on_hold (staff, requester,
+    system) keeps the deadlines right. Every hold moves the policy date by its working days; only a hold
+    whose reason stops the legal clock (identity, clarification) counts towards the statutory date.
+    Returns the extra fields to save, and on leaving hold a note for staff saying how the dates moved.
+    """
+    now = timezone.now()
+    fields, summary = [], ""
+    if to_state == S.ON_HOLD:
+        rights_request.held_since = now
+        fields += ["held_since", "hold_reason"]
+    elif from_state == S.ON_HOLD:
+        held_on, resumed_on = timezone.localdate(rights_request.held_since), timezone.localdate(now)
+        working = deadlines.working_days_between(held_on, resumed_on)
+        reason = deadlines.HoldReason(rights_request.hold_reason)
+        stopped = _statutory_clock_stops(rights_request.regime, reason)
+        rights_request.hold_working_days += working
+        if reason.stops_statutory_clock:
+            # Kept whatever the regime, so a later regime change recomputes the dates correctly.
+            rights_request.hold_calendar_days += (resumed_on - held_on).days
+        rights_request.held_since = None
+        rights_request.hold_reason = ""
+        fields += [
+            "held_since",
+            "hold_reason",
+            "hold_working_days",
+            "hold_calendar_days",
+            *apply_due_dates(rights_request),
+        ]
+        summary = _hold_summary(rights_request, reason=reason, working=working, stopped=stopped)
+    if to_state in FINAL_STATES:
+        rights_request.closed_at = now
+        fields.append("closed_at")
+    return fields, summary
+
+
+def _statutory_clock_stops(regime, reason):
+    """Whether a hold for ``reason`` stops the legal clock under ``regime``.
+
+    GDPR / UK GDPR: only to verify identity or clarify the request (EDPB Guidelines 01/2022; ICO, "Can we
+    stop the clock?"). CCPA: never (regulations §7021(b): the 45 days run from receipt).
+    """
+    return regime in deadlines.MONTH_REGIMES and deadlines.HoldReason(reason).stops_statutory_clock
+
+
+def _hold_summary(rights_request, *, reason, working, stopped):
+    """The staff-only note on leaving hold: what the hold was for and which dates it moved."""
+    values = {
+        "reason": reason.label,
+        "working": working,
+        "policy": rights_request.policy_due_on.isoformat(),
+        "statutory": rights_request.statutory_due_on.isoformat(),
+    }
+    if stopped:
+        return str(
+            _(
+                "Hold ended (%(reason)s): our date moved by %(working)d working days to %(policy)s; "
+                "the legal "
+                "clock stood still too, so the statutory date is now %(statutory)s."
+            )
+            % values
+        )
+    return str(
+        _(
+            "Hold ended (%(reason)s): our date moved by %(working)d working days to %(policy)s; "
+            "this hold does "
+            "not stop the legal clock under %(regime)s, so the statutory date stays %(statutory)s."
+        )
+        % {**values, "regime": rights_request.get_regime_display()}
+    )
+
+
+def _require(actor, permission):
+    """Refuse unless ``actor`` is an active staff user holding ``dsr_requests.<permission>``."""
+    if not (getattr(actor, "is_authenticated", False) and actor.is_staff and actor.is_active):
+        raise PermissionDenied(_("Only staff can do this."))
+    if not actor.has_perm(f"dsr_requests.{permission}"):
+        raise PermissionDenied(_("You do not have permission to do this."))
+
+
+def _lock_for_action(rights_request, *, expected_state):
+    """Lock the request; refuse when it is no longer in the state the staff member saw."""
+    locked = _lock(rights_request)
+    if expected_state and locked.state != expected_state:
+        raise ActionRefused(
+            _("Request %(reference)s changed meanwhile: it is now “%(state)s”. Nothing was done.")
+            % {"reference": locked.reference, "state": locked.get_state_display()}
+        )
+    return locked
+
+
+def _required_text(value, message):
+    """The stripped text, or ActionRefused with ``message`` when it is blank."""
+    value = (value or "").strip()
+    if not value:
+        raise ActionRefused(message)
+    return value
+
+
+# The same checks for the staff services in the modules beside this one (staff_intake.py).
+require_permission = _require
+required_text = _required_text

@@ -1,0 +1,132 @@
+"""Statutory dates seen from a staff action: the date that applies now (clock stops included), whether an
+action is late and must be confirmed, and which request types include the processing register.
+"""
+
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from dsr_requests import deadlines
+from dsr_requests.models import (
+    FulfilmentRun,
+    RequestType,
+)
+from dsr_requests.services._base import ActionRefused, S, _event, _statutory_clock_stops
+
+
+def _fulfilment_running(rights_request):
+    """Whether a background fulfilment job is under way for this request."""
+    return FulfilmentRun.objects.filter(request=rights_request, status=FulfilmentRun.Status.RUNNING).exists()
+
+
+def extension_window_closes(rights_request, today=None):
+    """The last day an extension may be granted: the end of the first statutory period.
+
+    GDPR / UK GDPR: the first month, lengthened by holds that stopped the clock (a running one included).
+    CCPA: day 45 after receipt, whatever the holds (§1798.130(a)(2); regulations §7021(b)).
+    """
+    today = today or timezone.localdate()
+    return deadlines.statutory_due_date(
+        timezone.localdate(rights_request.received_at),
+        regime=rights_request.regime,
+        hold_calendar_days=rights_request.hold_calendar_days + _running_clock_stop(rights_request, today),
+    )
+
+
+def _running_clock_stop(rights_request, today):
+    """Calendar days so far of a running hold that stops the legal clock (0 when there is none)."""
+    if rights_request.state != S.ON_HOLD or not _statutory_clock_stops(
+        rights_request.regime, rights_request.hold_reason
+    ):
+        return 0
+    return max((today - timezone.localdate(rights_request.held_since)).days, 0)
+
+
+def statutory_due_now(rights_request, today=None):
+    """The statutory due date as it stands today: the stored date, moved on by a running hold that stops
+    the legal clock (the stored date moves only when the hold ends)."""
+    today = today or timezone.localdate()
+    running_stop = _running_clock_stop(rights_request, today)
+    if not running_stop or rights_request.statutory_due_on is None:
+        return rights_request.statutory_due_on
+    return deadlines.statutory_due_date(
+        timezone.localdate(rights_request.received_at),
+        regime=rights_request.regime,
+        extra_calendar_days=rights_request.extension_calendar_days,
+        hold_calendar_days=rights_request.hold_calendar_days + running_stop,
+    )
+
+
+def days_past_statutory_date(rights_request, today=None):
+    """How many calendar days today is past the request's statutory date (0 when it is not late)."""
+    today = today or timezone.localdate()
+    due = statutory_due_now(rights_request, today)
+    return max((today - due).days, 0) if due else 0
+
+
+# The staff actions that refuse or answer a request, so need confirming after the statutory date.
+LATE_CONFIRMED_ACTIONS = ("reject", "start_fulfilment", "complete")
+
+
+class LateActionNotConfirmed(ActionRefused):
+    """A refusal or answer after the statutory date that staff have not confirmed; nothing was done."""
+
+
+def _confirm_if_late(locked, *, acknowledge_late, action):
+    """Refuse an action past the statutory date unless staff confirmed it; returns the days late."""
+    late = days_past_statutory_date(locked)
+    if late and not acknowledge_late:
+        raise LateActionNotConfirmed(
+            _(
+                "%(reference)s is %(days)d days past its statutory date (%(date)s). %(action)s now is late: "
+                "tick “I know this is late” on its page to go ahead; it will be recorded on the timeline. "
+                "Nothing was done."
+            )
+            % {
+                "reference": locked.reference,
+                "days": late,
+                "date": statutory_due_now(locked).isoformat(),
+                "action": action,
+            }
+        )
+    return late
+
+
+def _record_late(locked, *, actor, late, action):
+    """Put a late refusal or answer on the timeline (staff only), so the log shows it whoever looks."""
+    if late:
+        _event(
+            locked,
+            actor=actor,
+            note=str(
+                _("%(action)s %(days)d days after the statutory date (%(date)s).")
+                % {"action": action, "days": late, "date": statutory_due_now(locked).isoformat()}
+            ),
+            public=False,
+        )
+
+
+# Request types whose answer includes the processing register (GDPR / UK GDPR Art. 15(1)(a)-(h)).
+REGISTER_TYPES = frozenset({RequestType.PROCESSING, RequestType.REVIEW, RequestType.COPY})
+
+
+def require_processing_register(*, request_type):
+    """Refuse to answer a processing, review or copy request while the processing register is empty
+    (or an entry lacks a required part): the answer must describe the processing, never a placeholder."""
+    from dsr_requests.models import ProcessingActivity
+
+    if request_type not in REGISTER_TYPES:
+        return
+    activities = ProcessingActivity.objects.all()
+    incomplete = activities.filter(
+        Q(purposes="") | Q(data_categories="") | Q(legal_basis="") | Q(retention="")
+    )
+    if not activities.exists() or incomplete.exists():
+        raise ActionRefused(
+            _(
+                "The processing register is empty or incomplete, and the answer to this request must "
+                "describe how personal data is processed (GDPR Art. 15(1)). Fill in Rights requests → "
+                "Processing register first (every entry needs purposes, data categories, legal basis and "
+                "retention)."
+            )
+        )
