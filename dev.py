@@ -114,13 +114,15 @@ def serve():
 
 
 def test(pytest_args):
-    """Set up, lint with ruff, and run the whole test suite with pytest."""
+    """Set up, lint with ruff, check the import contracts, and run the whole test suite with pytest."""
     ensure_venv("requirements-dev.txt")
     ensure_npm_packages()
     ensure_env_file()
     say("linting (ruff)")
     run(BIN / "ruff", "check", ".")
     run(BIN / "ruff", "format", "--check", ".")
+    say("checking the import layers and cycles (import-linter contracts in pyproject.toml)")
+    run(BIN / "lint-imports", "--no-cache", "--no-logo")
     say("running tests on " + ("DATABASE_URL" if os.environ.get("DATABASE_URL") else "SQLite"))
     run(PYTHON, "-m", "pytest", *pytest_args)
 

@@ -9,14 +9,21 @@ class DsrRequestsConfig(AppConfig):
     verbose_name = _("Rights requests")
 
     def ready(self):
-        """Register what this app holds about people, for fulfilment and for Atlassian's reporting.
+        """Connect the staff-role sync to ``migrate``; register the background tasks the services queue,
+        and what this app holds about people, for fulfilment and for Atlassian's reporting.
 
         The fulfilment provider exports and erases a person's requests; the account IDs the identity
         proof binds are reported to Atlassian and erased when Atlassian says the account is closed.
         """
-        from dsr_requests import providers, services
+        from django.db.models.signals import post_migrate
+
+        from dsr_requests import providers, roles, services, tasks
         from registrations import personal_data
 
+        post_migrate.connect(roles.sync_after_migrate, sender=self, dispatch_uid="dsr_requests.roles")
+
+        services.register_background_task("send_requester_email", tasks.send_requester_email)
+        services.register_background_task("fulfil_request", tasks.fulfil_request)
         providers.register(providers.RightsRequestProvider())
         personal_data.register_source(
             "rights requests",

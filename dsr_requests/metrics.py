@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from dsr_requests.models import RequestState, RequestType, RightsRequest
-from dsr_requests.services import OPEN_STATES
+from dsr_requests.states import OPEN_STATES
 
 S = RequestState
 ANSWERED_STATES = (S.COMPLETED, S.REJECTED)

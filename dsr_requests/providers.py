@@ -1,119 +1,26 @@
-"""The provider registry: every place that may hold a data subject's personal data, behind one interface.
+"""The rights requests' own provider: a person's requests, and everything recorded while handling them.
 
-Each app registers its providers in its ``AppConfig.ready``. Fulfilment asks every provider in turn, so
-adding a place that holds personal data means adding a provider, not changing the exports or erasure.
-
-A provider has:
-
-- ``key`` (stable, used in file names and receipts) and ``title``;
-- ``description``: the categories of data it holds, in plain language (goes into the export README);
-- ``holds_personal_data``: False for a provider that exists to say so (usage counts);
-- ``fields``: the keys of its records, in order (the CSV columns and the documented JSON schema);
-- ``find(subject)``: how many records it holds about the subject;
-- ``export(subject)``: a generator of dict records, streaming (never the whole list in memory);
-- ``erase(subject)``: erases the subject's data and returns an ``Erasure`` (counts, and what it keeps);
-- ``withheld(subject)``: what it holds about the subject but leaves out of the export, each a
-  ``Withheld(what=..., reason=...)`` (the export's README and data.json list them; Art. 15(3)-(4));
-- optionally ``rectify(subject, changes)`` and ``rectifiable_fields``.
+The provider interface and registry are in ``artemis_portal/providers.py`` (re-exported here, so
+``dsr_requests.providers.register`` and friends keep working); this app registers
+``RightsRequestProvider`` in ``DsrRequestsConfig.ready``.
 """
-
-from dataclasses import dataclass, field
 
 from django.utils.translation import gettext_lazy as _
 
+from artemis_portal.providers import (  # noqa: F401 (re-exported: callers use dsr_requests.providers.*)
+    Erasure,
+    Provider,
+    Subject,
+    Withheld,
+    _registry,
+    all_providers,
+    get,
+    register,
+)
+from dsr_requests import export_records
 
-@dataclass(frozen=True)
-class Subject:
-    """Who a request is about: the verified email, and what the Atlassian account proof bound.
-
-    ``site_client_key`` is set only for a site-scoped request whose account proof was made inside that
-    site: only then may tenant records be exported or erased for it.
-    """
-
-    email: str
-    email_hash: str
-    account_id: str = ""
-    site_client_key: str = ""
-    site_url: str = ""
-    exclude_reference: str = ""
-
-    def __repr__(self):
-        # Never the email, even in a traceback's locals.
-        return f"<Subject account={bool(self.account_id)} site={bool(self.site_client_key)}>"
-
-
-@dataclass
-class Erasure:
-    """What a provider erased (``{"what": count}``) and what it had to keep, with the reason."""
-
-    erased: dict = field(default_factory=dict)
-    kept: list = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Withheld:
-    """Something a provider holds (or once held) about the subject but does not export, and why.
-
-    Both texts are for the requester, in plain language (gettext); the README shows them under "What we
-    did not include, and why" and data.json in its top-level ``withheld`` list.
-    """
-
-    what: str
-    reason: str
-
-
-class Provider:
-    """Base class: a provider that holds nothing. Subclasses override what they hold."""
-
-    key = ""
-    title = ""
-    description = ""
-    holds_personal_data = True
-    fields = ()
-    rectifiable_fields = ()
-
-    def find(self, subject):
-        """How many records this provider holds about ``subject``."""
-        return 0
-
-    def export(self, subject):
-        """Yield the subject's records, one dict each, keys from ``fields``."""
-        yield from ()
-
-    def erase(self, subject):
-        """Erase the subject's data; return an ``Erasure``."""
-        return Erasure()
-
-    def withheld(self, subject):
-        """What this provider leaves out of the subject's export, and why: a list of ``Withheld``."""
-        return []
-
-    def rectify(self, subject, changes):
-        """Apply ``{field: new value}``; return how many records changed."""
-        raise NotImplementedError(f"{self.key} cannot correct data")
-
-
-_registry = {}
 # Rights requests read per database round trip when exporting.
 CHUNK = 500
-
-
-def register(provider):
-    """Add a provider (an instance); registering the same key twice is a programming error."""
-    if not provider.key or provider.key in _registry:
-        raise ValueError(f"provider key {provider.key!r} is empty or already registered")
-    _registry[provider.key] = provider
-    return provider
-
-
-def all_providers():
-    """Every registered provider, in registration order (apps' order in INSTALLED_APPS)."""
-    return list(_registry.values())
-
-
-def get(key):
-    """The provider registered under ``key``; KeyError if none."""
-    return _registry[key]
 
 
 class RightsRequestProvider(Provider):
@@ -130,61 +37,7 @@ class RightsRequestProvider(Provider):
         "downloaded, and when our staff looked at or acted on your request. A request whose details we "
         "erased is listed with what is left of it (reference, type, dates, outcome)."
     )
-    fields = (
-        "reference",
-        "request_type",
-        "state",
-        "held_from_state",
-        "concerns",
-        "country",
-        "regime",
-        "received_at",
-        "created_at",
-        "updated_at",
-        "email_confirmed_at",
-        "reminder_sent_at",
-        "policy_due_on",
-        "statutory_due_on",
-        "effective_due_on",
-        "channel",
-        "by_agent",
-        "agent_name",
-        "agent_email",
-        "held_since",
-        "hold_reason",
-        "hold_working_days",
-        "hold_calendar_days",
-        "extended_at",
-        "extension_calendar_days",
-        "extension_working_days",
-        "extension_reason",
-        "rejection_reason",
-        "rejection_ground",
-        "closed_at",
-        "erased_at",
-        "name",
-        "email",
-        "site_url",
-        "details",
-        "transfer_to",
-        "transfer_email",
-        "account_id",
-        "site_client_key",
-        "verified_site_url",
-        "assignee",
-        "approved_by",
-        "erasure_approved_by",
-        "timeline",
-        "identity_checks",
-        "identity_documents",
-        "account_codes",
-        "questions",
-        "emails",
-        "corrections",
-        "exports",
-        "fulfilment",
-        "staff_access",
-    )
+    fields = export_records.REQUEST_FIELDS
     rectifiable_fields = ("name",)
 
     def _queryset(self, subject, *, erased=False):
@@ -211,8 +64,6 @@ class RightsRequestProvider(Provider):
         record count before a full collection came.
         """
         from itertools import islice
-
-        from dsr_requests import export_records
 
         redact = export_records.StaffRedactor(subject_email=subject.email)
         requests = (

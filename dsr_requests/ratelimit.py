@@ -7,26 +7,15 @@ atomic on Redis and Memcached, and the client-IP rule (one trusted proxy hop) is
 import hashlib
 import time
 
-from django.conf import settings
 from django.core.cache import cache
+
+from artemis_portal.client_ip import client_ip  # noqa: F401 (the views call ratelimit.client_ip)
 
 
 def parse_rate(rate):
     """``"<count>/<seconds>"`` to ``(count, seconds)``; the settings module has already checked it."""
     count, seconds = rate.split("/")
     return int(count), int(seconds)
-
-
-def client_ip(request):
-    """The client's IP: REMOTE_ADDR, or the last X-Forwarded-For hop behind one trusted proxy.
-
-    Only the last hop is the proxy's own word; earlier hops are whatever the client chose to send.
-    """
-    if settings.DSR_BEHIND_PROXY:
-        hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        if hops[-1]:
-            return hops[-1]
-    return request.META.get("REMOTE_ADDR", "")
 
 
 def hit(scope, key, rate):

@@ -1,8 +1,9 @@
 """Staff roles for rights requests, as Django groups of permissions.
 
-The groups are created by a data migration (``0003_roles``) and may be re-synced by later migrations
-that add permissions (``sync_role_groups(apps)``). Services check the permissions themselves, so a role
-is enforced even where a template forgets to hide a button.
+The groups are created and kept in step with this module by a ``post_migrate`` handler
+(``sync_after_migrate``, connected in ``DsrRequestsConfig.ready``) after every ``migrate``, so a new
+permission reaches its roles without a migration importing live code. Services check the permissions
+themselves, so a role is enforced even where a template forgets to hide a button.
 """
 
 REVIEWER = "Reviewer"
@@ -37,7 +38,7 @@ ROLE_PERMISSIONS = {
     PRIVACY_ADMIN: None,
 }
 # Permissions of other apps, as "app_label.codename"; given once the app's migration has created them
-# (that app's migration calls sync_role_groups again).
+# (the post_migrate sync runs after every migrate, so after theirs too).
 OTHER_APP_PERMISSIONS = {
     # The privacy admin runs everything: the audit, and the Connect registry (view, block) and its reports.
     PRIVACY_ADMIN: (
@@ -92,3 +93,11 @@ def sync_role_groups(apps):
             app_label, codename = label.split(".")
             others |= permission_model.objects.filter(content_type__app_label=app_label, codename=codename)
         group.permissions.set([*wanted, *others])
+
+
+def sync_after_migrate(sender, *, apps=None, **kwargs):
+    """``post_migrate`` receiver: sync the role groups once every migration has run (``apps``: the
+    migrated state's registry, as a data migration would see it; ``flush`` sends none, so the live one)."""
+    from django.apps import apps as live_apps
+
+    sync_role_groups(apps or live_apps)

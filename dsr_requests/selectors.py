@@ -18,9 +18,10 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from dsr_requests import deadlines, services, tokens
+from dsr_requests import deadlines, tokens
+from dsr_requests.clock import statutory_due_now
 from dsr_requests.models import RequestState, RequestType, RightsRequest
-from dsr_requests.services import FINAL_STATES, OPEN_STATES
+from dsr_requests.states import ALLOWED_TRANSITIONS, FINAL_STATES, OPEN_STATES, outstanding_identity_steps
 
 _TOKEN_SHAPE = re.compile(r"[0-9a-f]{64}")
 
@@ -42,7 +43,7 @@ def request_for_status_token(token):
 
 def status_page_context(rights_request):
     """What the status page shows: public timeline, open questions, and which proofs are still needed."""
-    outstanding = services.outstanding_identity_steps(rights_request)
+    outstanding = outstanding_identity_steps(rights_request)
     open_steps = {step for group in outstanding for step in group}
     return {
         "rights_request": rights_request,
@@ -53,7 +54,7 @@ def status_page_context(rights_request):
         "agent_check_pending": "agent_permission" in open_steps,
         # The person's own uploads: an agent's written permission is not theirs to count.
         "documents_sent": rights_request.identity_documents.filter(kind="identity").count(),
-        "can_withdraw": "withdrawn" in services.ALLOWED_TRANSITIONS[rights_request.state],
+        "can_withdraw": "withdrawn" in ALLOWED_TRANSITIONS[rights_request.state],
         "closed_states": sorted(FINAL_STATES),
     }
 
@@ -122,7 +123,7 @@ def due_date_explanation(rights_request, today: date) -> str:
         text = _("Our date and the statutory date (%(regime)s) are both %(policy)s.")
     text = str(text % values)
     if r.state == S.ON_HOLD:
-        if services.statutory_due_now(r, today) != r.statutory_due_on:
+        if statutory_due_now(r, today) != r.statutory_due_on:
             text += " " + str(
                 _("On hold to %(reason)s: both clocks have stopped; the dates move when the hold ends.")
                 % {"reason": r.get_hold_reason_display().lower()}

@@ -1,4 +1,4 @@
-"""Public rights-request URLs."""
+"""Public rights-request URLs, and the Connect page of the Atlassian-account proof."""
 
 from django.urls import path
 
@@ -19,4 +19,6 @@ urlpatterns = [
     path("requests/status/<str:token>/download-code/", views.download_code, name="download-code"),
     path("requests/status/<str:token>/download/", views.download, name="download"),
     path("requests/transfer/<str:token>/", views.transfer, name="transfer"),
+    # The Atlassian-account proof: a Connect page (generalPages module "identity-proof" in the descriptor).
+    path("connect/identity-proof/", views.account_proof, name="identity-proof"),
 ]

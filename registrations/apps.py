@@ -10,7 +10,7 @@ class RegistrationsConfig(AppConfig):
 
     def ready(self):
         """Tell rights-request fulfilment what this app holds about people."""
-        from dsr_requests import providers
+        from artemis_portal import providers
         from registrations.providers import RegistrationProvider, UsageCountProvider
 
         providers.register(RegistrationProvider())

@@ -31,7 +31,7 @@ def build_descriptor():
                 {
                     "key": "identity-proof",
                     "name": {"value": "Privacy request: confirm your account"},
-                    "url": app_relative_path_of(reverse("registrations:identity-proof")),
+                    "url": app_relative_path_of(reverse("dsr_requests:identity-proof")),
                 }
             ]
         },

@@ -1,11 +1,11 @@
 """Rights-request providers of the Connect side: tenant records, and the usage counts (no personal data).
 
-Registered in ``RegistrationsConfig.ready``; see dsr_requests/providers.py for the interface.
+Registered in ``RegistrationsConfig.ready``; see artemis_portal/providers.py for the interface.
 """
 
 from django.utils.translation import gettext_lazy as _
 
-from dsr_requests.providers import Erasure, Provider, Withheld
+from artemis_portal.providers import Erasure, Provider, Withheld
 from registrations import services
 from registrations.models import Registration
 

@@ -1,8 +1,7 @@
-"""Connect URLs: descriptor, lifecycle callbacks and the app's JWT-protected pages."""
+"""Connect URLs: descriptor and lifecycle callbacks (the JWT-protected pages are in their own apps' URLs)."""
 
 from django.urls import path
 
-from dsr_requests import views as dsr_views
 from registrations import views
 
 app_name = "registrations"
@@ -13,6 +12,4 @@ urlpatterns = [
         path(f"connect/{event}", views.lifecycle, {"event": event}, name=event)
         for event in ("installed", "uninstalled", "enabled", "disabled")
     ),
-    # The account proof belongs to the rights-request intake; its URL stays with the Connect pages.
-    path("connect/identity-proof/", dsr_views.account_proof, name="identity-proof"),
 ]

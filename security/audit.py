@@ -8,6 +8,7 @@ import ipaddress
 
 from django.contrib.contenttypes.models import ContentType
 
+from artemis_portal.client_ip import client_ip as shared_rule
 from security.models import AccessAction, AccessEvent
 
 USER_AGENT_LENGTH = 200
@@ -19,8 +20,6 @@ def client_ip(request):
     REMOTE_ADDR, or behind Heroku's router (``DSR_BEHIND_PROXY``) the last X-Forwarded-For hop: the
     only hop the router itself wrote; earlier ones are whatever the client sent.
     """
-    from dsr_requests.ratelimit import client_ip as shared_rule
-
     return shared_rule(request)
 
 

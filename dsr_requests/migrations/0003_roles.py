@@ -1,18 +1,11 @@
-"""Create the staff role groups: reviewer, approver, privacy admin."""
+"""Created the staff role groups: reviewer, approver, privacy admin.
+
+The groups are now created and kept in sync by dsr_requests' post_migrate handler (roles.sync_role_groups,
+connected in DsrRequestsConfig.ready) after every migrate, so no migration imports live code; this
+migration stays, as a no-op, so the graph of migrations is unchanged.
+"""
 
 from django.db import migrations
-
-
-def create_groups(apps, schema_editor):
-    from dsr_requests.roles import sync_role_groups
-
-    sync_role_groups(apps)
-
-
-def remove_groups(apps, schema_editor):
-    from dsr_requests.roles import ROLE_PERMISSIONS
-
-    apps.get_model("auth", "Group").objects.filter(name__in=ROLE_PERMISSIONS).delete()
 
 
 class Migration(migrations.Migration):
@@ -22,4 +15,4 @@ class Migration(migrations.Migration):
         ("dsr_requests", "0002_staff_workflow"),
     ]
 
-    operations = [migrations.RunPython(create_groups, remove_groups)]
+    operations = [migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop)]

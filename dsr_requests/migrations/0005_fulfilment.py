@@ -6,11 +6,9 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-def sync_roles(apps, schema_editor):
-    """The privacy admin role gets the new models' permissions (the processing register)."""
-    from dsr_requests.roles import sync_role_groups
-
-    sync_role_groups(apps)
+# Staff role groups are synced by dsr_requests' post_migrate handler (roles.sync_role_groups, connected in
+# DsrRequestsConfig.ready) after every migrate, so no migration imports live code. This step, which
+# used to sync them here, is kept as a no-op so the migration's operations stay in place.
 
 
 class Migration(migrations.Migration):
@@ -152,5 +150,5 @@ class Migration(migrations.Migration):
             model_name='rectification',
             constraint=models.UniqueConstraint(fields=('request', 'provider', 'field'), name='dsr_rectification_once'),
         ),
-        migrations.RunPython(sync_roles, migrations.RunPython.noop),
+        migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop),
     ]

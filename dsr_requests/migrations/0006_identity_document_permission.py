@@ -3,11 +3,9 @@
 from django.db import migrations
 
 
-def sync_roles(apps, schema_editor):
-    """Reviewers (and so every role above them) get the new identity-document permission."""
-    from dsr_requests.roles import sync_role_groups
-
-    sync_role_groups(apps)
+# Staff role groups are synced by dsr_requests' post_migrate handler (roles.sync_role_groups, connected in
+# DsrRequestsConfig.ready) after every migrate, so no migration imports live code. This step, which
+# used to sync them here, is kept as a no-op so the migration's operations stay in place.
 
 
 class Migration(migrations.Migration):
@@ -21,5 +19,5 @@ class Migration(migrations.Migration):
             name='rightsrequest',
             options={'ordering': ['-received_at'], 'permissions': [('view_personal_data', "Can see requesters' personal data"), ('view_identity_document', 'Can download identity documents awaiting a decision'), ('verify_identity', 'Can record identity checks'), ('hold_request', 'Can put requests on hold and resume them'), ('reject_request', 'Can reject requests'), ('assign_request', 'Can assign requests'), ('approve_request', 'Can approve requests'), ('approve_erasure', 'Can give the second approval of an erasure'), ('extend_deadline', 'Can extend deadlines and change the regime'), ('fulfil_request', 'Can start and complete fulfilment'), ('export_request_log', 'Can export the request log')], 'verbose_name': 'rights request', 'verbose_name_plural': 'rights requests'},
         ),
-        migrations.RunPython(sync_roles, migrations.RunPython.noop),
+        migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop),
     ]

@@ -1,18 +1,20 @@
-"""Every write to rights requests, one module per concern (this package replaces services.py).
+"""Every write to rights requests, one module per concern (this package replaced services.py).
 
 Services take keyword-only arguments and an ``actor``: a staff ``User``, or ``REQUESTER`` / ``SYSTEM`` for
 the person behind the status page and for scheduled jobs. Each state change goes through
-``_transition`` (in ``_base``), which checks the allowed-transitions table against a row locked with
-``select_for_update`` and writes one ``RequestEvent``, so two people acting at once cannot both succeed.
+``_transition`` (in ``_base``), which checks the state machine of ``dsr_requests/states.py`` against a row
+locked with ``select_for_update`` and writes one ``RequestEvent``, so two people acting at once cannot
+both succeed.
 
-The modules, bottom up (each imports only the ones above it):
+The modules, bottom up (each imports only the ones above it; none imports selectors' callers, tasks,
+views or admin: the background tasks are registered into ``_base`` by ``DsrRequestsConfig.ready``):
 
-- ``_base``: the actors, the allowed-transitions table, locking, events, transitions, due-date upkeep and
+- ``_base``: locking, events, transitions with their clock upkeep, the background-task registry, and
   the permission / required-text checks every staff action starts with.
 - ``outbox``: queueing and delivering requester emails (the email outbox).
 - ``identity``: email confirmation, identity steps, the Atlassian-account proof, documents, questions.
 - ``intake``: submission, withdrawal, confirmation reminders, closing unverified requests, lost links.
-- ``statutory``: the statutory date now, late actions that need confirming, the processing register rule.
+- ``statutory``: late actions that need confirming, the processing register rule.
 - ``retention``: tombstones, the retention purge (dsr_purge), re-indexing email hashes.
 - ``fulfilment``: the background job that carries out an approved request, step by step.
 - ``workflow``: one function per staff action (holds, rejection, approval, fulfilment, extensions).
@@ -22,13 +24,17 @@ The modules, bottom up (each imports only the ones above it):
 - ``downloads``: download codes and transfer links for exports.
 - ``rectification``: corrections carried out through the providers.
 
-``from dsr_requests.services import <name>`` keeps working for every name the single module had: they are
-all re-exported here.
+``from dsr_requests.services import <name>`` keeps working for every name the single module had (the
+state machine and clock names among them, now defined in ``states.py`` and ``clock.py``): they are all
+re-exported here.
 """
 
 from datetime import timedelta
 
 from dsr_requests import deadlines, emails, ledger, tokens
+from dsr_requests.clock import days_past_statutory_date, extension_window_closes, statutory_due_now
+from dsr_requests.clock import running_clock_stop as _running_clock_stop
+from dsr_requests.clock import statutory_clock_stops as _statutory_clock_stops
 from dsr_requests.models import (
     AccountProofCode,
     Channel,
@@ -48,14 +54,8 @@ from dsr_requests.models import (
     StaffQuestion,
 )
 from dsr_requests.services._base import (
-    ALLOWED_TRANSITIONS,
-    FINAL_STATES,
-    OPEN_STATES,
-    REQUESTER,
-    SYSTEM,
     ActionRefused,
     InvalidTransition,
-    S,
     _actor_fields,
     _event,
     _hold_summary,
@@ -63,12 +63,13 @@ from dsr_requests.services._base import (
     _lock_for_action,
     _require,
     _required_text,
-    _statutory_clock_stops,
     _track_clock,
     _transition,
     apply_due_dates,
+    background_task,
     initial_deadline_fields,
     logger,
+    register_background_task,
     require_permission,
     required_text,
     transition,
@@ -141,12 +142,9 @@ from dsr_requests.services.identity import (
     confirm_email,
     issue_account_code,
     open_identity_document,
-    outstanding_identity_steps,
-    passed_identity_steps,
     record_document_check,
     record_identity_step,
     redeem_account_code,
-    required_identity_steps,
 )
 from dsr_requests.services.intake import (
     RECEIVED_NOTES,
@@ -188,11 +186,7 @@ from dsr_requests.services.statutory import (
     _confirm_if_late,
     _fulfilment_running,
     _record_late,
-    _running_clock_stop,
-    days_past_statutory_date,
-    extension_window_closes,
     require_processing_register,
-    statutory_due_now,
 )
 from dsr_requests.services.workflow import (
     approve,
@@ -206,8 +200,21 @@ from dsr_requests.services.workflow import (
     resume,
     start_fulfilment,
 )
+from dsr_requests.states import (
+    ALLOWED_TRANSITIONS,
+    FINAL_STATES,
+    OPEN_STATES,
+    REQUESTER,
+    SYSTEM,
+    S,
+    outstanding_identity_steps,
+    passed_identity_steps,
+    required_identity_steps,
+)
 
 __all__ = [
+    "background_task",
+    "register_background_task",
     "ALLOWED_TRANSITIONS",
     "AccountProofCode",
     "ActionRefused",

@@ -1,8 +1,9 @@
-"""The base every service module stands on: actors, the allowed-transitions table, row locks, events,
-state transitions with their clock upkeep (due dates, holds), and the checks each staff action starts with.
+"""The base every service module stands on: row locks, events, state transitions with their clock upkeep
+(due dates, holds), the background-task registry, and the checks each staff action starts with.
 
-``_transition`` checks the table against a row locked with ``select_for_update`` and writes one
-``RequestEvent``, so two people acting at once cannot both succeed.
+``_transition`` checks the allowed-transitions table (``dsr_requests/states.py``) against a row locked
+with ``select_for_update`` and writes one ``RequestEvent``, so two people acting at once cannot both
+succeed.
 """
 
 import logging
@@ -13,35 +14,15 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from dsr_requests import deadlines
+from dsr_requests.clock import statutory_clock_stops as _statutory_clock_stops
 from dsr_requests.models import (
     RequestEvent,
     RequestState,
     RightsRequest,
 )
+from dsr_requests.states import ALLOWED_TRANSITIONS, FINAL_STATES, REQUESTER, SYSTEM, S
 
 logger = logging.getLogger("dsr_requests.services")  # one name for the whole package, as before the split
-
-
-S = RequestState
-REQUESTER = RequestEvent.ActorKind.REQUESTER
-SYSTEM = RequestEvent.ActorKind.SYSTEM
-
-
-# Where each state may go. Leaving on_hold is only allowed back to the state it was held from (checked
-# in _transition), or out through one of the exits listed here.
-ALLOWED_TRANSITIONS = {
-    S.SUBMITTED: {S.VERIFYING, S.WITHDRAWN, S.CLOSED_UNVERIFIED},
-    S.VERIFYING: {S.IN_REVIEW, S.ON_HOLD, S.REJECTED, S.WITHDRAWN},
-    S.IN_REVIEW: {S.APPROVED, S.ON_HOLD, S.REJECTED, S.WITHDRAWN},
-    S.APPROVED: {S.FULFILLING, S.ON_HOLD, S.REJECTED, S.WITHDRAWN},
-    S.FULFILLING: {S.COMPLETED, S.APPROVED},  # back to approved: the job failed, staff decide
-    S.ON_HOLD: {S.VERIFYING, S.IN_REVIEW, S.APPROVED, S.REJECTED, S.WITHDRAWN},
-    S.COMPLETED: set(),
-    S.REJECTED: set(),
-    S.WITHDRAWN: set(),
-    S.CLOSED_UNVERIFIED: set(),
-}
-OPEN_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if targets)
 
 
 class ActionRefused(Exception):
@@ -58,6 +39,21 @@ class InvalidTransition(Exception):
             _("A request that is “%(from)s” cannot become “%(to)s”.")
             % {"from": RequestState(self.from_state).label, "to": RequestState(to_state).label}
         )
+
+
+# The background jobs the services hand work to, by name. tasks.py defines them over the services (tasks
+# import services, never the other way round) and DsrRequestsConfig.ready registers them here.
+_background_tasks = {}
+
+
+def register_background_task(name, task):
+    """Make ``task`` (a django-tasks task) the one the services enqueue under ``name``."""
+    _background_tasks[name] = task
+
+
+def background_task(name):
+    """The task registered under ``name``; KeyError before the app registry is ready."""
+    return _background_tasks[name]
 
 
 def _actor_fields(actor):
@@ -125,9 +121,6 @@ def transition(*, rights_request, to_state, actor, note="", public=True, hold_re
         locked.hold_reason = hold_reason
     _transition(locked, to_state=to_state, actor=actor, note=note, public=public)
     return locked
-
-
-FINAL_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if not targets)
 
 
 def apply_due_dates(rights_request):
@@ -203,15 +196,6 @@ def _track_clock(rights_request, *, from_state, to_state):
         rights_request.closed_at = now
         fields.append("closed_at")
     return fields, summary
-
-
-def _statutory_clock_stops(regime, reason):
-    """Whether a hold for ``reason`` stops the legal clock under ``regime``.
-
-    GDPR / UK GDPR: only to verify identity or clarify the request (EDPB Guidelines 01/2022; ICO, "Can we
-    stop the clock?"). CCPA: never (regulations §7021(b): the 45 days run from receipt).
-    """
-    return regime in deadlines.MONTH_REGIMES and deadlines.HoldReason(reason).stops_statutory_clock
 
 
 def _hold_summary(rights_request, *, reason, working, stopped):

@@ -12,7 +12,8 @@ from dsr_requests import ledger
 from dsr_requests.models import (
     RightsRequest,
 )
-from dsr_requests.services._base import SYSTEM, _event
+from dsr_requests.services._base import _event
+from dsr_requests.states import SYSTEM
 
 
 def stored_atlassian_accounts():

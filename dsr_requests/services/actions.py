@@ -5,14 +5,14 @@ from dataclasses import dataclass
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from dsr_requests.clock import extension_window_closes
 from dsr_requests.models import (
     EmailStatus,
     IdentityStep,
     RequestType,
 )
-from dsr_requests.services._base import ALLOWED_TRANSITIONS, FINAL_STATES, S
-from dsr_requests.services.identity import outstanding_identity_steps
-from dsr_requests.services.statutory import _fulfilment_running, extension_window_closes
+from dsr_requests.services.statutory import _fulfilment_running
+from dsr_requests.states import ALLOWED_TRANSITIONS, FINAL_STATES, S, outstanding_identity_steps
 
 
 @dataclass(frozen=True)

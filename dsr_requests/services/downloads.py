@@ -12,8 +12,9 @@ from django.views.decorators.debug import sensitive_variables
 
 from artemis_portal import storage as shared_storage
 from dsr_requests import tokens
-from dsr_requests.services._base import REQUESTER, ActionRefused, _event, _lock, logger
+from dsr_requests.services._base import ActionRefused, _event, _lock, logger
 from dsr_requests.services.outbox import queue_requester_email
+from dsr_requests.states import REQUESTER
 
 
 def downloadable_export(*, rights_request, kind="zip", now=None):

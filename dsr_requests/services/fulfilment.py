@@ -17,20 +17,19 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
+from artemis_portal import providers
 from artemis_portal.logging import redact
 from dsr_requests import emails, ledger, tokens
+from dsr_requests.clock import days_past_statutory_date
 from dsr_requests.models import (
     EmailStatus,
     RequestType,
 )
-from dsr_requests.services._base import SYSTEM, S, _event, _lock, _transition, logger
+from dsr_requests.services._base import _event, _lock, _transition, background_task, logger
 from dsr_requests.services.outbox import deliver_email, queue_requester_email
 from dsr_requests.services.retention import _tombstone
-from dsr_requests.services.statutory import (
-    _record_late,
-    days_past_statutory_date,
-    require_processing_register,
-)
+from dsr_requests.services.statutory import _record_late, require_processing_register
+from dsr_requests.states import SYSTEM, S
 
 RUN_DONE = "done"
 RUN_RETRY = "retry"
@@ -45,10 +44,9 @@ class ReceiptNotSent(Exception):
 def subject_for(rights_request):
     """The data subject of a request: its verified email, account, and site when site-scoped."""
     from dsr_requests.models import Concerns
-    from dsr_requests.providers import Subject
 
     site_scoped = rights_request.concerns == Concerns.SITE and rights_request.site_client_key
-    return Subject(
+    return providers.Subject(
         email=rights_request.email,
         email_hash=rights_request.email_hash,
         account_id=rights_request.account_id,
@@ -60,8 +58,6 @@ def subject_for(rights_request):
 
 def fulfilment_steps(rights_request):
     """The named steps that carry out ``rights_request``, in order (deterministic, so reruns match)."""
-    from dsr_requests import providers
-
     kind = rights_request.request_type
     if kind in (RequestType.REVIEW, RequestType.COPY):
         return ["export_zip", "notify_export", "finish"]
@@ -92,9 +88,7 @@ def _begin_fulfilment_run(locked):
 
 def enqueue_fulfilment(request_id, *, run_after=None):
     """Queue the fulfilment job of a request (``run_after`` when the backend can defer)."""
-    from dsr_requests import tasks  # tasks call services; import here to avoid a cycle
-
-    task = tasks.fulfil_request
+    task = background_task("fulfil_request")
     if run_after is not None and task.get_backend().supports_defer:
         task = task.using(run_after=run_after)
     task.enqueue(request_id)
@@ -207,7 +201,7 @@ def processing_register():
 
 def _step_export(run, step, *, kind):
     """Write the export file (encrypted, deterministic name), then record it and the step together."""
-    from dsr_requests import exports, providers
+    from dsr_requests import exports
     from dsr_requests.models import DataExport
 
     rights_request = run.request
@@ -261,8 +255,6 @@ def _notify_context(rights_request, event):
     if event == "processing_answer":
         return {"activities": processing_register()}
     if event == "changed":
-        from dsr_requests import providers
-
         return {
             "changes": [
                 {"provider": providers.get(r.provider).title, "field": r.field, "value": r.new_value}
@@ -315,8 +307,6 @@ def _step_notify_transfer(run, step):
 
 def _step_rectify(run, step, provider_key):
     """Apply the corrections staff recorded for one provider."""
-    from dsr_requests import providers
-
     with transaction.atomic():
         locked = _lock(run.request)
         corrections = list(locked.rectifications.select_for_update().filter(provider=provider_key))
@@ -329,8 +319,6 @@ def _step_rectify(run, step, provider_key):
 
 def _step_erase(run, step, provider_key):
     """Erase the subject's data held by one provider, and keep what was erased for the receipt."""
-    from dsr_requests import providers
-
     provider = providers.get(provider_key)
     with transaction.atomic():
         locked = _lock(run.request)
@@ -341,8 +329,6 @@ def _step_erase(run, step, provider_key):
 def erasure_receipt(run):
     """The receipt of an erasure: per provider what and how many, when, and who approved it."""
     from datetime import datetime
-
-    from dsr_requests import providers
 
     rights_request = run.request
     lines = []

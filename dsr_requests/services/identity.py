@@ -25,11 +25,7 @@ from dsr_requests.models import (
     StaffQuestion,
 )
 from dsr_requests.services._base import (
-    OPEN_STATES,
-    REQUESTER,
-    SYSTEM,
     ActionRefused,
-    S,
     _actor_fields,
     _event,
     _lock,
@@ -38,31 +34,7 @@ from dsr_requests.services._base import (
     _transition,
 )
 from dsr_requests.services.outbox import queue_requester_email
-
-
-def required_identity_steps(request_type):
-    """The requirements for a request type: a list of groups, one step of each group must pass."""
-    return settings.DSR_IDENTITY_STEPS[request_type]
-
-
-def passed_identity_steps(rights_request):
-    """The set of identity steps this request has passed."""
-    return set(
-        rights_request.identity_checks.filter(outcome=CheckOutcome.PASSED).values_list("step", flat=True)
-    )
-
-
-def outstanding_identity_steps(rights_request):
-    """The requirement groups not yet met, e.g. ``[["account", "document"]]``.
-
-    A request made by an authorized agent also needs staff to have checked the agent's written
-    permission (CCPA regs §7063(a)), on top of the person's own proof for the request type.
-    """
-    passed = passed_identity_steps(rights_request)
-    groups = list(required_identity_steps(rights_request.request_type))
-    if rights_request.by_agent:
-        groups.append([IdentityStep.AGENT_PERMISSION.value])
-    return [group for group in groups if not passed & set(group)]
+from dsr_requests.states import OPEN_STATES, REQUESTER, SYSTEM, S, outstanding_identity_steps
 
 
 def _advance_if_verified(locked):

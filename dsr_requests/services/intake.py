@@ -16,17 +16,10 @@ from dsr_requests.models import (
     RequestType,
     RightsRequest,
 )
-from dsr_requests.services._base import (
-    REQUESTER,
-    SYSTEM,
-    S,
-    _event,
-    _lock,
-    _transition,
-    initial_deadline_fields,
-)
+from dsr_requests.services._base import _event, _lock, _transition, initial_deadline_fields
 from dsr_requests.services.identity import _drop_proof_material
 from dsr_requests.services.outbox import queue_requester_email
+from dsr_requests.states import REQUESTER, SYSTEM, S
 
 
 def confirmation_max_age():

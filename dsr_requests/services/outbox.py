@@ -17,7 +17,7 @@ from dsr_requests.models import (
     EmailStatus,
     OutboundEmail,
 )
-from dsr_requests.services._base import ActionRefused, _event, _lock, _require, logger
+from dsr_requests.services._base import ActionRefused, _event, _lock, _require, background_task, logger
 
 # The only emails an address that has not been confirmed may receive: the link that confirms it (and its
 # reminder). They carry no personal data: no name, no details, no dates of the request.
@@ -56,10 +56,8 @@ def queue_requester_email(*, rights_request, event, to=None, **context):
 
 def _enqueue_send(email_id):
     """Hand an outbox row to the task queue; a queue failure leaves it for the sweep."""
-    from dsr_requests import tasks  # tasks call services; import here to avoid a cycle
-
     try:
-        tasks.send_requester_email.enqueue(email_id)
+        background_task("send_requester_email").enqueue(email_id)
     except Exception:  # the sweep is the safety net; the request itself is already stored
         logger.warning("could not enqueue requester email %s; the sweep will send it", email_id)
 

@@ -3,16 +3,16 @@
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
+from artemis_portal import providers
 from dsr_requests.models import (
     RequestType,
 )
-from dsr_requests.services._base import ActionRefused, S, _event, _lock, _require, _required_text
+from dsr_requests.services._base import ActionRefused, _event, _lock, _require, _required_text
+from dsr_requests.states import S
 
 
 def check_rectification(*, rights_request, provider, field):
     """Refuse (ActionRefused) a correction the request or the provider cannot take; the form uses it too."""
-    from dsr_requests import providers
-
     if rights_request.request_type != RequestType.CHANGE or rights_request.state not in (
         S.IN_REVIEW,
         S.APPROVED,

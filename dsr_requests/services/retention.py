@@ -17,8 +17,9 @@ from dsr_requests.models import (
     IdentityDocument,
     RightsRequest,
 )
-from dsr_requests.services._base import FINAL_STATES, logger
+from dsr_requests.services._base import logger
 from dsr_requests.services.identity import _drop_proof_material
+from dsr_requests.states import FINAL_STATES
 
 
 def tombstone_request(*, request_id):

@@ -1,67 +1,24 @@
-"""Statutory dates seen from a staff action: the date that applies now (clock stops included), whether an
-action is late and must be confirmed, and which request types include the processing register.
+"""Statutory dates seen from a staff action: whether an action is late and must be confirmed (the date
+that applies now is ``dsr_requests/clock.py``'s), and which request types include the processing register.
 """
 
 from django.db.models import Q
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from dsr_requests import deadlines
+from dsr_requests.clock import (
+    days_past_statutory_date,
+    statutory_due_now,
+)
 from dsr_requests.models import (
     FulfilmentRun,
     RequestType,
 )
-from dsr_requests.services._base import ActionRefused, S, _event, _statutory_clock_stops
+from dsr_requests.services._base import ActionRefused, _event
 
 
 def _fulfilment_running(rights_request):
     """Whether a background fulfilment job is under way for this request."""
     return FulfilmentRun.objects.filter(request=rights_request, status=FulfilmentRun.Status.RUNNING).exists()
-
-
-def extension_window_closes(rights_request, today=None):
-    """The last day an extension may be granted: the end of the first statutory period.
-
-    GDPR / UK GDPR: the first month, lengthened by holds that stopped the clock (a running one included).
-    CCPA: day 45 after receipt, whatever the holds (§1798.130(a)(2); regulations §7021(b)).
-    """
-    today = today or timezone.localdate()
-    return deadlines.statutory_due_date(
-        timezone.localdate(rights_request.received_at),
-        regime=rights_request.regime,
-        hold_calendar_days=rights_request.hold_calendar_days + _running_clock_stop(rights_request, today),
-    )
-
-
-def _running_clock_stop(rights_request, today):
-    """Calendar days so far of a running hold that stops the legal clock (0 when there is none)."""
-    if rights_request.state != S.ON_HOLD or not _statutory_clock_stops(
-        rights_request.regime, rights_request.hold_reason
-    ):
-        return 0
-    return max((today - timezone.localdate(rights_request.held_since)).days, 0)
-
-
-def statutory_due_now(rights_request, today=None):
-    """The statutory due date as it stands today: the stored date, moved on by a running hold that stops
-    the legal clock (the stored date moves only when the hold ends)."""
-    today = today or timezone.localdate()
-    running_stop = _running_clock_stop(rights_request, today)
-    if not running_stop or rights_request.statutory_due_on is None:
-        return rights_request.statutory_due_on
-    return deadlines.statutory_due_date(
-        timezone.localdate(rights_request.received_at),
-        regime=rights_request.regime,
-        extra_calendar_days=rights_request.extension_calendar_days,
-        hold_calendar_days=rights_request.hold_calendar_days + running_stop,
-    )
-
-
-def days_past_statutory_date(rights_request, today=None):
-    """How many calendar days today is past the request's statutory date (0 when it is not late)."""
-    today = today or timezone.localdate()
-    due = statutory_due_now(rights_request, today)
-    return max((today - due).days, 0) if due else 0
 
 
 # The staff actions that refuse or answer a request, so need confirming after the statutory date.

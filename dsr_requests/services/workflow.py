@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from dsr_requests import deadlines
+from dsr_requests.clock import extension_window_closes
 from dsr_requests.models import (
     RejectionGround,
     RequestType,
@@ -19,10 +20,8 @@ from dsr_requests.models import (
     StaffQuestion,
 )
 from dsr_requests.services._base import (
-    FINAL_STATES,
     ActionRefused,
     InvalidTransition,
-    S,
     _event,
     _lock,
     _lock_for_action,
@@ -37,9 +36,9 @@ from dsr_requests.services.statutory import (
     _confirm_if_late,
     _fulfilment_running,
     _record_late,
-    extension_window_closes,
     require_processing_register,
 )
+from dsr_requests.states import FINAL_STATES, S
 
 
 @transaction.atomic

@@ -3,10 +3,9 @@
 from django.db import migrations
 
 
-def sync_roles(apps, schema_editor):
-    from dsr_requests.roles import sync_role_groups
-
-    sync_role_groups(apps)
+# Staff role groups are synced by dsr_requests' post_migrate handler (roles.sync_role_groups, connected in
+# DsrRequestsConfig.ready) after every migrate, so no migration imports live code. This step, which
+# used to sync them here, is kept as a no-op so the migration's operations stay in place.
 
 
 class Migration(migrations.Migration):
@@ -15,4 +14,4 @@ class Migration(migrations.Migration):
         ("security", "0003_privacy_admin_reads_audit"),
     ]
 
-    operations = [migrations.RunPython(sync_roles, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop)]

@@ -1,4 +1,5 @@
-"""Test-only URLs: the app's URLs plus views that exercise each form of the JWT decorator and mixin."""
+"""Test-only URLs: the app's URLs, the identity-proof page, and views that exercise each form of the JWT
+decorator and mixin."""
 
 from django.http import JsonResponse
 from django.urls import include, path
@@ -29,6 +30,8 @@ class MixinView(ConnectJWTRequiredMixin, View):
 
 urlpatterns = [
     path("", include("registrations.urls")),
+    # The Connect page these tests load (/connect/identity-proof/) is the rights-request app's.
+    path("", include("dsr_requests.urls")),
     path("api/bare", bare, name="bare"),
     path("api/echo", api_echo, name="echo"),
     path("mixin/page/", MixinView.as_view(), name="mixin"),

@@ -3,16 +3,14 @@
 from django.db import migrations
 
 
-def sync_roles(apps, schema_editor):
-    from dsr_requests.roles import sync_role_groups
-
-    sync_role_groups(apps)
+# Staff role groups are synced by dsr_requests' post_migrate handler (roles.sync_role_groups, connected in
+# DsrRequestsConfig.ready) after every migrate, so no migration imports live code. This step, which
+# used to sync them here, is kept as a no-op so the migration's operations stay in place.
 
 
 class Migration(migrations.Migration):
     dependencies = [
         ("security", "0002_append_only_trigger"),
-        ("dsr_requests", "0006_identity_document_permission"),
     ]
 
-    operations = [migrations.RunPython(sync_roles, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop)]
