@@ -114,7 +114,7 @@ def serve():
 
 
 def test(pytest_args):
-    """Set up, lint with ruff, check the import contracts, and run the whole test suite with pytest."""
+    """Set up, lint with ruff, check the import contracts and the types, and run the whole test suite."""
     ensure_venv("requirements-dev.txt")
     ensure_npm_packages()
     ensure_env_file()
@@ -123,6 +123,8 @@ def test(pytest_args):
     run(BIN / "ruff", "format", "--check", ".")
     say("checking the import layers and cycles (import-linter contracts in pyproject.toml)")
     run(BIN / "lint-imports", "--no-cache", "--no-logo")
+    say("type-checking the public APIs (mypy with django-stubs, configured in pyproject.toml)")
+    run(BIN / "mypy")
     say("running tests on " + ("DATABASE_URL" if os.environ.get("DATABASE_URL") else "SQLite"))
     run(PYTHON, "-m", "pytest", *pytest_args)
 

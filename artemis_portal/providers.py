@@ -20,7 +20,14 @@ A provider has:
 - optionally ``rectify(subject, changes)`` and ``rectifiable_fields``.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,7 @@ class Subject:
     site_url: str = ""
     exclude_reference: str = ""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         # Never the email, even in a traceback's locals.
         return f"<Subject account={bool(self.account_id)} site={bool(self.site_client_key)}>"
 
@@ -73,31 +80,31 @@ class Provider:
     fields = ()
     rectifiable_fields = ()
 
-    def find(self, subject):
+    def find(self, subject: Subject) -> int:
         """How many records this provider holds about ``subject``."""
         return 0
 
-    def export(self, subject):
+    def export(self, subject: Subject) -> Iterator[dict[str, Any]]:
         """Yield the subject's records, one dict each, keys from ``fields``."""
         yield from ()
 
-    def erase(self, subject):
+    def erase(self, subject: Subject) -> Erasure:
         """Erase the subject's data; return an ``Erasure``."""
         return Erasure()
 
-    def withheld(self, subject):
+    def withheld(self, subject: Subject) -> list[Withheld]:
         """What this provider leaves out of the subject's export, and why: a list of ``Withheld``."""
         return []
 
-    def rectify(self, subject, changes):
+    def rectify(self, subject: Subject, changes: dict[str, str]) -> int:
         """Apply ``{field: new value}``; return how many records changed."""
         raise NotImplementedError(f"{self.key} cannot correct data")
 
 
-_registry = {}
+_registry: dict[str, Provider] = {}
 
 
-def register(provider):
+def register(provider: Provider) -> Provider:
     """Add a provider (an instance); registering the same key twice is a programming error."""
     if not provider.key or provider.key in _registry:
         raise ValueError(f"provider key {provider.key!r} is empty or already registered")
@@ -105,11 +112,11 @@ def register(provider):
     return provider
 
 
-def all_providers():
+def all_providers() -> list[Provider]:
     """Every registered provider, in registration order (apps' order in INSTALLED_APPS)."""
     return list(_registry.values())
 
 
-def get(key):
+def get(key: str) -> Provider:
     """The provider registered under ``key``; KeyError if none."""
     return _registry[key]

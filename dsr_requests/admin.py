@@ -43,17 +43,7 @@ from security import audit
 from security.models import AccessAction
 
 logger = logging.getLogger(__name__)
-PERSONAL_FIELDS = (
-    "name",
-    "email",
-    "site_url",
-    "details",
-    "transfer_email",
-    "account_id",
-    "verified_site_url",
-    "agent_name",
-    "agent_email",
-)
+PERSONAL_FIELDS = RightsRequest.PERSONAL_FIELDS
 REFUSALS = (services.InvalidTransition, services.ActionRefused, PermissionDenied)
 PERSONAL_DATA_PERMISSION = "dsr_requests.view_personal_data"
 

@@ -6,13 +6,22 @@ requests) and the admin read one rule. The stored dates themselves are set by
 ``RightsRequest.apply_due_dates`` from ``deadlines``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.utils import timezone
 
 from dsr_requests import deadlines
 from dsr_requests.states import S
 
+if TYPE_CHECKING:
+    from datetime import date
 
-def statutory_clock_stops(regime, reason):
+    from dsr_requests.models import RightsRequest
+
+
+def statutory_clock_stops(regime: str, reason: str) -> bool:
     """Whether a hold for ``reason`` stops the legal clock under ``regime``.
 
     GDPR / UK GDPR: only to verify identity or clarify the request (EDPB Guidelines 01/2022; ICO, "Can we
@@ -21,7 +30,7 @@ def statutory_clock_stops(regime, reason):
     return regime in deadlines.MONTH_REGIMES and deadlines.HoldReason(reason).stops_statutory_clock
 
 
-def extension_window_closes(rights_request, today=None):
+def extension_window_closes(rights_request: RightsRequest, today: date | None = None) -> date:
     """The last day an extension may be granted: the end of the first statutory period.
 
     GDPR / UK GDPR: the first month, lengthened by holds that stopped the clock (a running one included).
@@ -35,7 +44,7 @@ def extension_window_closes(rights_request, today=None):
     )
 
 
-def running_clock_stop(rights_request, today):
+def running_clock_stop(rights_request: RightsRequest, today: date) -> int:
     """Calendar days so far of a running hold that stops the legal clock (0 when there is none)."""
     if rights_request.state != S.ON_HOLD or not statutory_clock_stops(
         rights_request.regime, rights_request.hold_reason
@@ -44,7 +53,7 @@ def running_clock_stop(rights_request, today):
     return max((today - timezone.localdate(rights_request.held_since)).days, 0)
 
 
-def statutory_due_now(rights_request, today=None):
+def statutory_due_now(rights_request: RightsRequest, today: date | None = None) -> date | None:
     """The statutory due date as it stands today: the stored date, moved on by a running hold that stops
     the legal clock (the stored date moves only when the hold ends)."""
     today = today or timezone.localdate()
@@ -59,7 +68,7 @@ def statutory_due_now(rights_request, today=None):
     )
 
 
-def days_past_statutory_date(rights_request, today=None):
+def days_past_statutory_date(rights_request: RightsRequest, today: date | None = None) -> int:
     """How many calendar days today is past the request's statutory date (0 when it is not late)."""
     today = today or timezone.localdate()
     due = statutory_due_now(rights_request, today)

@@ -199,7 +199,7 @@ def hold_calendar_days(holds: Iterable[Hold]) -> int:
     return sum((resumed_on - held_on).days for held_on, resumed_on in map(_check_hold, holds))
 
 
-def _regime(regime) -> Regime:
+def _regime(regime: str) -> Regime:
     try:
         return Regime(regime)
     except ValueError:
@@ -224,7 +224,7 @@ def policy_due_date(
 
 
 def statutory_due_date(
-    received_on: date, *, regime, extra_calendar_days: int = 0, hold_calendar_days: int = 0
+    received_on: date, *, regime: str, extra_calendar_days: int = 0, hold_calendar_days: int = 0
 ) -> date:
     """The date the law's time limit falls due under ``regime``.
 
@@ -256,7 +256,7 @@ NO_EXTENSION = Extension(calendar_days=0, working_days=0)
 
 
 def extension_allowance(
-    received_on: date, *, regime, months: int | None = None, days: int | None = None
+    received_on: date, *, regime: str, months: int | None = None, days: int | None = None
 ) -> Extension:
     """The allowance for extending a request received on ``received_on``.
 
@@ -266,7 +266,11 @@ def extension_allowance(
     """
     regime = _regime(regime)
     if regime in MONTH_REGIMES:
-        if days is not None or months not in range(1, MONTH_REGIME_MAX_EXTENSION_MONTHS + 1):
+        if (
+            days is not None
+            or months is None
+            or months not in range(1, MONTH_REGIME_MAX_EXTENSION_MONTHS + 1)
+        ):
             raise ValueError(
                 f"a {regime.label} extension is 1 to {MONTH_REGIME_MAX_EXTENSION_MONTHS} further months"
             )
@@ -281,16 +285,6 @@ def extension_allowance(
         calendar_days=(extended_end - first_end).days,
         working_days=working_days_between(first_end, extended_end),
     )
-
-
-def extension_window_closes(received_on: date, *, regime, holds: Iterable[Hold] = ()) -> date:
-    """The last day an extension may be granted: the end of the first period.
-
-    The law requires the requester to be told of an extension within the first month (GDPR, UK GDPR Art.
-    12(3); ``holds`` that stopped the clock lengthen that month) or the first 45 days (CCPA §1798.130(a)(2):
-    holds do not count).
-    """
-    return statutory_due_date(received_on, regime=regime, hold_calendar_days=hold_calendar_days(holds))
 
 
 @dataclass(frozen=True)
@@ -308,7 +302,7 @@ class DueDates:
 def due_dates(
     received_on: date,
     *,
-    regime,
+    regime: str,
     holds: Iterable[Hold] = (),
     extension: Extension = NO_EXTENSION,
     clock_stopping_holds: Iterable[Hold] | None = None,

@@ -8,9 +8,11 @@ tier with fernet_fields; lookups go through keyed hashes (``email_hash``, ``stat
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from fernet_fields import EncryptedEmailField, EncryptedTextField
 
+from dsr_requests import deadlines
 from dsr_requests.deadlines import HoldReason, Regime
 
 
@@ -90,6 +92,23 @@ class RightsRequest(models.Model):
     Concerns = Concerns
     TransferTo = TransferTo
     Channel = Channel
+
+    # The fields that identify the requester: shown in admin only with view_personal_data, blanked when a
+    # request is closed unverified or becomes a tombstone.
+    PERSONAL_FIELDS = (
+        "name",
+        "email",
+        "site_url",
+        "details",
+        "transfer_email",
+        "account_id",
+        "verified_site_url",
+        "agent_name",
+        "agent_email",
+    )
+    # What a tombstone blanks: the personal fields and the site binding. The email blind index stays, so a
+    # later request from the same address can be told its data was erased.
+    TOMBSTONE_FIELDS = (*PERSONAL_FIELDS, "site_client_key")
 
     reference = models.CharField(_("reference"), max_length=16, unique=True, editable=False)
     request_type = models.CharField(_("request type"), max_length=20, choices=Type.choices)
@@ -293,6 +312,30 @@ class RightsRequest(models.Model):
     def __repr__(self):
         # Never the name or email, even in a debugger or a traceback's locals.
         return f"<RightsRequest {self.reference} {self.request_type} {self.state}>"
+
+    def apply_due_dates(self):
+        """Set the stored due dates from receipt, regime, completed holds and extension; does not save.
+
+        Returns the names of the fields it set, for ``save(update_fields=...)``. The services call it on
+        receipt and whenever one of those inputs changes; lists, filters and the digest read only the
+        stored columns. The counting rules themselves are ``deadlines``'.
+        """
+        received_on = timezone.localdate(self.received_at)
+        policy = deadlines.policy_due_date(
+            received_on, extra_working_days=self.hold_working_days + self.extension_working_days
+        )
+        # hold_calendar_days counts only holds whose reason stops the legal clock; statutory_due_date applies
+        # them under GDPR / UK GDPR only (under CCPA the 45 days run from receipt) and caps CCPA at day 90.
+        statutory = deadlines.statutory_due_date(
+            received_on,
+            regime=self.regime,
+            extra_calendar_days=self.extension_calendar_days,
+            hold_calendar_days=self.hold_calendar_days,
+        )
+        self.policy_due_on = policy
+        self.statutory_due_on = statutory
+        self.effective_due_on = min(policy, statutory)
+        return ["policy_due_on", "statutory_due_on", "effective_due_on"]
 
 
 class RequestEvent(models.Model):

@@ -5,11 +5,14 @@ lists, the dashboard and the digest, all reading the stored, indexed due-date co
 current, so each read is a fixed number of queries whatever the number of requests.
 """
 
+from __future__ import annotations
+
 import hmac
 import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 from django.db import connection
 from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, Q
@@ -23,10 +26,15 @@ from dsr_requests.clock import statutory_due_now
 from dsr_requests.models import RequestState, RequestType, RightsRequest
 from dsr_requests.states import ALLOWED_TRANSITIONS, FINAL_STATES, OPEN_STATES, outstanding_identity_steps
 
+if TYPE_CHECKING:
+    from typing import Any
+
+    from django.db.models import QuerySet
+
 _TOKEN_SHAPE = re.compile(r"[0-9a-f]{64}")
 
 
-def request_for_status_token(token):
+def request_for_status_token(token: str) -> RightsRequest | None:
     """The request a status token opens, or None; every wrong token gets the same None.
 
     The lookup is by the token's SHA-256, so timing says nothing about the token itself; the final
@@ -41,7 +49,7 @@ def request_for_status_token(token):
     return rights_request
 
 
-def status_page_context(rights_request):
+def status_page_context(rights_request: RightsRequest) -> dict[str, Any]:
     """What the status page shows: public timeline, open questions, and which proofs are still needed."""
     outstanding = outstanding_identity_steps(rights_request)
     open_steps = {step for group in outstanding for step in group}
@@ -72,36 +80,36 @@ def end_of_week(today: date) -> date:
     return today + timedelta(days=6 - today.weekday())
 
 
-def running(queryset=None):
+def running(queryset: QuerySet[RightsRequest] | None = None) -> QuerySet[RightsRequest]:
     """Requests whose clock is running (of ``queryset``, default all)."""
     queryset = RightsRequest.objects.all() if queryset is None else queryset
     return queryset.filter(state__in=RUNNING_STATES)
 
 
-def overdue(today: date, queryset=None):
+def overdue(today: date, queryset: QuerySet[RightsRequest] | None = None) -> QuerySet[RightsRequest]:
     """Running requests past their effective due date."""
     return running(queryset).filter(effective_due_on__lt=today)
 
 
-def due_this_week(today: date, queryset=None):
+def due_this_week(today: date, queryset: QuerySet[RightsRequest] | None = None) -> QuerySet[RightsRequest]:
     """Running requests due from today to the end of this week."""
     return running(queryset).filter(effective_due_on__gte=today, effective_due_on__lte=end_of_week(today))
 
 
-def due_soon(today: date, queryset=None):
+def due_soon(today: date, queryset: QuerySet[RightsRequest] | None = None) -> QuerySet[RightsRequest]:
     """Running requests due within the next DUE_SOON_WORKING_DAYS working days (not yet overdue)."""
     horizon = deadlines.add_working_days(today, DUE_SOON_WORKING_DAYS)
     return running(queryset).filter(effective_due_on__gte=today, effective_due_on__lte=horizon)
 
 
-def policy_after_statutory(queryset=None):
+def policy_after_statutory(queryset: QuerySet[RightsRequest] | None = None) -> QuerySet[RightsRequest]:
     """Open requests whose policy date really falls after their statutory date (each request's two stored
     dates compared, extended or not, on hold or not): for these the law's date is the one to meet."""
     queryset = RightsRequest.objects.all() if queryset is None else queryset
     return queryset.filter(state__in=OPEN_STATES, policy_due_on__gt=F("statutory_due_on"))
 
 
-def due_date_explanation(rights_request, today: date) -> str:
+def due_date_explanation(rights_request: RightsRequest, today: date) -> str:
     """For staff: both dates, which one applies and why, and what a running hold does to each."""
     r = rights_request
     if r.policy_due_on is None or r.statutory_due_on is None:
@@ -112,16 +120,16 @@ def due_date_explanation(rights_request, today: date) -> str:
         "regime": r.get_regime_display(),
     }
     if r.statutory_due_on < r.policy_due_on:
-        text = _(
+        template = _(
             "The statutory date (%(regime)s) %(statutory)s comes before our date %(policy)s: meet the law's."
         )
     elif r.policy_due_on < r.statutory_due_on:
-        text = _(
+        template = _(
             "Our 30-working-day date %(policy)s comes before the statutory date (%(regime)s) %(statutory)s."
         )
     else:
-        text = _("Our date and the statutory date (%(regime)s) are both %(policy)s.")
-    text = str(text % values)
+        template = _("Our date and the statutory date (%(regime)s) are both %(policy)s.")
+    text = str(template % values)
     if r.state == S.ON_HOLD:
         if statutory_due_now(r, today) != r.statutory_due_on:
             text += " " + str(
@@ -147,7 +155,7 @@ REGIME_AREAS = (
 )
 
 
-def answer_dates(today: date | None = None):
+def answer_dates(today: date | None = None) -> list[dict[str, Any]]:
     """For the public form: the date a request sent today would be answered by, for each regime.
 
     Each is the earlier of the policy's working-day date and the regime's statutory date: the requester
@@ -168,7 +176,7 @@ class DaysLeft:
     level: str
 
 
-def days_left(rights_request, today: date) -> DaysLeft | None:
+def days_left(rights_request: RightsRequest, today: date) -> DaysLeft | None:
     """Working days left before the effective due date, or how far past it; None when not tracked."""
     if rights_request.state in FINAL_STATES or rights_request.effective_due_on is None:
         return None
@@ -194,17 +202,17 @@ class _PercentileDisc(Aggregate):
     template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
     output_field = DurationField()
 
-    def __init__(self, expression, *, fraction, **extra):
+    def __init__(self, expression: Any, *, fraction: float, **extra: Any) -> None:
         super().__init__(expression, fraction=float(fraction), **extra)
 
 
-def _nearest_rank(sorted_values, fraction):
+def _nearest_rank(sorted_values: list[timedelta], fraction: float) -> timedelta:
     """The nearest-rank percentile of sorted values: the same definition as ``percentile_disc``."""
     rank = math.ceil(fraction * len(sorted_values))
     return sorted_values[max(rank, 1) - 1]
 
 
-def completion_times(now, *, months=12):
+def completion_times(now: datetime, *, months: int = 12) -> list[dict[str, Any]]:
     """Median and 90th-percentile days from receipt to completion, per type, over the last ``months``.
 
     Both are nearest-rank percentiles (a median is then always a real request's time). PostgreSQL works
@@ -222,14 +230,14 @@ def completion_times(now, *, months=12):
         ):
             stats[row["request_type"]] = (row["count"], row["median"], row["p90"])
     else:
-        by_type = {}
+        by_type: dict[str, list[timedelta]] = {}
         for request_type, duration in completed.annotate(taken=taken).values_list("request_type", "taken"):
             by_type.setdefault(request_type, []).append(duration)
         for request_type, values in by_type.items():
             values.sort()
             stats[request_type] = (len(values), _nearest_rank(values, 0.5), _nearest_rank(values, 0.9))
 
-    def days(duration):
+    def days(duration: timedelta) -> float:
         return round(duration.total_seconds() / 86400, 1)
 
     rows = []
@@ -246,18 +254,18 @@ def completion_times(now, *, months=12):
     return rows
 
 
-def _month_starts(today: date, months: int):
+def _month_starts(today: date, months: int) -> list[date]:
     first = today.replace(day=1)
     return [deadlines.add_months(first, -offset) for offset in range(months - 1, -1, -1)]
 
 
-def monthly_counts(now, *, months=12):
+def monthly_counts(now: datetime, *, months: int = 12) -> list[dict[str, Any]]:
     """Requests received and completed per calendar month, oldest first, with bar heights (0-100)."""
     today = timezone.localdate(now)
     starts = _month_starts(today, months)
     since = timezone.make_aware(datetime.combine(starts[0], time.min))
 
-    def per_month(queryset, field):
+    def per_month(queryset: QuerySet[RightsRequest], field: str) -> dict[date, int]:
         rows = (
             queryset.filter(**{f"{field}__gte": since})
             .annotate(month=TruncMonth(field))
@@ -282,7 +290,7 @@ def monthly_counts(now, *, months=12):
     ]
 
 
-def dashboard(now=None):
+def dashboard(now: datetime | None = None) -> dict[str, Any]:
     """Everything the staff dashboard shows, in a fixed number of queries."""
     now = now or timezone.now()
     today = timezone.localdate(now)

@@ -6,18 +6,30 @@ admin, metrics and tasks read it, and nothing here imports them back. Who may ta
 is the permission each staff service checks; the roles that hold those permissions are in ``roles.py``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeAlias
+
 from django.conf import settings
 
 from dsr_requests.models import CheckOutcome, IdentityStep, RequestEvent, RequestState
+
+if TYPE_CHECKING:
+    from dsr_requests.models import RightsRequest
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 S = RequestState
 # Who acts, besides a staff user: the person behind the status page, and scheduled jobs.
 REQUESTER = RequestEvent.ActorKind.REQUESTER
 SYSTEM = RequestEvent.ActorKind.SYSTEM
+# The ``actor=`` of every service: a staff user, or REQUESTER / SYSTEM.
+Actor: TypeAlias = "User | str"
 
 # Where each state may go. Leaving on_hold is only allowed back to the state it was held from (checked
 # in services' _transition), or out through one of the exits listed here.
-ALLOWED_TRANSITIONS = {
+ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     S.SUBMITTED: {S.VERIFYING, S.WITHDRAWN, S.CLOSED_UNVERIFIED},
     S.VERIFYING: {S.IN_REVIEW, S.ON_HOLD, S.REJECTED, S.WITHDRAWN},
     S.IN_REVIEW: {S.APPROVED, S.ON_HOLD, S.REJECTED, S.WITHDRAWN},
@@ -33,19 +45,19 @@ OPEN_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() 
 FINAL_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if not targets)
 
 
-def required_identity_steps(request_type):
+def required_identity_steps(request_type: str) -> list[list[str]]:
     """The requirements for a request type: a list of groups, one step of each group must pass."""
     return settings.DSR_IDENTITY_STEPS[request_type]
 
 
-def passed_identity_steps(rights_request):
+def passed_identity_steps(rights_request: RightsRequest) -> set[str]:
     """The set of identity steps this request has passed."""
     return set(
         rights_request.identity_checks.filter(outcome=CheckOutcome.PASSED).values_list("step", flat=True)
     )
 
 
-def outstanding_identity_steps(rights_request):
+def outstanding_identity_steps(rights_request: RightsRequest) -> list[list[str]]:
     """The requirement groups not yet met, e.g. ``[["account", "document"]]``; empty: verifying may end.
 
     A request made by an authorized agent also needs staff to have checked the agent's written

@@ -10,6 +10,8 @@ Every failure raises ``ConnectAuthError`` with a short reason for the caller and
 log; the decorator and mixin turn it into a 401. Nothing in here may raise anything else on bad input.
 """
 
+from __future__ import annotations
+
 import binascii
 import hashlib
 import json
@@ -18,6 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from functools import wraps
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import jwt as pyjwt
@@ -33,6 +36,13 @@ from jwt.utils import base64url_decode
 from registrations import install_keys, services, tenant_cache
 from registrations.identifiers import ACCOUNT_ID, CLIENT_KEY, log_value
 from registrations.models import Registration
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+
+    from django.http import HttpRequest
+    from django.http.response import HttpResponseBase
+    from django_stubs_ext import StrOrPromise
 
 logger = logging.getLogger("artemis.connect")
 
@@ -50,7 +60,7 @@ class ConnectAuthError(Exception):
 
     status = 401
 
-    def __init__(self, code, message):
+    def __init__(self, code: str, message: StrOrPromise) -> None:
         super().__init__(code)
         self.code = code
         self.message = message
@@ -68,12 +78,12 @@ class ConnectContext:
 # --- query string hash -------------------------------------------------------------------------------
 
 
-def _encode(value):
+def _encode(value: str) -> str:
     """RFC 3986 percent-encoding, spaces as ``%20`` (not ``+``), only unreserved characters left alone."""
     return quote(value, safe="~")
 
 
-def canonical_path(path):
+def canonical_path(path: str) -> str:
     """The canonical URI of Atlassian's spec: never empty, no trailing slash, ``&`` written ``%26``."""
     path = path.rstrip("/").replace("&", "%26")
     if not path.startswith("/"):
@@ -81,7 +91,7 @@ def canonical_path(path):
     return path
 
 
-def canonical_query(query):
+def canonical_query(query: str) -> str:
     """Canonical query: ``jwt`` dropped, names sorted, each name's values sorted and joined with ``,``.
 
     Names and values are compared in their encoded form, as the issue's spec says. ``query`` is a raw
@@ -93,24 +103,24 @@ def canonical_query(query):
         pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
     except ValueError:
         raise ConnectAuthError("query", _("Too many query parameters.")) from None
-    grouped = {}
+    grouped: dict[str, list[str]] = {}
     for name, value in pairs:
         if name != "jwt":
             grouped.setdefault(_encode(name), []).append(_encode(value))
     return "&".join(f"{name}={','.join(sorted(values))}" for name, values in sorted(grouped.items()))
 
 
-def canonical_request(method, path, query=""):
+def canonical_request(method: str, path: str, query: str = "") -> str:
     """``METHOD&path&query`` as Atlassian hashes it; ``path`` is relative to the base URL it was sent to."""
     return f"{method.upper()}&{canonical_path(path)}&{canonical_query(query)}"
 
 
-def canonical_query_string_hash(method, path, query=""):
+def canonical_query_string_hash(method: str, path: str, query: str = "") -> str:
     """The ``qsh`` claim for a request: SHA-256 (hex) of ``canonical_request(method, path, query)``."""
     return hashlib.sha256(canonical_request(method, path, query).encode()).hexdigest()
 
 
-def app_relative_path_of(path):
+def app_relative_path_of(path: str) -> str:
     """``path`` (URL-encoded, from the site root) relative to ``APP_BASE_URL``, which may have a path."""
     base_path = urlsplit(settings.APP_BASE_URL).path.rstrip("/")
     if base_path and (path == base_path or path.startswith(base_path + "/")):
@@ -118,22 +128,22 @@ def app_relative_path_of(path):
     return path
 
 
-def app_relative_path(request):
+def app_relative_path(request: HttpRequest) -> str:
     """The request's path relative to ``APP_BASE_URL``, URL-encoded as it was sent."""
     return app_relative_path_of(escape_uri_path(request.path))
 
 
-def request_qsh(request):
+def request_qsh(request: HttpRequest) -> str:
     """The ``qsh`` a token for this incoming request must carry."""
     return canonical_query_string_hash(
-        request.method, app_relative_path(request), request.META.get("QUERY_STRING", "")
+        request.method or "", app_relative_path(request), request.META.get("QUERY_STRING", "")
     )
 
 
 # --- inbound ------------------------------------------------------------------------------------------
 
 
-def token_from_request(request):
+def token_from_request(request: HttpRequest) -> str:
     """The raw token from ``Authorization: JWT <token>`` or, failing that, the ``jwt`` query parameter."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
@@ -150,7 +160,7 @@ def token_from_request(request):
     return token
 
 
-def _unverified(token):
+def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Header and claims, unverified: just enough to pick the key. Bad input is a 401, never a 500."""
     try:
         header_b64, payload_b64, _signature = token.split(".")
@@ -163,7 +173,7 @@ def _unverified(token):
     return header, claims
 
 
-def token_algorithm(request):
+def token_algorithm(request: HttpRequest) -> str | None:
     """The ``alg`` the request's token claims (unverified) or ``None``: only to choose which check applies."""
     try:
         return _unverified(token_from_request(request))[0].get("alg")
@@ -172,7 +182,7 @@ def token_algorithm(request):
 
 
 @sensitive_variables("token", "key")
-def _verify(token, key, algorithm, *, require):
+def _verify(token: str, key: Any, algorithm: str, *, require: list[str]) -> dict[str, Any]:
     """Verify signature, ``exp`` (required) and the standard claims with PyJWT, algorithm pinned."""
     try:
         return pyjwt.decode(
@@ -196,12 +206,12 @@ def _verify(token, key, algorithm, *, require):
 _HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
 
 
-def _number(value):
+def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @sensitive_variables("token", "secret")
-def _verify_hs256(token, header, claims, secret):
+def _verify_hs256(token: str, header: dict[str, Any], claims: dict[str, Any], secret: str) -> dict[str, Any]:
     """HS256 signature (PyJWT's HMAC primitive) and time claims, on the token already parsed once.
 
     PyJWT's generic ``decode`` re-parses the token and merges options on every call, which costs more
@@ -213,10 +223,10 @@ def _verify_hs256(token, header, claims, secret):
         raise ConnectAuthError("invalid", _("The JWT is not valid."))
     signing_input, _sep, signature = token.rpartition(".")
     try:
-        signature = base64url_decode(signature)
+        raw_signature = base64url_decode(signature)
     except (ValueError, binascii.Error):
         raise ConnectAuthError("malformed", _("The JWT is malformed.")) from None
-    if not _HS256.verify(signing_input.encode(), secret.encode(), signature):
+    if not _HS256.verify(signing_input.encode(), secret.encode(), raw_signature):
         raise ConnectAuthError("signature", _("The JWT signature does not verify."))
     now, leeway = time.time(), settings.CONNECT_JWT_LEEWAY
     for name in ("exp", "iss", "qsh"):
@@ -231,7 +241,7 @@ def _verify_hs256(token, header, claims, secret):
     return claims
 
 
-def _check_qsh(claims, request, *, allow_context_qsh):
+def _check_qsh(claims: dict[str, Any], request: HttpRequest, *, allow_context_qsh: bool) -> None:
     """The token's ``qsh`` must match this request, or be ``context-qsh`` where the view allows that."""
     qsh = claims.get("qsh")
     if not isinstance(qsh, str):
@@ -245,7 +255,9 @@ def _check_qsh(claims, request, *, allow_context_qsh):
         raise ConnectAuthError("qsh", _("The JWT's qsh claim does not match the request."))
 
 
-def authenticate_request(request, *, allow_context_qsh=False, states=ACTIVE_STATES):
+def authenticate_request(
+    request: HttpRequest, *, allow_context_qsh: bool = False, states: Collection[str] = ACTIVE_STATES
+) -> ConnectContext:
     """Verify the request's HS256 Connect JWT and return a ``ConnectContext``.
 
     The tenant comes from the (cached) registry by the token's ``iss`` and must be in one of ``states``;
@@ -270,7 +282,7 @@ def authenticate_request(request, *, allow_context_qsh=False, states=ACTIVE_STAT
     return ConnectContext(tenant=tenant, account_id=account_id, claims=claims)
 
 
-def verify_install_token(request, *, client_key):
+def verify_install_token(request: HttpRequest, *, client_key: str) -> dict[str, Any]:
     """Verify a signed-install (RS256) lifecycle token for the body's ``client_key``; returns its claims.
 
     The key is fetched by the header's ``kid`` from ``CONNECT_INSTALL_KEYS_URL`` (cached); a key service
@@ -299,7 +311,7 @@ def verify_install_token(request, *, client_key):
     return claims
 
 
-def auth_failure(request, error):
+def auth_failure(request: HttpRequest, error: ConnectAuthError) -> JsonResponse:
     """Log a failed authentication (client key and account ID only) and build the 401 response."""
     try:
         _header, claims = _unverified(token_from_request(request))
@@ -316,7 +328,7 @@ def auth_failure(request, error):
     return response
 
 
-def _authenticate_view(request, *, allow_context_qsh, module):
+def _authenticate_view(request: Any, *, allow_context_qsh: bool, module: str | None) -> JsonResponse | None:
     """Shared body of the decorator and the mixin: ``None`` on success (``request.connect`` set)."""
     try:
         request.connect = authenticate_request(request, allow_context_qsh=allow_context_qsh)
@@ -326,7 +338,7 @@ def _authenticate_view(request, *, allow_context_qsh, module):
     return None
 
 
-def _module_for(request):
+def _module_for(request: HttpRequest) -> str:
     """Usage-count key of a view that did not name its module: its URL name."""
     match = request.resolver_match
     return (match.url_name if match and match.url_name else "unnamed")[:100]
@@ -336,7 +348,7 @@ def _module_for(request):
 CONNECT_CDN = "https://connect-cdn.atl-paas.net"
 
 
-def _frame_for_tenant(request, response):
+def _frame_for_tenant(request: Any, response: Any) -> Any:
     """Connect pages live in an iframe on the tenant's site: allow exactly that site to frame them."""
     parts = urlsplit(request.connect.tenant.base_url)
     response.xframe_options_exempt = True
@@ -350,7 +362,12 @@ def _frame_for_tenant(request, response):
     return response
 
 
-def connect_jwt_required(view=None, *, allow_context_qsh=False, module=None):
+def connect_jwt_required(
+    view: Callable[..., HttpResponseBase] | None = None,
+    *,
+    allow_context_qsh: bool = False,
+    module: str | None = None,
+) -> Any:
     """Protect a view with Connect JWT authentication; usable bare or with arguments.
 
     ``allow_context_qsh`` accepts Atlassian's page-load tokens (``qsh: context-qsh``); ``module`` names the
@@ -358,9 +375,9 @@ def connect_jwt_required(view=None, *, allow_context_qsh=False, module=None):
     carries a tenant-signed token is not something a third-party site can forge with ambient cookies.
     """
 
-    def decorate(view_func):
+    def decorate(view_func: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
         @wraps(view_func)
-        def wrapped(request, *args, **kwargs):
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             failure = _authenticate_view(request, allow_context_qsh=allow_context_qsh, module=module)
             if failure is not None:
                 return failure
@@ -378,25 +395,27 @@ class ConnectJWTRequiredMixin:
     connect_module = None
 
     @classmethod
-    def as_view(cls, **initkwargs):
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
         """CSRF-exempt for the same reason as the decorator."""
-        return csrf_exempt(super().as_view(**initkwargs))
+        return csrf_exempt(super().as_view(**initkwargs))  # type: ignore[misc]  # a mixin: View comes after
 
-    def dispatch(self, request, *args, **kwargs):
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """Authenticate before any handler runs."""
         failure = _authenticate_view(
             request, allow_context_qsh=self.allow_context_qsh, module=self.connect_module
         )
         if failure is not None:
             return failure
-        return _frame_for_tenant(request, super().dispatch(request, *args, **kwargs))
+        return _frame_for_tenant(request, super().dispatch(request, *args, **kwargs))  # type: ignore[misc]
 
 
 # --- outbound -----------------------------------------------------------------------------------------
 
 
 @sensitive_variables("tenant")
-def sign_outbound(tenant, method, path, query="", *, expires_in=180):
+def sign_outbound(
+    tenant: Registration, method: str, path: str, query: str = "", *, expires_in: int = 180
+) -> str:
     """A JWT for one call from the app to ``tenant``'s REST API (``iss`` = our app key, HS256).
 
     ``path`` is relative to the tenant's ``base_url`` (e.g. ``/rest/api/content``) and ``query`` the

@@ -140,23 +140,6 @@ def unblock(*, registration, actor):
     return _set_block(registration=registration, actor=actor, blocked_at=None)
 
 
-def delete_uninstalled(*, registration, actor):
-    """Delete an uninstalled tenant's record (a rights request's erasure); returns whether it was deleted.
-
-    Only an uninstalled row goes: the condition is in the DELETE itself, so a reinstall that lands at the
-    same moment keeps its row.
-    """
-    deleted, _ = Registration.objects.filter(pk=registration.pk, state=State.UNINSTALLED).delete()
-    tenant_cache.forget(registration.client_key)
-    logger.info(
-        "connect erase client_key=%s deleted=%s actor=%s",
-        log_value(registration.client_key),
-        bool(deleted),
-        _actor_label(actor),
-    )
-    return bool(deleted)
-
-
 class SiteErasure(models.TextChoices):
     """What ``erase_site`` did with a site's installation record."""
 

@@ -29,6 +29,8 @@ state machine and clock names among them, now defined in ``states.py`` and ``clo
 re-exported here.
 """
 
+from __future__ import annotations
+
 from datetime import timedelta
 
 from dsr_requests import deadlines, emails, ledger, tokens
@@ -65,7 +67,6 @@ from dsr_requests.services._base import (
     _required_text,
     _track_clock,
     _transition,
-    apply_due_dates,
     background_task,
     initial_deadline_fields,
     logger,
@@ -211,6 +212,9 @@ from dsr_requests.states import (
     passed_identity_steps,
     required_identity_steps,
 )
+
+# The model's method, as the function the single services module had: apply_due_dates(rights_request).
+apply_due_dates = RightsRequest.apply_due_dates
 
 __all__ = [
     "background_task",

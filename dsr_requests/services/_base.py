@@ -6,7 +6,10 @@ with ``select_for_update`` and writes one ``RequestEvent``, so two people acting
 succeed.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, cast
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -22,6 +25,15 @@ from dsr_requests.models import (
 )
 from dsr_requests.states import ALLOWED_TRANSITIONS, FINAL_STATES, REQUESTER, SYSTEM, S
 
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any
+
+    from django.contrib.auth.models import User
+    from django_stubs_ext import StrOrPromise
+
+    from dsr_requests.states import Actor
+
 logger = logging.getLogger("dsr_requests.services")  # one name for the whole package, as before the split
 
 
@@ -32,7 +44,7 @@ class ActionRefused(Exception):
 class InvalidTransition(Exception):
     """A state change the workflow does not allow; nothing was changed."""
 
-    def __init__(self, rights_request, to_state):
+    def __init__(self, rights_request: RightsRequest, to_state: str) -> None:
         self.from_state = rights_request.state
         self.to_state = to_state
         super().__init__(
@@ -43,34 +55,47 @@ class InvalidTransition(Exception):
 
 # The background jobs the services hand work to, by name. tasks.py defines them over the services (tasks
 # import services, never the other way round) and DsrRequestsConfig.ready registers them here.
-_background_tasks = {}
+_background_tasks: dict[str, Any] = {}
 
 
-def register_background_task(name, task):
+def register_background_task(name: str, task: Any) -> None:
     """Make ``task`` (a django-tasks task) the one the services enqueue under ``name``."""
     _background_tasks[name] = task
 
 
-def background_task(name):
+def background_task(name: str) -> Any:
     """The task registered under ``name``; KeyError before the app registry is ready."""
     return _background_tasks[name]
 
 
-def _actor_fields(actor):
+def _actor_fields(actor: Actor) -> tuple[User | None, RequestEvent.ActorKind]:
     """Split an ``actor`` argument into the event's (user, actor_kind)."""
     if actor in (REQUESTER, SYSTEM):
         return None, RequestEvent.ActorKind(actor)
     if actor is None or not getattr(actor, "is_authenticated", False):
         raise ValueError("actor must be a staff user, REQUESTER or SYSTEM")
-    return actor, RequestEvent.ActorKind.STAFF
+    return cast("User", actor), RequestEvent.ActorKind.STAFF
 
 
-def _lock(rights_request):
-    """Re-read a request under a row lock; call inside ``transaction.atomic()``."""
-    return RightsRequest.objects.select_for_update().get(pk=rights_request.pk)
+def _lock(rights_request: RightsRequest | int) -> RightsRequest:
+    """Re-read a request (given as an instance or a primary key) under a row lock; call inside
+    ``transaction.atomic()``.
+
+    The one place a rights request is locked for update, so every writer takes the same lock the same way.
+    """
+    pk = rights_request if isinstance(rights_request, int) else rights_request.pk
+    return RightsRequest.objects.select_for_update().get(pk=pk)
 
 
-def _event(rights_request, *, actor, note="", public=True, from_state=None, to_state=None):
+def _event(
+    rights_request: RightsRequest,
+    *,
+    actor: Actor,
+    note: StrOrPromise = "",
+    public: bool = True,
+    from_state: str | None = None,
+    to_state: str | None = None,
+) -> RequestEvent:
     """Write one event row; a note without a state change has from_state == to_state."""
     user, kind = _actor_fields(actor)
     return RequestEvent.objects.create(
@@ -79,12 +104,19 @@ def _event(rights_request, *, actor, note="", public=True, from_state=None, to_s
         to_state=to_state or rights_request.state,
         actor=user,
         actor_kind=kind,
-        note=note,
+        note=str(note),
         public=public,
     )
 
 
-def _transition(rights_request, *, to_state, actor, note="", public=True):
+def _transition(
+    rights_request: RightsRequest,
+    *,
+    to_state: str,
+    actor: Actor,
+    note: StrOrPromise = "",
+    public: bool = True,
+) -> RequestEvent:
     """Move a locked request to ``to_state`` if the table allows it, and record the event.
 
     The caller holds the row lock (``_lock``) inside ``transaction.atomic()``. Going on hold remembers the
@@ -111,7 +143,15 @@ def _transition(rights_request, *, to_state, actor, note="", public=True):
 
 
 @transaction.atomic
-def transition(*, rights_request, to_state, actor, note="", public=True, hold_reason=""):
+def transition(
+    *,
+    rights_request: RightsRequest,
+    to_state: str,
+    actor: Actor,
+    note: StrOrPromise = "",
+    public: bool = True,
+    hold_reason: str = "",
+) -> RightsRequest:
     """Lock the request, change its state and record the event; returns the locked, updated request.
 
     Going on hold needs ``hold_reason`` (a ``HoldReason``): it decides whether the legal clock stops.
@@ -123,35 +163,10 @@ def transition(*, rights_request, to_state, actor, note="", public=True, hold_re
     return locked
 
 
-def apply_due_dates(rights_request):
-    """Set the stored due dates from receipt, regime, completed holds and extension; does not save.
-
-    Returns the names of the fields it set, for ``save(update_fields=...)``. Call it on receipt and
-    whenever one of those inputs changes; lists, filters and the digest read only the stored columns.
-    """
-    received_on = timezone.localdate(rights_request.received_at)
-    policy = deadlines.policy_due_date(
-        received_on,
-        extra_working_days=rights_request.hold_working_days + rights_request.extension_working_days,
-    )
-    # hold_calendar_days counts only holds whose reason stops the legal clock; statutory_due_date applies
-    # them under GDPR / UK GDPR only (under CCPA the 45 days run from receipt) and caps CCPA at day 90.
-    statutory = deadlines.statutory_due_date(
-        received_on,
-        regime=rights_request.regime,
-        extra_calendar_days=rights_request.extension_calendar_days,
-        hold_calendar_days=rights_request.hold_calendar_days,
-    )
-    rights_request.policy_due_on = policy
-    rights_request.statutory_due_on = statutory
-    rights_request.effective_due_on = min(policy, statutory)
-    return ["policy_due_on", "statutory_due_on", "effective_due_on"]
-
-
-def initial_deadline_fields(*, received_at, country):
+def initial_deadline_fields(*, received_at: datetime, country: str) -> dict[str, Any]:
     """Regime (from the requester's country) and due dates of a request received at ``received_at``."""
     probe = RightsRequest(received_at=received_at, regime=deadlines.regime_for_country(country))
-    apply_due_dates(probe)
+    probe.apply_due_dates()
     return {
         "regime": probe.regime,
         "policy_due_on": probe.policy_due_on,
@@ -160,7 +175,7 @@ def initial_deadline_fields(*, received_at, country):
     }
 
 
-def _track_clock(rights_request, *, from_state, to_state):
+def _track_clock(rights_request: RightsRequest, *, from_state: str, to_state: str) -> tuple[list[str], str]:
     """Stop the clock on hold, restart it (moving the due dates) on leaving hold, stamp closing.
 
     Called by ``_transition`` before it saves, so every way in and out of on_hold (staff, requester,
@@ -189,7 +204,7 @@ def _track_clock(rights_request, *, from_state, to_state):
             "hold_reason",
             "hold_working_days",
             "hold_calendar_days",
-            *apply_due_dates(rights_request),
+            *rights_request.apply_due_dates(),
         ]
         summary = _hold_summary(rights_request, reason=reason, working=working, stopped=stopped)
     if to_state in FINAL_STATES:
@@ -198,13 +213,15 @@ def _track_clock(rights_request, *, from_state, to_state):
     return fields, summary
 
 
-def _hold_summary(rights_request, *, reason, working, stopped):
+def _hold_summary(
+    rights_request: RightsRequest, *, reason: deadlines.HoldReason, working: int, stopped: bool
+) -> str:
     """The staff-only note on leaving hold: what the hold was for and which dates it moved."""
     values = {
         "reason": reason.label,
         "working": working,
-        "policy": rights_request.policy_due_on.isoformat(),
-        "statutory": rights_request.statutory_due_on.isoformat(),
+        "policy": str(rights_request.policy_due_on),  # ISO dates, set just before by apply_due_dates
+        "statutory": str(rights_request.statutory_due_on),
     }
     if stopped:
         return str(
@@ -225,15 +242,17 @@ def _hold_summary(rights_request, *, reason, working, stopped):
     )
 
 
-def _require(actor, permission):
+def _require(actor: Actor, permission: str) -> None:
     """Refuse unless ``actor`` is an active staff user holding ``dsr_requests.<permission>``."""
-    if not (getattr(actor, "is_authenticated", False) and actor.is_staff and actor.is_active):
+    if isinstance(actor, str) or not (
+        getattr(actor, "is_authenticated", False) and actor.is_staff and actor.is_active
+    ):
         raise PermissionDenied(_("Only staff can do this."))
     if not actor.has_perm(f"dsr_requests.{permission}"):
         raise PermissionDenied(_("You do not have permission to do this."))
 
 
-def _lock_for_action(rights_request, *, expected_state):
+def _lock_for_action(rights_request: RightsRequest, *, expected_state: str | None) -> RightsRequest:
     """Lock the request; refuse when it is no longer in the state the staff member saw."""
     locked = _lock(rights_request)
     if expected_state and locked.state != expected_state:
@@ -244,7 +263,7 @@ def _lock_for_action(rights_request, *, expected_state):
     return locked
 
 
-def _required_text(value, message):
+def _required_text(value: str | None, message: StrOrPromise) -> str:
     """The stripped text, or ActionRefused with ``message`` when it is blank."""
     value = (value or "").strip()
     if not value:

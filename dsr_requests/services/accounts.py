@@ -5,6 +5,10 @@ these IDs to Atlassian and, for an account Atlassian reports closed, calls the h
 registered in apps.py.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
@@ -12,11 +16,18 @@ from dsr_requests import ledger
 from dsr_requests.models import (
     RightsRequest,
 )
-from dsr_requests.services._base import _event
+from dsr_requests.services._base import _event, _lock
 from dsr_requests.states import SYSTEM
 
+if TYPE_CHECKING:
+    from datetime import datetime
 
-def stored_atlassian_accounts():
+    from django.db.models import QuerySet
+
+    from dsr_requests.states import Actor
+
+
+def stored_atlassian_accounts() -> QuerySet[RightsRequest, tuple[str, datetime, str]]:
     """Each bound account ID with the site it was bound on and when its requests last changed.
 
     Rows of ``(account_id, updated_at, site_client_key)``, one per account and site. The request's
@@ -34,7 +45,7 @@ def stored_atlassian_accounts():
     )
 
 
-def erase_closed_atlassian_account(*, account_id, actor=SYSTEM):
+def erase_closed_atlassian_account(*, account_id: str, actor: Actor = SYSTEM) -> int:
     """Erase the data tied to an Atlassian account Atlassian reports closed; returns the requests changed.
 
     Only the account ID is tied to the account alone. The rest of a request (the requester's own name,
@@ -45,7 +56,7 @@ def erase_closed_atlassian_account(*, account_id, actor=SYSTEM):
     erased = 0
     for pk in RightsRequest.objects.filter(account_id=account_id).values_list("pk", flat=True):
         with transaction.atomic():
-            locked = RightsRequest.objects.select_for_update().get(pk=pk)
+            locked = _lock(pk)
             if locked.account_id != account_id:
                 continue  # changed since the list was read
             locked.account_id = ""

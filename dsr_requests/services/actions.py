@@ -1,6 +1,9 @@
 """The staff actions a user may take on a request now (the buttons the admin change page shows)."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -14,13 +17,19 @@ from dsr_requests.models import (
 from dsr_requests.services.statutory import _fulfilment_running
 from dsr_requests.states import ALLOWED_TRANSITIONS, FINAL_STATES, S, outstanding_identity_steps
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django_stubs_ext import StrOrPromise
+
+    from dsr_requests.models import RightsRequest
+
 
 @dataclass(frozen=True)
 class StaffAction:
     """An action staff can take on a request now; ``text`` names the field it needs, if any."""
 
     name: str
-    label: str
+    label: StrOrPromise
     permission: str
     text: str = ""
 
@@ -49,7 +58,7 @@ STAFF_ACTIONS = (
 )
 
 
-def available_actions(rights_request, user):
+def available_actions(rights_request: RightsRequest, user: User) -> list[StaffAction]:
     """The staff actions ``user`` may take on ``rights_request`` as it stands; the admin shows only these.
 
     The services enforce the same rules again under the row lock; this only decides which buttons to show.

@@ -1,14 +1,25 @@
 """The daily staff digest: open requests by due date, sent to staff who may see requests."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+if TYPE_CHECKING:
+    from datetime import date
+    from typing import Any
+
+    from django.contrib.auth.models import Permission
+    from django.db.models import QuerySet
+
 DIGEST_ROWS = 200
 
 
-def digest_recipients():
+def digest_recipients() -> list[str]:
     """Where the staff digest goes: DSR_DIGEST_TO, else every active staff member who may see requests."""
     if settings.DSR_DIGEST_TO:
         return list(settings.DSR_DIGEST_TO)
@@ -30,13 +41,13 @@ def digest_recipients():
     return list(users.values_list("email", flat=True))
 
 
-def _permissions(condition):
+def _permissions(condition: Q) -> QuerySet[Permission]:
     from django.contrib.auth.models import Permission
 
     return Permission.objects.filter(condition)
 
 
-def send_staff_digest(*, today=None):
+def send_staff_digest(*, today: date | None = None) -> tuple[Any, ...]:
     """Email staff the requests due within five working days, the overdue ones, and policy-after-statutory.
 
     Staff-only: references, types, states and dates, never a requester's name or email. Nothing is sent

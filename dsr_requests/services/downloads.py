@@ -2,7 +2,10 @@
 recipient, each download logged.
 """
 
+from __future__ import annotations
+
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -16,14 +19,25 @@ from dsr_requests.services._base import ActionRefused, _event, _lock, logger
 from dsr_requests.services.outbox import queue_requester_email
 from dsr_requests.states import REQUESTER
 
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import IO
 
-def downloadable_export(*, rights_request, kind="zip", now=None):
+    from dsr_requests.models import DataExport, RightsRequest
+    from dsr_requests.states import Actor
+
+
+def downloadable_export(
+    *, rights_request: RightsRequest, kind: str = "zip", now: datetime | None = None
+) -> DataExport | None:
     """The request's export of ``kind`` while it may still be downloaded, else None."""
     now = now or timezone.now()
     return rights_request.exports.filter(kind=kind, purged_at=None, expires_at__gt=now).first()
 
 
-def send_download_code(*, rights_request, actor=REQUESTER, now=None):
+def send_download_code(
+    *, rights_request: RightsRequest, actor: Actor = REQUESTER, now: datetime | None = None
+) -> None:
     """Email the requester a one-time code that unlocks their copy; earlier unused codes stop working."""
     from dsr_requests.models import DownloadCode
 
@@ -49,7 +63,9 @@ def send_download_code(*, rights_request, actor=REQUESTER, now=None):
         _event(locked, actor=actor, note=_("Download code emailed"), public=False)
 
 
-def _log_download(locked, export, channel, *, actor, now):
+def _log_download(
+    locked: RightsRequest, export: DataExport, channel: str, *, actor: Actor, now: datetime
+) -> None:
     from dsr_requests.models import ExportDownload
 
     ExportDownload.objects.create(export=export, channel=channel)
@@ -65,12 +81,12 @@ class ExportUnavailable(Exception):
     """An export's file cannot be read now: its storage did not answer (``temporary``: try again in a
     while) or the file is gone or damaged (staff must prepare it again). The code or link stays unused."""
 
-    def __init__(self, *, temporary):
+    def __init__(self, *, temporary: bool) -> None:
         super().__init__("export storage unreachable" if temporary else "export file missing or damaged")
         self.temporary = temporary
 
 
-def _open_for_download(export):
+def _open_for_download(export: DataExport) -> IO[bytes]:
     """Open the export's file and decrypt its first frame before a code or link is used up, so a file
     that cannot be sent costs the requester nothing; returns an ``exports.PlainStream``."""
     from dsr_requests import exports
@@ -88,13 +104,15 @@ def _open_for_download(export):
         raise ExportUnavailable(temporary=True) from None
 
 
-def _close(stream):
+def _close(stream: IO[bytes] | None) -> None:
     if stream is not None:
         stream.close()
 
 
 @sensitive_variables("code")
-def redeem_download_code(*, rights_request, code, actor=REQUESTER, now=None):
+def redeem_download_code(
+    *, rights_request: RightsRequest, code: str, actor: Actor = REQUESTER, now: datetime | None = None
+) -> tuple[DataExport, IO[bytes]]:
     """Use up a download code of this request and log the download; returns ``(export, plain stream)``.
 
     Raises ``ActionRefused`` for a code that does not work and ``ExportUnavailable`` when the file cannot
@@ -131,7 +149,7 @@ def redeem_download_code(*, rights_request, code, actor=REQUESTER, now=None):
     return found.export, stream
 
 
-def transfer_export_for_link(token, *, now=None):
+def transfer_export_for_link(token: str, *, now: datetime | None = None) -> DataExport:
     """The transfer export a link's token names, if the link is unused and unexpired; else ActionRefused."""
     from dsr_requests.models import DataExport
 
@@ -151,7 +169,9 @@ def transfer_export_for_link(token, *, now=None):
 
 
 @sensitive_variables("token")
-def redeem_transfer_link(*, token, actor=REQUESTER, now=None):
+def redeem_transfer_link(
+    *, token: str, actor: Actor = REQUESTER, now: datetime | None = None
+) -> tuple[DataExport, IO[bytes]]:
     """Use up a transfer link and log the download; returns ``(export, plain stream)``; refusals and an
     unreadable file as in ``redeem_download_code``."""
     from dsr_requests.models import DataExport, ExportDownload

@@ -8,7 +8,10 @@ DSR_FULFILMENT_MAX_FAILURES times goes back to staff (fulfilling -> approved) wi
 timeline (staff only).
 """
 
+from __future__ import annotations
+
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -31,6 +34,14 @@ from dsr_requests.services.retention import _tombstone
 from dsr_requests.services.statutory import _record_late, require_processing_register
 from dsr_requests.states import SYSTEM, S
 
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any
+
+    from django.contrib.auth.models import User
+
+    from dsr_requests.models import FulfilmentRun, ProcessingActivity, RightsRequest
+
 RUN_DONE = "done"
 RUN_RETRY = "retry"
 RUN_FAILED = "failed"
@@ -41,7 +52,7 @@ class ReceiptNotSent(Exception):
     """The erasure receipt is not delivered yet; the tombstone waits for it (the job retries)."""
 
 
-def subject_for(rights_request):
+def subject_for(rights_request: RightsRequest) -> providers.Subject:
     """The data subject of a request: its verified email, account, and site when site-scoped."""
     from dsr_requests.models import Concerns
 
@@ -56,7 +67,7 @@ def subject_for(rights_request):
     )
 
 
-def fulfilment_steps(rights_request):
+def fulfilment_steps(rights_request: RightsRequest) -> list[str]:
     """The named steps that carry out ``rights_request``, in order (deterministic, so reruns match)."""
     kind = rights_request.request_type
     if kind in (RequestType.REVIEW, RequestType.COPY):
@@ -71,7 +82,7 @@ def fulfilment_steps(rights_request):
     return [*(f"erase:{p.key}" for p in providers.all_providers()), "receipt", "finish"]
 
 
-def _begin_fulfilment_run(locked):
+def _begin_fulfilment_run(locked: RightsRequest) -> FulfilmentRun:
     """Create (or re-arm, after a failure went back to staff) the run, and queue the job on commit."""
     from dsr_requests.models import FulfilmentRun, RunStatus
 
@@ -86,7 +97,7 @@ def _begin_fulfilment_run(locked):
     return run
 
 
-def enqueue_fulfilment(request_id, *, run_after=None):
+def enqueue_fulfilment(request_id: int, *, run_after: datetime | None = None) -> None:
     """Queue the fulfilment job of a request (``run_after`` when the backend can defer)."""
     task = background_task("fulfil_request")
     if run_after is not None and task.get_backend().supports_defer:
@@ -94,21 +105,21 @@ def enqueue_fulfilment(request_id, *, run_after=None):
     task.enqueue(request_id)
 
 
-def _mark_done(run, step, **result):
+def _mark_done(run: FulfilmentRun, step: str, **result: Any) -> None:
     """Record ``step`` as done (call in the transaction that made its effect)."""
     run.steps[step] = {"done_at": timezone.now().isoformat(), **result}
     run.heartbeat_at = timezone.now()
     run.save(update_fields=["steps", "heartbeat_at"])
 
 
-def _heartbeat(run_id):
+def _heartbeat(run_id: int) -> None:
     """Let ``dsr_resume_fulfilment`` see that a long step is still alive."""
     from dsr_requests.models import FulfilmentRun
 
     FulfilmentRun.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
 
 
-def run_fulfilment(*, request_id):
+def run_fulfilment(*, request_id: int) -> str:
     """Carry out every step not yet done; returns RUN_DONE, RUN_RETRY, RUN_FAILED or RUN_SKIPPED.
 
     Safe to call any number of times: a request not in ``fulfilling``, a run already finished or
@@ -139,7 +150,7 @@ def run_fulfilment(*, request_id):
     return RUN_DONE
 
 
-def _record_failure(run_id, exc):
+def _record_failure(run_id: int, exc: BaseException) -> str:
     """Count a failure; at the limit, send the request back to staff with the error on its timeline."""
     from dsr_requests.models import FulfilmentRun, RunStatus
 
@@ -171,7 +182,7 @@ def _record_failure(run_id, exc):
     return outcome
 
 
-def _run_step(run, step):
+def _run_step(run: FulfilmentRun, step: str) -> None:
     """Run one step; each handler marks the step done in the transaction of its effect."""
     name, _sep, arg = step.partition(":")
     handlers = {
@@ -179,10 +190,7 @@ def _run_step(run, step):
         "export_json": lambda: _step_export(run, step, kind="json"),
         "notify_export": lambda: _step_notify(run, step, "export_ready"),
         "notify_transfer": lambda: _step_notify_transfer(run, step),
-        "notify_processing": lambda: (
-            require_processing_register(request_type=run.request.request_type),
-            _step_notify(run, step, "processing_answer"),
-        ),
+        "notify_processing": lambda: _step_notify_processing(run, step),
         "rectify": lambda: _step_rectify(run, step, arg),
         "notify_changed": lambda: _step_notify(run, step, "changed"),
         "erase": lambda: _step_erase(run, step, arg),
@@ -192,14 +200,14 @@ def _run_step(run, step):
     handlers[name]()
 
 
-def processing_register():
+def processing_register() -> list[ProcessingActivity]:
     """The processing register, in order: what a processing answer and every export README say."""
     from dsr_requests.models import ProcessingActivity
 
     return list(ProcessingActivity.objects.all())
 
 
-def _step_export(run, step, *, kind):
+def _step_export(run: FulfilmentRun, step: str, *, kind: str) -> None:
     """Write the export file (encrypted, deterministic name), then record it and the step together."""
     from dsr_requests import exports
     from dsr_requests.models import DataExport
@@ -238,7 +246,13 @@ def _step_export(run, step, *, kind):
         _mark_done(run, step, export_id=export.pk)
 
 
-def _step_notify(run, step, event, **context):
+def _step_notify_processing(run: FulfilmentRun, step: str) -> None:
+    """The processing answer needs the register filled in first (a refusal, not an empty answer)."""
+    require_processing_register(request_type=run.request.request_type)
+    _step_notify(run, step, "processing_answer")
+
+
+def _step_notify(run: FulfilmentRun, step: str, event: str, **context: Any) -> None:
     """Queue one requester email and record the step, in one transaction (so it is sent once)."""
     with transaction.atomic():
         locked = _lock(run.request)
@@ -247,7 +261,7 @@ def _step_notify(run, step, event, **context):
         _mark_done(run, step)
 
 
-def _notify_context(rights_request, event):
+def _notify_context(rights_request: RightsRequest, event: str) -> dict[str, Any]:
     """What each fulfilment email shows."""
     if event == "export_ready":
         export = rights_request.exports.get(kind="zip")
@@ -264,7 +278,7 @@ def _notify_context(rights_request, event):
     return {}
 
 
-def _step_notify_transfer(run, step):
+def _step_notify_transfer(run: FulfilmentRun, step: str) -> None:
     """Email the one-time link to the transfer's recipient: the requester, or the organisation."""
     from dsr_requests.models import TransferTo
 
@@ -305,7 +319,7 @@ def _step_notify_transfer(run, step):
         _mark_done(run, step, recipient="organisation" if to_organisation else "requester")
 
 
-def _step_rectify(run, step, provider_key):
+def _step_rectify(run: FulfilmentRun, step: str, provider_key: str) -> None:
     """Apply the corrections staff recorded for one provider."""
     with transaction.atomic():
         locked = _lock(run.request)
@@ -317,7 +331,7 @@ def _step_rectify(run, step, provider_key):
         _mark_done(run, step, changed=changed)
 
 
-def _step_erase(run, step, provider_key):
+def _step_erase(run: FulfilmentRun, step: str, provider_key: str) -> None:
     """Erase the subject's data held by one provider, and keep what was erased for the receipt."""
     provider = providers.get(provider_key)
     with transaction.atomic():
@@ -326,7 +340,7 @@ def _step_erase(run, step, provider_key):
         _mark_done(run, step, title=str(provider.title), erased=erasure.erased, kept=erasure.kept)
 
 
-def erasure_receipt(run):
+def erasure_receipt(run: FulfilmentRun) -> dict[str, Any]:
     """The receipt of an erasure: per provider what and how many, when, and who approved it."""
     from datetime import datetime
 
@@ -354,12 +368,12 @@ def erasure_receipt(run):
     }
 
 
-def staff_name_for_requester(user):
+def staff_name_for_requester(user: User) -> str:
     """How a staff member is named to a requester: their full name, never a login (often an email address)."""
     return user.get_full_name() or str(_("Privacy team member no. %(number)d") % {"number": user.pk})
 
 
-def _step_receipt(run, step):
+def _step_receipt(run: FulfilmentRun, step: str) -> None:
     """Queue the receipt email (sent before the tombstone removes the address it goes to)."""
     with transaction.atomic():
         locked = _lock(run.request)
@@ -369,7 +383,7 @@ def _step_receipt(run, step):
         _mark_done(run, step, email_id=email.pk)
 
 
-def _step_finish(run, step):
+def _step_finish(run: FulfilmentRun, step: str) -> None:
     """Complete the request; a deletion also becomes a tombstone, once its receipt is delivered."""
     from dsr_requests.models import OutboundEmail
 
@@ -399,7 +413,7 @@ def _step_finish(run, step):
         _mark_done(run, step)
 
 
-def resume_stalled_fulfilment(*, now=None):
+def resume_stalled_fulfilment(*, now: datetime | None = None) -> list[str]:
     """Queue again every running fulfilment with no sign of life for DSR_FULFILMENT_STALE_MINUTES.
 
     A worker killed mid-job leaves its task marked running forever; this is how such a request gets

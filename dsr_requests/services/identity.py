@@ -2,9 +2,12 @@
 proof code, identity documents, staff questions and the staff decision on a step.
 """
 
+from __future__ import annotations
+
 import base64
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -36,8 +39,15 @@ from dsr_requests.services._base import (
 from dsr_requests.services.outbox import queue_requester_email
 from dsr_requests.states import OPEN_STATES, REQUESTER, SYSTEM, S, outstanding_identity_steps
 
+if TYPE_CHECKING:
+    from datetime import datetime
 
-def _advance_if_verified(locked):
+    from django.contrib.auth.models import User
+
+    from dsr_requests.states import Actor
+
+
+def _advance_if_verified(locked: RightsRequest) -> bool:
     """Move a verifying request whose every identity requirement is met to ``in_review``."""
     if locked.state != S.VERIFYING or outstanding_identity_steps(locked):
         return False
@@ -48,7 +58,9 @@ def _advance_if_verified(locked):
     return True
 
 
-def confirm_email(*, reference, actor=REQUESTER, now=None):
+def confirm_email(
+    *, reference: str, actor: Actor = REQUESTER, now: datetime | None = None
+) -> tuple[RightsRequest, str]:
     """Record email control, move the request to ``verifying`` and email the status-page link.
 
     Single use: a request already past ``submitted`` refuses the link. Returns the request and the new
@@ -78,12 +90,20 @@ def confirm_email(*, reference, actor=REQUESTER, now=None):
         return locked, token
 
 
-def _waiting_only_for_agent_check(rights_request):
+def _waiting_only_for_agent_check(rights_request: RightsRequest) -> bool:
     """Whether the person has given every proof of their own and only the agent's permission is left."""
     return outstanding_identity_steps(rights_request) == [[IdentityStep.AGENT_PERMISSION]]
 
 
-def record_identity_step(*, rights_request, step, outcome, method, actor, note=""):
+def record_identity_step(
+    *,
+    rights_request: RightsRequest,
+    step: str,
+    outcome: str,
+    method: str,
+    actor: Actor,
+    note: str = "",
+) -> IdentityCheck:
     """Record the outcome of an identity step and move the request on when every requirement is met.
 
     Staff record the document check here: the uploaded documents are deleted in the same transaction,
@@ -92,7 +112,7 @@ def record_identity_step(*, rights_request, step, outcome, method, actor, note="
     """
     with transaction.atomic():
         locked = _lock(rights_request)
-        open_states = (S.VERIFYING, S.ON_HOLD)
+        open_states: tuple[str, ...] = (S.VERIFYING, S.ON_HOLD)
         if step == IdentityStep.AGENT_PERMISSION:
             open_states = (S.SUBMITTED, *open_states)
         if locked.state not in open_states:
@@ -117,13 +137,15 @@ def record_identity_step(*, rights_request, step, outcome, method, actor, note="
 
 
 # The documents a staff decision on an identity step settles (and deletes).
-DECIDED_DOCUMENTS = {
+DECIDED_DOCUMENTS: dict[str, str] = {
     IdentityStep.DOCUMENT: DocumentKind.IDENTITY,
     IdentityStep.AGENT_PERMISSION: DocumentKind.AGENT_PERMISSION,
 }
 
 
-def issue_account_code(*, rights_request, actor=REQUESTER, now=None):
+def issue_account_code(
+    *, rights_request: RightsRequest, actor: Actor = REQUESTER, now: datetime | None = None
+) -> str:
     """A new one-time code for the Atlassian account proof; earlier unused codes stop working."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -143,13 +165,21 @@ def issue_account_code(*, rights_request, actor=REQUESTER, now=None):
         return code
 
 
-def _same_site(claimed_url, site_url):
+def _same_site(claimed_url: str, site_url: str) -> bool:
     """Whether the site the requester named is the site the code came from (host match)."""
     return (urlsplit(claimed_url).hostname or "").lower() == (urlsplit(site_url).hostname or "").lower()
 
 
 @sensitive_variables("code")
-def redeem_account_code(*, code, client_key, site_url, account_id, actor=REQUESTER, now=None):
+def redeem_account_code(
+    *,
+    code: str,
+    client_key: str,
+    site_url: str,
+    account_id: str,
+    actor: Actor = REQUESTER,
+    now: datetime | None = None,
+) -> RightsRequest:
     """Bind the Atlassian account and site of a Connect JWT to the request whose code was entered.
 
     A code works once, before it expires, and only from the site the request named (when it named one).
@@ -197,7 +227,9 @@ def redeem_account_code(*, code, client_key, site_url, account_id, actor=REQUEST
 MAX_DOCUMENTS_PER_REQUEST = 5
 
 
-def add_identity_document(*, rights_request, content, content_type, actor=REQUESTER):
+def add_identity_document(
+    *, rights_request: RightsRequest, content: bytes, content_type: str, actor: Actor = REQUESTER
+) -> IdentityDocument:
     """Store an identity document, encrypted, for the staff check; the caller has checked type and size."""
     with transaction.atomic():
         locked = _lock(rights_request)
@@ -218,7 +250,9 @@ def add_identity_document(*, rights_request, content, content_type, actor=REQUES
         return document
 
 
-def answer_question(*, question, answer, actor=REQUESTER, now=None):
+def answer_question(
+    *, question: StaffQuestion, answer: str, actor: Actor = REQUESTER, now: datetime | None = None
+) -> StaffQuestion:
     """Store the requester's answer; a request on hold for it goes back to where it was."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -239,13 +273,15 @@ def answer_question(*, question, answer, actor=REQUESTER, now=None):
         return question
 
 
-def _drop_proof_material(locked):
+def _drop_proof_material(locked: RightsRequest) -> None:
     """Delete what identity proof left behind: uploaded documents and unused codes."""
     locked.identity_documents.all().delete()
     locked.account_codes.filter(used_at__isnull=True).delete()
 
 
-def record_document_check(*, rights_request, actor, passed, note):
+def record_document_check(
+    *, rights_request: RightsRequest, actor: User, passed: bool, note: str
+) -> IdentityCheck:
     """Record staff's decision on the requester's identity document (the upload is deleted with it)."""
     _require(actor, "verify_identity")
     note = _required_text(note, _("Say what you checked and why you decided so."))
@@ -272,7 +308,7 @@ class DocumentFile:
 
 
 @sensitive_variables("content")
-def open_identity_document(*, rights_request, actor, document_id):
+def open_identity_document(*, rights_request: RightsRequest, actor: User, document_id: int) -> DocumentFile:
     """Decrypt an uploaded identity document for the staff member who must decide on it.
 
     Only while the decision is pending (the document is deleted when it is recorded) and only for

@@ -2,7 +2,10 @@
 confirmed, and re-sending lost status links.
 """
 
+from __future__ import annotations
+
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -21,13 +24,19 @@ from dsr_requests.services.identity import _drop_proof_material
 from dsr_requests.services.outbox import queue_requester_email
 from dsr_requests.states import REQUESTER, SYSTEM, S
 
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any
 
-def confirmation_max_age():
+    from dsr_requests.states import Actor
+
+
+def confirmation_max_age() -> int:
     """How long an email confirmation link stays valid, in seconds."""
     return settings.DSR_CONFIRMATION_MAX_AGE_HOURS * 3600
 
 
-def _confirmation_email_context(rights_request):
+def _confirmation_email_context(rights_request: RightsRequest) -> dict[str, Any]:
     return {
         "confirm_url": emails.absolute_url(
             "dsr_requests:confirm", query={"token": tokens.confirmation_token(rights_request)}
@@ -49,22 +58,22 @@ RECEIVED_NOTES = {
 @sensitive_variables("name", "email", "details", "transfer_email", "site_url", "agent_name", "agent_email")
 def submit_request(
     *,
-    request_type,
-    name,
-    email,
-    details="",
-    site_url="",
-    concerns="",
-    transfer_to="",
-    transfer_email="",
-    country="",
-    actor=REQUESTER,
-    now=None,
-    channel=Channel.WEB,
-    received_at=None,
-    agent_name="",
-    agent_email="",
-):
+    request_type: str,
+    name: str,
+    email: str,
+    details: str = "",
+    site_url: str = "",
+    concerns: str = "",
+    transfer_to: str = "",
+    transfer_email: str = "",
+    country: str = "",
+    actor: Actor = REQUESTER,
+    now: datetime | None = None,
+    channel: str = Channel.WEB,
+    received_at: datetime | None = None,
+    agent_name: str = "",
+    agent_email: str = "",
+) -> RightsRequest:
     """Store a new request (state ``submitted``) and email the link that confirms the address.
 
     The reference is random; a clash with an existing one (about one in 10^8 per pair) is retried.
@@ -127,7 +136,7 @@ def submit_request(
     raise RuntimeError("could not find a free request reference")
 
 
-def withdraw(*, rights_request, actor=REQUESTER):
+def withdraw(*, rights_request: RightsRequest, actor: Actor = REQUESTER) -> RightsRequest:
     """Withdraw a request at the requester's wish and tell them by email."""
     with transaction.atomic():
         locked = _lock(rights_request)
@@ -138,7 +147,7 @@ def withdraw(*, rights_request, actor=REQUESTER):
         return locked
 
 
-def send_confirmation_reminders(*, now=None):
+def send_confirmation_reminders(*, now: datetime | None = None) -> int:
     """Send the one reminder to requests unconfirmed for DSR_REMINDER_AFTER_DAYS; returns how many."""
     now = now or timezone.now()
     # Counted from when the confirmation link was first sent (the row's creation), not from receipt: a
@@ -152,7 +161,7 @@ def send_confirmation_reminders(*, now=None):
     sent = 0
     for pk in due.values_list("pk", flat=True):
         with transaction.atomic():
-            locked = RightsRequest.objects.select_for_update().get(pk=pk)
+            locked = _lock(pk)
             if locked.state != S.SUBMITTED or locked.reminder_sent_at:
                 continue
             locked.reminder_sent_at = now
@@ -164,7 +173,7 @@ def send_confirmation_reminders(*, now=None):
     return sent
 
 
-def close_unverified_requests(*, now=None, actor=SYSTEM):
+def close_unverified_requests(*, now: datetime | None = None, actor: Actor = SYSTEM) -> int:
     """Close requests unconfirmed for DSR_CLOSE_UNVERIFIED_AFTER_DAYS and erase their personal data.
 
     Nobody proved the address was theirs, so nothing is kept that could identify anyone: only the
@@ -177,7 +186,7 @@ def close_unverified_requests(*, now=None, actor=SYSTEM):
     closed = 0
     for pk in stale.values_list("pk", flat=True):
         with transaction.atomic():
-            locked = RightsRequest.objects.select_for_update().get(pk=pk)
+            locked = _lock(pk)
             if locked.state != S.SUBMITTED:
                 continue
             _transition(
@@ -191,18 +200,11 @@ def close_unverified_requests(*, now=None, actor=SYSTEM):
     return closed
 
 
-def _erase_personal_data(locked):
+def _erase_personal_data(locked: RightsRequest) -> None:
     """Blank every field that could identify the requester, and their emails and proof material."""
-    for field in (
-        "name",
-        "email",
-        "email_hash",
-        "details",
-        "site_url",
-        "transfer_email",
-        "agent_name",
-        "agent_email",
-    ):
+    # Never confirmed, so never proved: the blind index goes too (the account fields are empty before the
+    # email is confirmed, as the account proof comes after).
+    for field in (*RightsRequest.PERSONAL_FIELDS, "email_hash"):
         setattr(locked, field, "")
     locked.save()
     _drop_proof_material(locked)
@@ -211,7 +213,7 @@ def _erase_personal_data(locked):
 
 
 @sensitive_variables("email")
-def resend_links(*, email, actor=REQUESTER):
+def resend_links(*, email: str, actor: Actor = REQUESTER) -> int:
     """Email a person fresh links to each of their requests; returns how many requests were found.
 
     Only the SHA-256 of a status token is stored, so a lost link cannot be sent again: each confirmed

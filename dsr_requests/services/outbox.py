@@ -2,8 +2,12 @@
 background task (or the ``send_pending_emails`` sweep), so a rolled-back action sends nothing.
 """
 
+from __future__ import annotations
+
 import smtplib
 from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -19,12 +23,21 @@ from dsr_requests.models import (
 )
 from dsr_requests.services._base import ActionRefused, _event, _lock, _require, background_task, logger
 
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from django.contrib.auth.models import User
+
+    from dsr_requests.models import RightsRequest
+
 # The only emails an address that has not been confirmed may receive: the link that confirms it (and its
 # reminder). They carry no personal data: no name, no details, no dates of the request.
 UNCONFIRMED_ADDRESS_EVENTS = frozenset({"received", "confirm_reminder"})
 
 
-def queue_requester_email(*, rights_request, event, to=None, **context):
+def queue_requester_email(
+    *, rights_request: RightsRequest, event: str, to: str | None = None, **context: Any
+) -> OutboundEmail:
     """Render a requester email into the outbox and send it once the transaction commits.
 
     Queuing in the same transaction as the change it reports means the email exists exactly when the
@@ -54,7 +67,7 @@ def queue_requester_email(*, rights_request, event, to=None, **context):
     return email
 
 
-def _enqueue_send(email_id):
+def _enqueue_send(email_id: int) -> None:
     """Hand an outbox row to the task queue; a queue failure leaves it for the sweep."""
     try:
         background_task("send_requester_email").enqueue(email_id)
@@ -62,7 +75,7 @@ def _enqueue_send(email_id):
         logger.warning("could not enqueue requester email %s; the sweep will send it", email_id)
 
 
-def deliver_email(*, email_id, now=None):
+def deliver_email(*, email_id: int, now: datetime | None = None) -> str | None:
     """Try to send one pending outbox email; on failure schedule a retry with exponential backoff.
 
     Returns the email's status afterwards. The row is locked while sending so the task and the sweep
@@ -101,7 +114,7 @@ def deliver_email(*, email_id, now=None):
         return email.status
 
 
-def retry_failed_emails(*, rights_request, actor):
+def retry_failed_emails(*, rights_request: RightsRequest, actor: User) -> int:
     """Put the request's emails that failed for good back in the outbox; returns how many.
 
     For when staff have fixed what stopped them (a full mailbox, an SMTP outage that outlasted the
@@ -119,7 +132,7 @@ def retry_failed_emails(*, rights_request, actor):
             email.attempts = 0
             email.next_attempt_at = timezone.now()
             email.save(update_fields=["status", "attempts", "next_attempt_at"])
-            transaction.on_commit(lambda pk=email.pk: _enqueue_send(pk))
+            transaction.on_commit(partial(_enqueue_send, email.pk))
         if failed:
             _event(
                 locked,
@@ -135,11 +148,11 @@ def retry_failed_emails(*, rights_request, actor):
     return len(failed)
 
 
-def send_due_emails(*, now=None, limit=500):
+def send_due_emails(*, now: datetime | None = None, limit: int = 500) -> tuple[int, int, int]:
     """Send every pending email whose retry time has come; returns (sent, still pending, failed)."""
     now = now or timezone.now()
     due = OutboundEmail.objects.filter(status=EmailStatus.PENDING, next_attempt_at__lte=now)
-    outcome = {EmailStatus.SENT: 0, EmailStatus.PENDING: 0, EmailStatus.FAILED: 0}
+    outcome: dict[str, int] = {EmailStatus.SENT: 0, EmailStatus.PENDING: 0, EmailStatus.FAILED: 0}
     for email_id in due.order_by("next_attempt_at").values_list("pk", flat=True)[:limit]:
         status = deliver_email(email_id=email_id, now=now)
         if status:

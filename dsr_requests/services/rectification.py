@@ -1,5 +1,9 @@
 """Fulfilment corrections: checking and recording a rectification carried out through a provider."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
@@ -10,8 +14,13 @@ from dsr_requests.models import (
 from dsr_requests.services._base import ActionRefused, _event, _lock, _require, _required_text
 from dsr_requests.states import S
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def check_rectification(*, rights_request, provider, field):
+    from dsr_requests.models import Rectification, RightsRequest
+
+
+def check_rectification(*, rights_request: RightsRequest, provider: str, field: str) -> None:
     """Refuse (ActionRefused) a correction the request or the provider cannot take; the form uses it too."""
     if rights_request.request_type != RequestType.CHANGE or rights_request.state not in (
         S.IN_REVIEW,
@@ -30,7 +39,9 @@ def check_rectification(*, rights_request, provider, field):
 
 
 @transaction.atomic
-def record_rectification(*, rights_request, actor, provider, field, new_value):
+def record_rectification(
+    *, rights_request: RightsRequest, actor: User, provider: str, field: str, new_value: str
+) -> Rectification:
     """Record a correction for a change request, applied by the provider when the request is fulfilled."""
     from dsr_requests.models import Rectification
 

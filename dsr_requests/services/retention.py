@@ -2,8 +2,11 @@
 retention purge (``dsr_purge``) and re-indexing email hashes after a key change.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -17,20 +20,30 @@ from dsr_requests.models import (
     IdentityDocument,
     RightsRequest,
 )
-from dsr_requests.services._base import logger
+from dsr_requests.services._base import _lock, logger
 from dsr_requests.services.identity import _drop_proof_material
 from dsr_requests.states import FINAL_STATES
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
 
-def tombstone_request(*, request_id):
+    from django.core.files.storage import Storage
+    from django.db.models import QuerySet
+
+    from dsr_requests.models import DataExport
+    from dsr_requests.states import Actor
+
+
+def tombstone_request(*, request_id: int) -> RightsRequest:
     """Erase a request's personal data, keeping reference, type, dates, outcome and the email hash."""
     with transaction.atomic():
-        locked = RightsRequest.objects.select_for_update().get(pk=request_id)
+        locked = _lock(request_id)
         _tombstone(locked)
         return locked
 
 
-def _tombstone(locked):
+def _tombstone(locked: RightsRequest) -> None:
     """Blank every personal field of a locked request and what hangs off it; delete its export files.
 
     The blind-index hash stays, so a later request from the same address can be told its data was
@@ -40,18 +53,7 @@ def _tombstone(locked):
     from dsr_requests import exports
 
     erased_text = str(_("(erased)"))
-    for name in (
-        "name",
-        "email",
-        "details",
-        "site_url",
-        "transfer_email",
-        "account_id",
-        "site_client_key",
-        "verified_site_url",
-        "agent_name",
-        "agent_email",
-    ):
+    for name in RightsRequest.TOMBSTONE_FIELDS:
         setattr(locked, name, "")
     if locked.rejection_reason:
         locked.rejection_reason = erased_text
@@ -73,7 +75,7 @@ def _tombstone(locked):
     live.update(purged_at=timezone.now(), link_token_hash=None)
 
 
-def _drop_export_files(queryset, *, storage):
+def _drop_export_files(queryset: QuerySet[DataExport], *, storage: Storage) -> None:
     """Delete the files and the download codes of the exports in ``queryset``: one storage for all of
     them (building an S3 client per file would cost more than the deletes), one query for the codes."""
     from dsr_requests.models import DownloadCode
@@ -93,7 +95,7 @@ class PurgeResult:
     requests: int = 0
 
 
-def _older_than(storage, name, cutoff):
+def _older_than(storage: Storage, name: str, cutoff: datetime) -> bool:
     """Whether a file was last written before ``cutoff``; a file whose age the storage cannot tell is
     kept (not stray): when in doubt, keep."""
     try:
@@ -102,7 +104,9 @@ def _older_than(storage, name, cutoff):
         return False
 
 
-def purge(*, dry_run=False, now=None, progress=None):
+def purge(
+    *, dry_run: bool = False, now: datetime | None = None, progress: Callable[[str], object] | None = None
+) -> PurgeResult:
     """Remove expired exports, leftover identity documents, stray export files, and old personal data.
 
     Personal data of requests closed more than DSR_RETENTION_MONTHS ago is erased to a tombstone. With
@@ -160,7 +164,7 @@ def purge(*, dry_run=False, now=None, progress=None):
     return result
 
 
-def _months_before(now, months):
+def _months_before(now: datetime, months: int) -> datetime:
     """The same moment ``months`` calendar months earlier (clamped to the month's last day)."""
     import calendar
 
@@ -170,7 +174,9 @@ def _months_before(now, months):
     return now.replace(year=year, month=month + 1, day=day)
 
 
-def reindex_email_hashes(*, actor, batch_size=500, progress=None):
+def reindex_email_hashes(
+    *, actor: Actor, batch_size: int = 500, progress: Callable[[int, int], object] | None = None
+) -> tuple[int, int]:
     """Recompute every request's email blind index under the current ``DSR_BLIND_INDEX_KEY``.
 
     For after the key changed (a leak, or moving off the ``SECRET_KEY``-derived default): without it no

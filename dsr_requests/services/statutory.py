@@ -2,6 +2,10 @@
 that applies now is ``dsr_requests/clock.py``'s), and which request types include the processing register.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
@@ -15,8 +19,14 @@ from dsr_requests.models import (
 )
 from dsr_requests.services._base import ActionRefused, _event
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
-def _fulfilment_running(rights_request):
+    from dsr_requests.models import RightsRequest
+    from dsr_requests.states import Actor
+
+
+def _fulfilment_running(rights_request: RightsRequest) -> bool:
     """Whether a background fulfilment job is under way for this request."""
     return FulfilmentRun.objects.filter(request=rights_request, status=FulfilmentRun.Status.RUNNING).exists()
 
@@ -29,7 +39,7 @@ class LateActionNotConfirmed(ActionRefused):
     """A refusal or answer after the statutory date that staff have not confirmed; nothing was done."""
 
 
-def _confirm_if_late(locked, *, acknowledge_late, action):
+def _confirm_if_late(locked: RightsRequest, *, acknowledge_late: bool, action: StrOrPromise) -> int:
     """Refuse an action past the statutory date unless staff confirmed it; returns the days late."""
     late = days_past_statutory_date(locked)
     if late and not acknowledge_late:
@@ -42,14 +52,14 @@ def _confirm_if_late(locked, *, acknowledge_late, action):
             % {
                 "reference": locked.reference,
                 "days": late,
-                "date": statutory_due_now(locked).isoformat(),
+                "date": str(statutory_due_now(locked)),
                 "action": action,
             }
         )
     return late
 
 
-def _record_late(locked, *, actor, late, action):
+def _record_late(locked: RightsRequest, *, actor: Actor, late: int, action: StrOrPromise) -> None:
     """Put a late refusal or answer on the timeline (staff only), so the log shows it whoever looks."""
     if late:
         _event(
@@ -57,7 +67,7 @@ def _record_late(locked, *, actor, late, action):
             actor=actor,
             note=str(
                 _("%(action)s %(days)d days after the statutory date (%(date)s).")
-                % {"action": action, "days": late, "date": statutory_due_now(locked).isoformat()}
+                % {"action": action, "days": late, "date": str(statutory_due_now(locked))}
             ),
             public=False,
         )
@@ -67,7 +77,7 @@ def _record_late(locked, *, actor, late, action):
 REGISTER_TYPES = frozenset({RequestType.PROCESSING, RequestType.REVIEW, RequestType.COPY})
 
 
-def require_processing_register(*, request_type):
+def require_processing_register(*, request_type: str) -> None:
     """Refuse to answer a processing, review or copy request while the processing register is empty
     (or an entry lacks a required part): the answer must describe the processing, never a placeholder."""
     from dsr_requests.models import ProcessingActivity

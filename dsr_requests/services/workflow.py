@@ -7,6 +7,10 @@ changing anything, writes one event, and queues any requester email in the same 
 staff acting at once exactly one succeeds and exactly one email goes out.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -28,7 +32,6 @@ from dsr_requests.services._base import (
     _require,
     _required_text,
     _transition,
-    apply_due_dates,
 )
 from dsr_requests.services.fulfilment import _begin_fulfilment_run
 from dsr_requests.services.outbox import queue_requester_email
@@ -40,9 +43,19 @@ from dsr_requests.services.statutory import (
 )
 from dsr_requests.states import FINAL_STATES, S
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 
 @transaction.atomic
-def put_on_hold(*, rights_request, actor, message, reason, expected_state=None):
+def put_on_hold(
+    *,
+    rights_request: RightsRequest,
+    actor: User,
+    message: str,
+    reason: str,
+    expected_state: str | None = None,
+) -> RightsRequest:
     """Ask the requester for something and stop the clock until they answer or staff resume.
 
     ``reason`` comes from the fixed list ``HoldReason``: a hold to verify identity or to clarify the
@@ -65,7 +78,9 @@ def put_on_hold(*, rights_request, actor, message, reason, expected_state=None):
 
 
 @transaction.atomic
-def resume(*, rights_request, actor, note="", expected_state=S.ON_HOLD):
+def resume(
+    *, rights_request: RightsRequest, actor: User, note: str = "", expected_state: str | None = S.ON_HOLD
+) -> RightsRequest:
     """Take a request off hold, back to the state it was held from; the due dates move by the hold."""
     _require(actor, "hold_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
@@ -76,7 +91,15 @@ def resume(*, rights_request, actor, note="", expected_state=S.ON_HOLD):
 
 
 @transaction.atomic
-def reject(*, rights_request, actor, reason, ground, expected_state=None, acknowledge_late=False):
+def reject(
+    *,
+    rights_request: RightsRequest,
+    actor: User,
+    reason: str,
+    ground: str,
+    expected_state: str | None = None,
+    acknowledge_late: bool = False,
+) -> RightsRequest:
     """Refuse the request; the reason is recorded and sent to the requester, the ground goes to the log.
 
     The email states the reasons, the right to complain to the supervisory authority that applies to the
@@ -109,7 +132,9 @@ def reject(*, rights_request, actor, reason, ground, expected_state=None, acknow
 
 
 @transaction.atomic
-def approve(*, rights_request, actor, note="", expected_state=None):
+def approve(
+    *, rights_request: RightsRequest, actor: User, note: str = "", expected_state: str | None = None
+) -> RightsRequest:
     """Approve a reviewed request so it can be fulfilled."""
     _require(actor, "approve_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
@@ -125,7 +150,9 @@ def approve(*, rights_request, actor, note="", expected_state=None):
 
 
 @transaction.atomic
-def approve_erasure(*, rights_request, actor, note="", expected_state=S.APPROVED):
+def approve_erasure(
+    *, rights_request: RightsRequest, actor: User, note: str = "", expected_state: str | None = S.APPROVED
+) -> RightsRequest:
     """Give the second approval an erasure needs, from someone other than the first approver."""
     _require(actor, "approve_erasure")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
@@ -144,7 +171,14 @@ def approve_erasure(*, rights_request, actor, note="", expected_state=S.APPROVED
 
 
 @transaction.atomic
-def start_fulfilment(*, rights_request, actor, note="", expected_state=S.APPROVED, acknowledge_late=False):
+def start_fulfilment(
+    *,
+    rights_request: RightsRequest,
+    actor: User,
+    note: str = "",
+    expected_state: str | None = S.APPROVED,
+    acknowledge_late: bool = False,
+) -> RightsRequest:
     """Start carrying out an approved request (an erasure only after its second approval)."""
     _require(actor, "fulfil_request")
     locked = _lock_for_action(rights_request, expected_state=expected_state)
@@ -160,7 +194,14 @@ def start_fulfilment(*, rights_request, actor, note="", expected_state=S.APPROVE
 
 
 @transaction.atomic
-def complete(*, rights_request, actor, note="", expected_state=S.FULFILLING, acknowledge_late=False):
+def complete(
+    *,
+    rights_request: RightsRequest,
+    actor: User,
+    note: str = "",
+    expected_state: str | None = S.FULFILLING,
+    acknowledge_late: bool = False,
+) -> RightsRequest:
     """Record that the request has been carried out, and tell the requester.
 
     Refused while a fulfilment job is running: the job completes the request itself when its last step
@@ -184,7 +225,15 @@ def complete(*, rights_request, actor, note="", expected_state=S.FULFILLING, ack
 
 
 @transaction.atomic
-def extend_deadline(*, rights_request, actor, reason, months=None, days=None, expected_state=None):
+def extend_deadline(
+    *,
+    rights_request: RightsRequest,
+    actor: User,
+    reason: str,
+    months: int | None = None,
+    days: int | None = None,
+    expected_state: str | None = None,
+) -> RightsRequest:
     """Extend the time limit once, within the law's limits and window; the requester is told why.
 
     GDPR and UK GDPR: one or two further months, granted within the first month (Art. 12(3)). CCPA: up to
@@ -231,7 +280,7 @@ def extend_deadline(*, rights_request, actor, reason, months=None, days=None, ex
     locked.extension_calendar_days = allowance.calendar_days
     locked.extension_working_days = allowance.working_days
     locked.extension_reason = reason
-    fields = apply_due_dates(locked)
+    fields = locked.apply_due_dates()
     locked.save(
         update_fields=[
             "extended_at",
@@ -250,7 +299,9 @@ def extend_deadline(*, rights_request, actor, reason, months=None, days=None, ex
 
 
 @transaction.atomic
-def change_regime(*, rights_request, actor, regime, expected_state=None):
+def change_regime(
+    *, rights_request: RightsRequest, actor: User, regime: str, expected_state: str | None = None
+) -> RightsRequest:
     """Set the regime staff decided applies, and recompute the statutory date from it."""
     _require(actor, "extend_deadline")
     regime = RightsRequest.Regime(regime)
@@ -263,7 +314,7 @@ def change_regime(*, rights_request, actor, regime, expected_state=None):
         return locked
     previous = locked.get_regime_display()
     locked.regime = regime
-    fields = apply_due_dates(locked)
+    fields = locked.apply_due_dates()
     locked.save(update_fields=["regime", "updated_at", *fields])
     _event(
         locked,
@@ -275,7 +326,7 @@ def change_regime(*, rights_request, actor, regime, expected_state=None):
 
 
 @transaction.atomic
-def assign(*, rights_request, actor, assignee):
+def assign(*, rights_request: RightsRequest, actor: User, assignee: User | None) -> RightsRequest:
     """Give the request to a staff member (or to nobody, with ``assignee=None``)."""
     _require(actor, "assign_request")
     if assignee is not None and not (assignee.is_staff and assignee.is_active):

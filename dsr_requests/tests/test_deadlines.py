@@ -24,7 +24,6 @@ from dsr_requests.deadlines import (
     add_months,
     due_dates,
     extension_allowance,
-    extension_window_closes,
     hold_calendar_days,
     hold_working_days,
     is_working_day,
@@ -268,13 +267,6 @@ def test_ccpa_extension_is_one_further_45_days():
 def test_extensions_beyond_the_legal_limit_are_refused(regime, months):
     with pytest.raises(ValueError):
         extension_allowance(D(2024, 1, 1), regime=regime, months=months)
-
-
-def test_extension_window_is_the_first_period_plus_time_on_hold():
-    assert extension_window_closes(D(2023, 1, 31), regime=Regime.GDPR) == D(2023, 2, 28)
-    hold = (D(2023, 2, 1), D(2023, 2, 8))
-    assert extension_window_closes(D(2023, 1, 31), regime=Regime.GDPR, holds=[hold]) == D(2023, 3, 7)
-    assert extension_window_closes(D(2024, 1, 1), regime=Regime.CCPA) == D(2024, 2, 15)
 
 
 # --- properties --------------------------------------------------------------------------------------

@@ -125,15 +125,3 @@ def test_concurrent_usage_increments_lose_no_count():
 def test_encrypted_fields_are_discovered_through_the_app_registry():
     found = {model._meta.label: [f.name for f in fields] for model, fields in services.encrypted_fields()}
     assert found["registrations.Registration"] == ["shared_secret"]
-
-
-def test_delete_uninstalled_removes_only_an_uninstalled_row_and_its_cache_entry():
-    from registrations import tenant_cache
-
-    gone = RegistrationFactory(state="uninstalled")
-    kept = RegistrationFactory()
-    tenant_cache.get(gone.client_key)
-    assert services.delete_uninstalled(registration=gone, actor="rights-request") is True
-    assert services.delete_uninstalled(registration=kept, actor="rights-request") is False
-    assert tenant_cache.get(gone.client_key) is None
-    assert list(Registration.objects.values_list("pk", flat=True)) == [kept.pk]
