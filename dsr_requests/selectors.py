@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from dsr_requests import deadlines, services, tokens
+from dsr_requests import deadlines, services, tokens, worklist
 from dsr_requests.models import RequestState, RequestType, RightsRequest
 from dsr_requests.services import FINAL_STATES, OPEN_STATES
 
@@ -175,8 +175,14 @@ def days_left(rights_request, today: date) -> DaysLeft | None:
         return DaysLeft(str(_("on hold")), "paused")
     due = rights_request.effective_due_on
     if due < today:
-        late = (today - due).days
-        text = ngettext("%(days)d day overdue", "%(days)d days overdue", late) % {"days": late}
+        # Each date in its own unit, labelled (worklist.lateness): our date in working days, the law's in
+        # calendar days.
+        text = worklist.lateness(
+            rights_request, today, statutory_due=services.statutory_due_now(rights_request, today)
+        )
+        if not text:  # the dates were set by hand (a test): the effective date alone
+            late = (today - due).days
+            text = ngettext("%(days)d day overdue", "%(days)d days overdue", late) % {"days": late}
         return DaysLeft(text, "overdue")
     left = deadlines.working_days_between(today, due)
     level = "soon" if left <= DUE_SOON_WORKING_DAYS else "ok"
@@ -296,17 +302,20 @@ def dashboard(now=None):
         due_this_week=Count(
             "id", filter=Q(effective_due_on__gte=today, effective_due_on__lte=end_of_week(today))
         ),
+        # Within 5 working days, overdue included: what the list's "due soon" filter shows.
+        due_soon=Count("id", filter=Q(effective_due_on__lte=worklist.due_soon_horizon(today))),
     )
     return {
         "today": today,
         "open_by_state": [
-            {"state": state, "label": state.label, "count": by_state.get(state, 0)}
+            {"state": state, "label": worklist.staff_label(state), "count": by_state.get(state, 0)}
             for state in RequestState
             if state in OPEN_STATES
         ],
         "open_total": sum(by_state.values()),
         "overdue": counts["overdue"],
         "due_this_week": counts["due_this_week"],
+        "due_soon": counts["due_soon"],
         "completion_times": completion_times(now),
         "months": monthly_counts(now),
     }
