@@ -173,6 +173,13 @@ def sniff_content_type(head):
     return None
 
 
+def too_large_message():
+    """The upload error that names the limit (the form's, and the view's for a body too large to open)."""
+    return _(
+        "The file is too large: the limit is %(limit)s. Please send a smaller PDF, PNG or JPEG file."
+    ) % {"limit": filesizeformat(settings.DSR_UPLOAD_MAX_BYTES)}
+
+
 def read_document(upload):
     """The bytes and proven content type of an uploaded document, or ValidationError saying why not.
 
@@ -180,14 +187,14 @@ def read_document(upload):
     name or the browser's word. Used for identity documents and for an authorized agent's permission.
     """
     if upload.size > settings.DSR_UPLOAD_MAX_BYTES:
-        raise forms.ValidationError(
-            _("The file is too large; the limit is %(limit)s.")
-            % {"limit": filesizeformat(settings.DSR_UPLOAD_MAX_BYTES)}
-        )
+        raise forms.ValidationError(too_large_message())
     content = upload.read()
     content_type = sniff_content_type(content[:16])
     if content_type is None:
-        raise forms.ValidationError(_("Please upload a PDF, PNG or JPEG file."))
+        raise forms.ValidationError(
+            _("This file is not a PDF, PNG or JPEG: please upload one of those, up to %(limit)s.")
+            % {"limit": filesizeformat(settings.DSR_UPLOAD_MAX_BYTES)}
+        )
     return content, content_type
 
 

@@ -198,7 +198,7 @@ def test_bad_input_is_a_form_error_and_stores_nothing(
         (
             {"agent_permission": SimpleUploadedFile("permission.pdf", b"<html>not a pdf</html>")},
             "agent_permission",
-            "Please upload a PDF, PNG or JPEG file",
+            "This file is not a PDF, PNG or JPEG",
         ),
         ({"agent_email": "ADA@example.org"}, "email", "This is the agent's address"),
         ({"agent_email": "nope"}, "agent_email", "Enter a valid email address"),
