@@ -21,6 +21,7 @@ from django.utils.translation import ngettext
 from dsr_requests import deadlines, services, tokens, worklist
 from dsr_requests.models import RequestState, RequestType, RightsRequest
 from dsr_requests.services import FINAL_STATES, OPEN_STATES
+from registrations.descriptor import IDENTITY_PROOF_PAGE_NAME
 
 _TOKEN_SHAPE = re.compile(r"[0-9a-f]{64}")
 
@@ -55,6 +56,10 @@ def status_page_context(rights_request):
         "documents_sent": rights_request.identity_documents.filter(kind="identity").count(),
         "can_withdraw": "withdrawn" in services.ALLOWED_TRANSITIONS[rights_request.state],
         "closed_states": sorted(FINAL_STATES),
+        # The requester's words for the state (worklist.STATE_NAMES holds both audiences' names).
+        "state_name": worklist.requester_label(rights_request.state),
+        # The steps name the pages they send the requester to, in those pages' own words.
+        "account_page_name": IDENTITY_PROOF_PAGE_NAME,
     }
 
 

@@ -443,8 +443,8 @@ def confirm_email(*, reference, actor=REQUESTER, now=None):
             raise ActionRefused(_("This confirmation link has already been used or is no longer valid."))
         token, token_hash = tokens.new_status_token()
         locked.email_confirmed_at = now
-        locked.status_token_hash = token_hash
-        locked.save(update_fields=["email_confirmed_at", "status_token_hash", "updated_at"])
+        locked.status_token_hash, locked.status_token = token_hash, token
+        locked.save(update_fields=["email_confirmed_at", "status_token_hash", "status_token", "updated_at"])
         IdentityCheck.objects.create(
             request=locked, step=IdentityStep.EMAIL, method="signed email link", outcome=CheckOutcome.PASSED
         )
@@ -1378,7 +1378,8 @@ def resend_links(*, email, actor=REQUESTER):
                 )
             elif locked.status_token_hash:
                 token, locked.status_token_hash = tokens.new_status_token()
-                locked.save(update_fields=["status_token_hash", "updated_at"])
+                locked.status_token = token
+                locked.save(update_fields=["status_token_hash", "status_token", "updated_at"])
                 _event(
                     locked,
                     actor=actor,
