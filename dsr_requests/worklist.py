@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from dsr_requests import deadlines, tokens
-from dsr_requests.models import RequestState
+from dsr_requests.models import RequestState, RequestType
 
 S = RequestState
 
@@ -43,6 +43,17 @@ STATE_NAMES = {
     S.WITHDRAWN: StateNames(_("Withdrawn by the requester"), S.WITHDRAWN.label),
     S.CLOSED_UNVERIFIED: StateNames(_("Closed: email never confirmed"), S.CLOSED_UNVERIFIED.label),
     S.ON_HOLD: StateNames(_("On hold: waiting for the requester"), S.ON_HOLD.label),
+}
+
+
+# The request type in a word, for the list's narrow column (the form's full sentence is on the change page).
+TYPE_NAMES = {
+    RequestType.REVIEW: _("Review"),
+    RequestType.CHANGE: _("Correction"),
+    RequestType.DELETE: _("Deletion"),
+    RequestType.PROCESSING: _("How we process"),
+    RequestType.COPY: _("Copy"),
+    RequestType.TRANSFER: _("Transfer"),
 }
 
 

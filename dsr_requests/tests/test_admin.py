@@ -61,7 +61,7 @@ def test_days_left_is_green_amber_or_red(client):
     assert "dsr-due-soon" in body and "3 working days" in body
     # Both dates were Saturday 1 June: one working day (Monday) past ours, two calendar days past the law's.
     assert "dsr-due-overdue" in body
-    assert "1 working day past our date; 2 days past the statutory date" in body
+    assert "1 working day past our date</span>" in body and "2 days past the statutory date</span>" in body
 
 
 def test_list_never_shows_names_or_emails(client):
