@@ -391,8 +391,9 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
         obj = self.get_object(request, object_id)
         extra_context = dict(extra_context or {})
         if obj is not None:
-            extra_context["staff_actions"] = staff_actions.available_actions(obj, request.user)
-            extra_context["unavailable_actions"] = staff_actions.unavailable_actions(obj, request.user)
+            extra_context["staff_actions"], extra_context["unavailable_actions"] = staff_actions.page_actions(
+                obj, request.user
+            )
             extra_context["closed_reason"] = staff_actions.closed_reason(obj)
             extra_context["month_choices"] = obj.regime in services.deadlines.MONTH_REGIMES
             extra_context["hold_reasons"] = services.deadlines.HoldReason.choices

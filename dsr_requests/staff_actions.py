@@ -460,21 +460,29 @@ def why_not(action: StaffAction, rights_request, user):
     return reason
 
 
-def available_actions(rights_request, user) -> list[StaffAction]:
-    """The actions of the change page ``user`` may take on ``rights_request`` as it stands."""
-    return [action for action in ACTIONS if action.on_page and why_not(action, rights_request, user) is None]
-
-
-def unavailable_actions(rights_request, user) -> list[Unavailable]:
-    """The change page's actions that apply to the request but are not open now, each with its reason."""
-    found = []
+def page_actions(rights_request, user) -> tuple[list[StaffAction], list[Unavailable]]:
+    """The change page's actions in one pass: those ``user`` may take now, and those that apply to the
+    request but are not open, each with its reason."""
+    available, unavailable = [], []
     for action in ACTIONS:
         if not action.on_page:
             continue
         reason = why_not(action, rights_request, user)
-        if reason is not None and reason is not NOT_APPLICABLE:
-            found.append(Unavailable(action, str(reason)))
-    return found
+        if reason is None:
+            available.append(action)
+        elif reason is not NOT_APPLICABLE:
+            unavailable.append(Unavailable(action, str(reason)))
+    return available, unavailable
+
+
+def available_actions(rights_request, user) -> list[StaffAction]:
+    """The actions of the change page ``user`` may take on ``rights_request`` as it stands."""
+    return page_actions(rights_request, user)[0]
+
+
+def unavailable_actions(rights_request, user) -> list[Unavailable]:
+    """The change page's actions that apply to the request but are not open now, each with its reason."""
+    return page_actions(rights_request, user)[1]
 
 
 def closed_reason(rights_request) -> str:
