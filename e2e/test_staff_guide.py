@@ -47,11 +47,12 @@ class Camera:
         self.folder = Path(folder) if folder else None
         self.taken = []
 
-    def shoot(self, name, focus=None):
+    def shoot(self, name, focus=None, block="start"):
+        """``focus``: the element the picture is about, scrolled to the top (or ``block``) of the window."""
         assert name in SHOTS, name
         self.taken.append(name)
         if focus is not None:
-            focus.scroll_into_view_if_needed()
+            focus.evaluate("(el, block) => el.scrollIntoView({block})", block)
         if self.folder:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.page.screenshot(path=str(self.folder / f"{name}.png"))  # the viewport: 1280×800
@@ -138,14 +139,14 @@ def test_a_day_of_support_work_as_the_staff_guide_shows_it(site, new_context):
     expect(page.locator(".messagelist")).to_contain_text("updated")
     page.reload()
     expect(page.locator(".field-fulfilment_progress")).to_contain_text("steps done")
-    camera.shoot("05-fulfil-copy", focus=page.locator(".field-fulfilment_progress"))
+    camera.shoot("05-fulfil-copy", focus=page.locator(".field-fulfilment_progress"), block="center")
     assert RightsRequest.objects.get(pk=copy.pk).state == RequestState.COMPLETED
 
     # 5. Delete with four eyes: the agent approves; the page says a colleague must give the second approval.
     page.goto(f"{site}{LIST}{deletion.pk}/change/")
     page.get_by_role("button", name="Approve", exact=True).click()
     expect(page.locator(".dsr-unavailable")).to_contain_text("another staff member must approve")
-    camera.shoot("06-four-eyes", focus=page.locator(".dsr-unavailable"))
+    camera.shoot("06-four-eyes", focus=page.locator(".dsr-unavailable"), block="end")
     other = new_context(viewport=VIEWPORT).new_page()
     staff_login(other, site, colleague, PASSWORD)
     other.goto(f"{site}{LIST}{deletion.pk}/change/")
