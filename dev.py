@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """One-command set-up for the Artemis privacy portal (standard library only, so it runs before the venv).
 
-    python3 dev.py serve     set up, migrate SQLite, ensure a local admin, serve on http://127.0.0.1:8000
+    python3 dev.py serve [--port N] [--host H]
+                             set up, migrate SQLite, ensure a local admin, serve on http://127.0.0.1:8000
+                             (or the host and port given; APP_BASE_URL follows them, so email links open)
+    python3 dev.py screenshots
+                             retake the staff guide's screenshots (docs/staff-guide/*.png) in chromium
     python3 dev.py test      set up (with the npm packages of the browser tests), lint, and run the whole
                              test suite (arguments go to pytest)
 
@@ -100,17 +104,82 @@ def ensure_env_file():
     ENV_FILE.chmod(0o600)
 
 
-def serve():
-    """Set up and run the portal on SQLite at http://127.0.0.1:8000."""
+def parse_serve_args(args):
+    """``--port N`` and ``--host H`` (either ``--port=N`` or ``--port N``); anything else stops with usage."""
+    options = {"port": "8000", "host": "127.0.0.1"}
+    args = list(args)
+    while args:
+        arg = args.pop(0)
+        name, _sep, value = arg.partition("=")
+        if name not in ("--port", "--host"):
+            sys.exit(f"unknown option {arg!r}; use: python3 dev.py serve [--port N] [--host H]")
+        if not value:
+            if not args:
+                sys.exit(f"{name} needs a value")
+            value = args.pop(0)
+        options[name[2:]] = value
+    if not options["port"].isdigit() or not 0 < int(options["port"]) < 65536:
+        sys.exit(f"--port must be a number from 1 to 65535, not {options['port']!r}")
+    return options["host"], int(options["port"])
+
+
+def base_url(host, port):
+    """The address email links use: the host served (a wildcard bind is opened as 127.0.0.1)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (a bind, not a link)
+    if ":" in shown:  # an IPv6 literal
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def _env_file_sets(name):
+    return ENV_FILE.exists() and any(
+        line.strip().startswith(f"{name}=") for line in ENV_FILE.read_text().splitlines()
+    )
+
+
+def serve_environment(host, port):
+    """The environment of the development server.
+
+    APP_BASE_URL follows the port and host, so every link in every email opens on this server. Emails are
+    written to files under var/mail/ (unless EMAIL_URL is set), not printed: the console shows no
+    confirmation or status link, and the request log goes through the same redaction as every log.
+    """
+    environment = dict(os.environ)
+    environment["APP_BASE_URL"] = base_url(host, port)
+    if "EMAIL_URL" not in os.environ and not _env_file_sets("EMAIL_URL"):
+        mail_dir = ROOT / "var" / "mail"
+        mail_dir.mkdir(parents=True, exist_ok=True)
+        environment["EMAIL_URL"] = f"filemail:///{mail_dir}"  # the path after the third slash, absolute
+    return environment
+
+
+def serve(args=()):
+    """Set up and run the portal on SQLite at http://127.0.0.1:8000 (or ``--host``/``--port``)."""
+    host, port = parse_serve_args(args)
     ensure_venv("requirements.txt")
     ensure_env_file()
+    environment = serve_environment(host, port)
     say("migrating the database")
-    run(PYTHON, "manage.py", "migrate", "--noinput")
-    run(PYTHON, "manage.py", "ensure_local_admin")
-    say("request form: http://127.0.0.1:8000/requests/new/")
-    say("admin:        http://127.0.0.1:8000/admin/")
+    run(PYTHON, "manage.py", "migrate", "--noinput", env=environment)
+    run(PYTHON, "manage.py", "ensure_local_admin", env=environment)
+    url = environment["APP_BASE_URL"]
+    say(f"request form: {url}/requests/new/")
+    say(f"admin:        {url}/admin/")
+    if "EMAIL_URL" in environment and environment["EMAIL_URL"].startswith("filemail://"):
+        say(f"emails:       written to {ROOT / 'var' / 'mail'} (open a .log file for its links)")
     os.chdir(ROOT)
-    os.execv(str(PYTHON), [str(PYTHON), "manage.py", "runserver", "127.0.0.1:8000"])
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    os.execve(str(PYTHON), [str(PYTHON), "manage.py", "runserver", bind], environment)
+
+
+def screenshots():
+    """Retake the staff guide's screenshots: the browser test that walks a day's work saves them."""
+    ensure_venv("requirements-dev.txt")
+    ensure_npm_packages()
+    ensure_env_file()
+    say("taking the staff guide's screenshots (docs/staff-guide/)")
+    environment = {**os.environ, "STAFF_GUIDE_SCREENSHOTS": str(ROOT / "docs" / "staff-guide")}
+    run(PYTHON, "-m", "pytest", "e2e/test_staff_guide.py", "-m", "browser", "-q", env=environment)
 
 
 def test(pytest_args):
@@ -133,7 +202,9 @@ def main(argv):
     """Dispatch the sub-command."""
     command, rest = (argv[0], argv[1:]) if argv else ("serve", [])
     if command == "serve":
-        serve()
+        serve(rest)
+    elif command == "screenshots":
+        screenshots()
     elif command == "test":
         test(rest)
     elif command == "setup":
@@ -141,7 +212,10 @@ def main(argv):
         ensure_npm_packages()
         ensure_env_file()
     else:
-        sys.exit(f"unknown command {command!r}; use: python3 dev.py serve | test [pytest args] | setup")
+        sys.exit(
+            f"unknown command {command!r}; use: python3 dev.py serve [--port N] [--host H] | "
+            "test [pytest args] | screenshots | setup"
+        )
 
 
 if __name__ == "__main__":

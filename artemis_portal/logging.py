@@ -37,8 +37,13 @@ def redact(text):
 
 def _mask_unless_path(match):
     run = match.group(0)
-    if "/" in run and all(PATH_SEGMENT.fullmatch(segment) for segment in run.split("/")):
+    segments = run.split("/")
+    if "/" in run and all(PATH_SEGMENT.fullmatch(segment) for segment in segments):
         return run
+    if all(PATH_SEGMENT.fullmatch(segment) or len(segment) >= 40 for segment in segments):
+        # A URL path with a secret in it (``/requests/status/<token>/``): only the secret goes, so the
+        # line still says which page it was.
+        return "/".join(segment if PATH_SEGMENT.fullmatch(segment) else MASK for segment in segments)
     return MASK
 
 

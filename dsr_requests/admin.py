@@ -18,11 +18,21 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from artemis_portal.admin_mixins import ReadOnlyAdminMixin
-from dsr_requests import admin_intake, providers, request_log, selectors, services, staff_intake, tokens
+from dsr_requests import (
+    admin_bulk,
+    admin_intake,
+    providers,
+    request_log,
+    selectors,
+    services,
+    staff_actions,
+    worklist,
+)
 from dsr_requests.admin_site_erasure import SiteErasureAdminMixin
 from dsr_requests.models import (
     Concerns,
@@ -49,21 +59,58 @@ PERSONAL_DATA_PERMISSION = "dsr_requests.view_personal_data"
 
 
 class DueFilter(admin.SimpleListFilter):
-    """Overdue, or due by the end of this week; both read the indexed effective due date."""
+    """Overdue, or due soon (within 5 working days, overdue included), by the effective (earlier) due date.
+
+    Working days, not "this calendar week": on a Friday, a request due on Monday is due soon.
+    """
 
     title = _("deadline")
     parameter_name = "due"
 
     def lookups(self, request, model_admin):
-        return [("overdue", _("Overdue")), ("week", _("Due this week"))]
+        return [("overdue", _("Overdue")), ("soon", _("Due within 5 working days (overdue included)"))]
 
     def queryset(self, request, queryset):
         today = timezone.localdate()
         if self.value() == "overdue":
             return selectors.overdue(today, queryset)
-        if self.value() == "week":
-            return selectors.due_this_week(today, queryset)
+        if self.value() == "soon":
+            return worklist.due_soon(today, queryset)
         return queryset
+
+
+class StateFilter(admin.SimpleListFilter):
+    """The state, in the words staff use (the requester's wording is on their status page)."""
+
+    title = _("state")
+    parameter_name = "state__exact"
+
+    def lookups(self, request, model_admin):
+        return [(state.value, names.staff) for state, names in worklist.STATE_NAMES.items()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(state=self.value()) if self.value() else queryset
+
+
+class OrderFilter(admin.SimpleListFilter):
+    """The list's order: most urgent first (the default) or newest first; ``get_ordering`` reads it."""
+
+    title = _("order")
+    parameter_name = "order"
+
+    def lookups(self, request, model_admin):
+        return [("newest", _("Newest first"))]
+
+    def queryset(self, request, queryset):
+        return queryset
+
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": _("Most urgent first"),
+        }
+        yield from list(super().choices(changelist))[1:]
 
 
 class AssigneeFilter(admin.SimpleListFilter):
@@ -125,20 +172,15 @@ class StaffQuestionInline(ReadOnlyAdminMixin, admin.TabularInline):
 class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """List, search and run rights requests; edits only through the workflow services."""
 
-    list_display = (
-        "reference",
-        "request_type",
-        "state",
-        "received_at",
-        "effective_due_on",
-        "days_left",
-        "assignee",
-    )
+    # Narrow enough for 1280 px beside the navigation and the filters; the change page has the rest.
+    list_display = ("reference", "staff_type", "staff_state", "due", "assignee")
     list_select_related = ("assignee",)
-    list_filter = ("state", "request_type", "regime", "channel", DueFilter, AssigneeFilter)
+    list_filter = (OrderFilter, StateFilter, "request_type", "regime", "channel", DueFilter, AssigneeFilter)
     date_hierarchy = "received_at"
     search_fields = ("reference",)
-    search_help_text = _("A reference (DSR-…), or a requester's exact email address.")
+    search_help_text = _(
+        "A reference (with or without DSR-), a requester's exact email address, or an Atlassian account ID."
+    )
     show_full_result_count = False
     list_per_page = 50
     inlines = (IdentityCheckInline, RequestEventInline)
@@ -149,7 +191,8 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
             return (IdentityCheckInline, StaffQuestionInline, RequestEventInline)
         return self.inlines
 
-    actions = ("assign_to_me", "approve_selected", "start_fulfilment_selected", "complete_selected")
+    # The bulk actions of the staff-actions registry (staff_actions.ACTIONS entries with a bulk label).
+    actions = tuple(admin_bulk.bulk_action(action) for action in staff_actions.BULK_ACTIONS)
     change_form_template = "admin/dsr_requests/rightsrequest/change_form.html"
     change_list_template = "admin/dsr_requests/rightsrequest/change_list.html"
 
@@ -200,6 +243,37 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)
+
+    @admin.display(description=_("due (the earlier date)"), ordering="effective_due_on")
+    def due(self, obj):
+        """The effective due date and how much time is left, or how late it is against each date."""
+        if obj.effective_due_on is None:
+            return "–"
+        day = date_format(obj.effective_due_on, "j M Y")
+        shown = selectors.days_left(obj, timezone.localdate())
+        if shown is None:
+            return day
+        # Late against both dates: one labelled line each.
+        lines = format_html_join(
+            "",
+            '<br><span class="dsr-due dsr-due-{}">{}</span>',
+            ((shown.level, part) for part in shown.text.split("; ")),
+        )
+        return format_html("{}{}", day, lines)
+
+    @admin.display(description=_("type"), ordering="request_type")
+    def staff_type(self, obj):
+        return worklist.TYPE_NAMES[obj.request_type]
+
+    @admin.display(description=_("state"), ordering="state")
+    def staff_state(self, obj):
+        return worklist.staff_label(obj.state)
+
+    def get_ordering(self, request):
+        """Most urgent first (open requests by their earlier due date, then the rest), or newest first."""
+        if request.GET.get(OrderFilter.parameter_name) == "newest":
+            return worklist.NEWEST_FIRST
+        return worklist.URGENT_FIRST
 
     @admin.display(description=_("identity proof still needed"))
     def identity_outstanding(self, obj):
@@ -279,13 +353,8 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
         return format_html('<span class="dsr-due dsr-due-{}">{}</span>', shown.level, shown.text)
 
     def get_search_results(self, request, queryset, search_term):
-        """An exact email address is looked up through its blind index; anything else as a reference."""
-        term = search_term.strip()
-        if "@" in term:
-            return queryset.filter(email_hash=tokens.email_blind_index(term)), False
-        if term:
-            return queryset.filter(reference__iexact=term), False
-        return queryset, False
+        """Exact lookups only (email through its blind index, reference, account ID): see worklist.search."""
+        return worklist.search(queryset, search_term), False
 
     # --- buttons on the change page ------------------------------------------------------------------
 
@@ -312,23 +381,20 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
         obj = self.get_object(request, object_id)
         extra_context = dict(extra_context or {})
         if obj is not None:
-            extra_context["staff_actions"] = services.available_actions(obj, request.user)
+            extra_context["staff_actions"], extra_context["unavailable_actions"] = staff_actions.page_actions(
+                obj, request.user
+            )
+            extra_context["closed_reason"] = staff_actions.closed_reason(obj)
             extra_context["month_choices"] = obj.regime in services.deadlines.MONTH_REGIMES
             extra_context["hold_reasons"] = services.deadlines.HoldReason.choices
             extra_context["days_late"] = services.days_past_statutory_date(obj)
             extra_context["statutory_due_now"] = services.statutory_due_now(obj)
-            extra_context["late_actions"] = services.LATE_CONFIRMED_ACTIONS
+            extra_context["late_actions"] = staff_actions.LATE_CONFIRMED
             extra_context["rejection_grounds"] = RejectionGround.choices
             extra_context["staff_users"] = (
                 get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")
-                if request.user.has_perm("dsr_requests.assign_request")
-                else None
             )
-            extra_context["regimes"] = (
-                RightsRequest.Regime.choices
-                if request.user.has_perm("dsr_requests.extend_deadline")
-                else None
-            )
+            extra_context["regimes"] = RightsRequest.Regime.choices
             extra_context["identity_documents"] = (
                 list(obj.identity_documents.only("pk", "kind", "content_type", "size", "uploaded_at"))
                 if request.user.has_perm("dsr_requests.view_identity_document")
@@ -383,77 +449,17 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
         obj = get_object_or_404(RightsRequest, pk=object_id)
         if not self.has_view_permission(request, obj):
             raise PermissionDenied
-        expected = request.POST.get("expected_state") or None
-        text = request.POST.get("text", "")
-        # Ticked by staff on a page that warned them the statutory date has passed.
-        late_ok = request.POST.get("acknowledge_late") == "1"
-        calls = {
-            "document_passed": lambda: services.record_document_check(
-                rights_request=obj, actor=request.user, passed=True, note=text
-            ),
-            "document_failed": lambda: services.record_document_check(
-                rights_request=obj, actor=request.user, passed=False, note=text
-            ),
-            "agent_permission_passed": lambda: staff_intake.record_agent_permission_check(
-                rights_request=obj, actor=request.user, passed=True, note=text
-            ),
-            "agent_permission_failed": lambda: staff_intake.record_agent_permission_check(
-                rights_request=obj, actor=request.user, passed=False, note=text
-            ),
-            "approve": lambda: services.approve(
-                rights_request=obj, actor=request.user, expected_state=expected
-            ),
-            "approve_erasure": lambda: services.approve_erasure(
-                rights_request=obj, actor=request.user, expected_state=expected
-            ),
-            "start_fulfilment": lambda: services.start_fulfilment(
-                rights_request=obj, actor=request.user, expected_state=expected, acknowledge_late=late_ok
-            ),
-            "complete": lambda: services.complete(
-                rights_request=obj, actor=request.user, expected_state=expected, acknowledge_late=late_ok
-            ),
-            "put_on_hold": lambda: services.put_on_hold(
-                rights_request=obj,
-                actor=request.user,
-                message=text,
-                reason=request.POST.get("hold_reason", ""),
-                expected_state=expected,
-            ),
-            "resume": lambda: services.resume(
-                rights_request=obj, actor=request.user, expected_state=expected
-            ),
-            "reject": lambda: services.reject(
-                rights_request=obj,
-                actor=request.user,
-                reason=text,
-                ground=request.POST.get("ground", ""),
-                expected_state=expected,
-                acknowledge_late=late_ok,
-            ),
-            "extend_deadline": lambda: services.extend_deadline(
-                rights_request=obj,
-                actor=request.user,
-                reason=text,
-                months=_whole_number(request.POST.get("months")),
-                days=_whole_number(request.POST.get("days")),
-                expected_state=expected,
-            ),
-            "assign": lambda: services.assign(
-                rights_request=obj, actor=request.user, assignee=_staff_user(request.POST)
-            ),
-            "retry_emails": lambda: services.retry_failed_emails(rights_request=obj, actor=request.user),
-            "change_regime": lambda: services.change_regime(
-                rights_request=obj,
-                actor=request.user,
-                regime=request.POST.get("regime", ""),
-                expected_state=expected,
-            ),
-        }
-        if action not in calls:
+        data = staff_actions.ActionData.from_post(request.POST)
+        if action not in staff_actions.BY_NAME:
             self.message_user(request, _("Unknown action."), messages.ERROR)
         else:
             try:
-                _audited(request, obj, action, calls[action])
+                admin_bulk.audited(
+                    request,
+                    obj,
+                    action,
+                    lambda: staff_actions.run(action, rights_request=obj, actor=request.user, data=data),
+                )
             except REFUSALS as exc:
                 self.message_user(
                     request, str(exc) or _("You do not have permission to do this."), messages.ERROR
@@ -472,63 +478,6 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
             else:
                 self.message_user(request, _("Done: %(reference)s updated.") % {"reference": obj.reference})
         return HttpResponseRedirect(reverse("admin:dsr_requests_rightsrequest_change", args=[obj.pk]))
-
-    # --- bulk actions on the list --------------------------------------------------------------------
-
-    def _run_for_each(self, request, queryset, call, done_message):
-        done = 0
-        action = f"bulk {request.POST.get('action', '')}".strip()
-        for obj in queryset.order_by("pk"):
-            try:
-                _audited(request, obj, action, lambda obj=obj: call(obj))
-            except REFUSALS as exc:
-                self.message_user(
-                    request,
-                    _("%(reference)s: %(reason)s") % {"reference": obj.reference, "reason": str(exc)},
-                    messages.ERROR,
-                )
-            else:
-                done += 1
-        if done:
-            self.message_user(request, done_message % {"count": done}, messages.SUCCESS)
-
-    @admin.action(description=_("Assign selected requests to me"), permissions=["view"])
-    def assign_to_me(self, request, queryset):
-        self._run_for_each(
-            request,
-            queryset,
-            lambda obj: services.assign(rights_request=obj, actor=request.user, assignee=request.user),
-            _("%(count)d requests assigned to you."),
-        )
-
-    @admin.action(description=_("Approve selected requests"), permissions=["view"])
-    def approve_selected(self, request, queryset):
-        self._run_for_each(
-            request,
-            queryset,
-            lambda obj: services.approve(
-                rights_request=obj, actor=request.user, expected_state=services.S.IN_REVIEW
-            ),
-            _("%(count)d requests approved."),
-        )
-
-    @admin.action(description=_("Start fulfilment of selected requests"), permissions=["view"])
-    def start_fulfilment_selected(self, request, queryset):
-        self._run_for_each(
-            request,
-            queryset,
-            lambda obj: services.start_fulfilment(rights_request=obj, actor=request.user),
-            _("%(count)d requests started."),
-        )
-
-    @admin.action(description=_("Mark selected requests completed"), permissions=["view"])
-    def complete_selected(self, request, queryset):
-        self._run_for_each(
-            request,
-            queryset,
-            lambda obj: services.complete(rights_request=obj, actor=request.user),
-            _("%(count)d requests completed."),
-        )
 
     # --- dashboard and request log -------------------------------------------------------------------
 
@@ -558,32 +507,6 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
         extra_context = dict(extra_context or {})
         extra_context["can_export_log"] = request.user.has_perm("dsr_requests.export_request_log")
         return super().changelist_view(request, extra_context)
-
-
-def _audited(request, obj, action, call):
-    """Run one staff action on ``obj`` and append it to the audit, refused or not (the one hook for
-    every button and bulk action)."""
-    try:
-        result = call()
-    except Exception:
-        audit.record(request, action=AccessAction.TRANSITION, obj=obj, detail=action, succeeded=False)
-        raise
-    audit.record(request, action=AccessAction.TRANSITION, obj=obj, detail=action)
-    return result
-
-
-def _whole_number(raw):
-    """An extension length from the form (months under GDPR, days under CCPA), or None when not given;
-    anything else is a ValueError, which the page reports as an invalid value."""
-    return int(raw) if raw else None
-
-
-def _staff_user(post):
-    """The staff member picked in the assign form, or None for "nobody"."""
-    user_id = post.get("assignee")
-    if not user_id:
-        return None
-    return get_object_or_404(get_user_model(), pk=user_id, is_staff=True, is_active=True)
 
 
 # --- Fulfilment ---------------------------------------------------------------------------------------

@@ -47,7 +47,15 @@ def render(event, rights_request, **context):
         # Until the address is confirmed it may not be the requester's: no name in the greeting.
         "name": rights_request.name if rights_request.email_confirmed_at else "",
         "due_on": rights_request.effective_due_on or rights_request.policy_due_on,
+        "closed_on": rights_request.closed_at,
         "portal_url": settings.APP_BASE_URL.rstrip("/") + "/",
+        # Every email after confirmation links the status page (the link in force: a new one replaces it).
+        "status_url": (
+            absolute_url("dsr_requests:status", token=rights_request.status_token)
+            if rights_request.status_token
+            else ""
+        ),
+        "lost_link_url": absolute_url("dsr_requests:lost-link"),
         **context,
     }
     subject = str(SUBJECTS[event] % {"reference": rights_request.reference})

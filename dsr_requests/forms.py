@@ -1,5 +1,7 @@
 """Forms of the public rights-request pages: the request form, identity upload, answers, withdrawal."""
 
+import unicodedata
+
 from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
@@ -10,7 +12,6 @@ from dsr_requests.models import Concerns, RequestType, TransferTo
 # Where the requester lives decides which law's time limit applies (EU/EEA GDPR, UK GDPR, CCPA); the
 # list covers those regimes and the countries most of our customers are in, "other" covers the rest.
 COUNTRIES = [
-    ("", _("Prefer not to say / other")),
     ("AT", _("Austria")),
     ("AU", _("Australia")),
     ("BE", _("Belgium")),
@@ -52,6 +53,30 @@ COUNTRIES = [
     ("US", _("United States")),
 ]
 
+NO_COUNTRY = ("", _("Prefer not to say / other"))
+
+
+def collation_key(name: str) -> tuple[str, str]:
+    """Sort key of a country name in any Latin-script language: accents and case set aside first
+    ("Österreich" beside "Oman", "Émirats" among the E's), then used to break ties.
+
+    Unicode's decomposition (NFKD) splits a letter from its accents; casefold() folds case (ß as ss).
+    That is how dictionaries of the languages we serve sort names, without the C library's locale, which
+    sorts by code point and would put "Österreich" after "Zypern". A full UCA (PyICU) is not needed for
+    the ~40 names of the list.
+    """
+    decomposed = unicodedata.normalize("NFKD", name)
+    base = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return base.casefold(), name.casefold()
+
+
+def country_choices():
+    """The country list sorted by name in the page's language (evaluated per form, so per request), with
+    "prefer not to say" first."""
+    named = [(code, str(label)) for code, label in COUNTRIES]
+    return [NO_COUNTRY, *sorted(named, key=lambda choice: collation_key(choice[1]))]
+
+
 MAX_TEXT = 5000
 
 
@@ -67,7 +92,7 @@ class RightsRequestForm(forms.Form):
         max_length=254,
         help_text=_("We will send a link to this address to confirm it is yours."),
     )
-    country = forms.ChoiceField(label=_("Where do you live?"), choices=COUNTRIES, required=False)
+    country = forms.ChoiceField(label=_("Where do you live?"), choices=country_choices, required=False)
     site_url = forms.URLField(
         label=_("Atlassian site (optional)"),
         max_length=500,
@@ -148,6 +173,13 @@ def sniff_content_type(head):
     return None
 
 
+def too_large_message():
+    """The upload error that names the limit (the form's, and the view's for a body too large to open)."""
+    return _(
+        "The file is too large: the limit is %(limit)s. Please send a smaller PDF, PNG or JPEG file."
+    ) % {"limit": filesizeformat(settings.DSR_UPLOAD_MAX_BYTES)}
+
+
 def read_document(upload):
     """The bytes and proven content type of an uploaded document, or ValidationError saying why not.
 
@@ -155,14 +187,14 @@ def read_document(upload):
     name or the browser's word. Used for identity documents and for an authorized agent's permission.
     """
     if upload.size > settings.DSR_UPLOAD_MAX_BYTES:
-        raise forms.ValidationError(
-            _("The file is too large; the limit is %(limit)s.")
-            % {"limit": filesizeformat(settings.DSR_UPLOAD_MAX_BYTES)}
-        )
+        raise forms.ValidationError(too_large_message())
     content = upload.read()
     content_type = sniff_content_type(content[:16])
     if content_type is None:
-        raise forms.ValidationError(_("Please upload a PDF, PNG or JPEG file."))
+        raise forms.ValidationError(
+            _("This file is not a PDF, PNG or JPEG: please upload one of those, up to %(limit)s.")
+            % {"limit": filesizeformat(settings.DSR_UPLOAD_MAX_BYTES)}
+        )
     return content, content_type
 
 

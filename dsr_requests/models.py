@@ -146,6 +146,9 @@ class RightsRequest(models.Model):
     status_token_hash = models.CharField(
         _("status token hash"), max_length=64, unique=True, null=True, blank=True, editable=False
     )
+    # The status link itself, encrypted like the personal fields, so that every later email can carry it
+    # (the lookup still goes by the hash). Empty for requests confirmed before it was kept.
+    status_token = EncryptedTextField(_("status token"), blank=True, editable=False)
 
     # Bound by the Atlassian account proof (the Connect JWT's sub and iss).
     account_id = models.CharField(_("Atlassian account ID"), max_length=128, blank=True)

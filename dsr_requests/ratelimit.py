@@ -4,6 +4,7 @@ Hand-written rather than a library: it is a dozen lines over ``cache.add``/``cac
 atomic on Redis and Memcached, and the client-IP rule (one trusted proxy hop) is ours to decide.
 """
 
+import contextlib
 import hashlib
 import time
 
@@ -18,15 +19,20 @@ def parse_rate(rate):
     return int(count), int(seconds)
 
 
+def _cache_key(scope, key, seconds):
+    """The counter of ``key`` in ``scope`` for the current window; hashed, so no address sits in the cache."""
+    window = int(time.time() // seconds)
+    digest = hashlib.sha256(f"{scope}:{key}".encode()).hexdigest()
+    return f"dsr-rl:{digest}:{window}"
+
+
 def hit(scope, key, rate):
     """Count one attempt by ``key`` in ``scope``; True if that attempt is over the limit.
 
     Keys are hashed so email addresses never sit in the cache in plain text.
     """
     count, seconds = parse_rate(rate)
-    window = int(time.time() // seconds)
-    digest = hashlib.sha256(f"{scope}:{key}".encode()).hexdigest()
-    cache_key = f"dsr-rl:{digest}:{window}"
+    cache_key = _cache_key(scope, key, seconds)
     if cache.add(cache_key, 1, timeout=seconds + 1):
         return False
     try:
@@ -34,6 +40,13 @@ def hit(scope, key, rate):
     except ValueError:  # expired between add and incr
         cache.set(cache_key, 1, timeout=seconds + 1)
         return False
+
+
+def release(scope, key, rate):
+    """Take back one attempt counted by ``hit`` (the submission it counted was not accepted after all)."""
+    _count, seconds = parse_rate(rate)
+    with contextlib.suppress(ValueError):  # the window ended meanwhile: nothing to take back
+        cache.decr(_cache_key(scope, key, seconds))
 
 
 def seconds_until_reset(rate):

@@ -6,29 +6,28 @@ permission reaches its roles without a migration importing live code. Services c
 themselves, so a role is enforced even where a template forgets to hide a button.
 """
 
+from dsr_requests import staff_actions
+
 REVIEWER = "Reviewer"
 APPROVER = "Approver"
 PRIVACY_ADMIN = "Privacy admin"
 
-_REVIEWER_PERMISSIONS = (
+# What a role may see and do beyond the staff actions on a request; the actions' permissions come from
+# the staff-actions registry (each action names the lowest role that takes it).
+_REVIEWER_READS = (
     "view_rightsrequest",
     "view_requestevent",
     "view_identitycheck",
     "view_staffquestion",
     "view_personal_data",
     "view_identity_document",
-    "verify_identity",
-    "hold_request",
-    "reject_request",
-    "assign_request",
     "log_request",
 )
-_APPROVER_PERMISSIONS = (
-    *_REVIEWER_PERMISSIONS,
-    "approve_request",
-    "approve_erasure",
-    "extend_deadline",
-    "fulfil_request",
+_REVIEWER_PERMISSIONS = tuple(
+    dict.fromkeys((*_REVIEWER_READS, *staff_actions.permissions_of(staff_actions.REVIEWER)))
+)
+_APPROVER_PERMISSIONS = tuple(
+    dict.fromkeys((*_REVIEWER_PERMISSIONS, *staff_actions.permissions_of(staff_actions.APPROVER)))
 )
 
 # codenames of the dsr_requests app; None means every permission the app has.

@@ -21,10 +21,11 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from dsr_requests import deadlines, tokens
+from dsr_requests import deadlines, tokens, worklist
 from dsr_requests.clock import statutory_due_now
 from dsr_requests.models import RequestState, RequestType, RightsRequest
 from dsr_requests.states import ALLOWED_TRANSITIONS, FINAL_STATES, OPEN_STATES, outstanding_identity_steps
+from registrations.descriptor import IDENTITY_PROOF_PAGE_NAME
 
 if TYPE_CHECKING:
     from typing import Any
@@ -64,6 +65,10 @@ def status_page_context(rights_request: RightsRequest) -> dict[str, Any]:
         "documents_sent": rights_request.identity_documents.filter(kind="identity").count(),
         "can_withdraw": "withdrawn" in ALLOWED_TRANSITIONS[rights_request.state],
         "closed_states": sorted(FINAL_STATES),
+        # The requester's words for the state (worklist.STATE_NAMES holds both audiences' names).
+        "state_name": worklist.requester_label(rights_request.state),
+        # The steps name the pages they send the requester to, in those pages' own words.
+        "account_page_name": IDENTITY_PROOF_PAGE_NAME,
     }
 
 
@@ -184,8 +189,14 @@ def days_left(rights_request: RightsRequest, today: date) -> DaysLeft | None:
         return DaysLeft(str(_("on hold")), "paused")
     due = rights_request.effective_due_on
     if due < today:
-        late = (today - due).days
-        text = ngettext("%(days)d day overdue", "%(days)d days overdue", late) % {"days": late}
+        # Each date in its own unit, labelled (worklist.lateness): our date in working days, the law's in
+        # calendar days.
+        text = worklist.lateness(
+            rights_request, today, statutory_due=statutory_due_now(rights_request, today)
+        )
+        if not text:  # the dates were set by hand (a test): the effective date alone
+            late = (today - due).days
+            text = ngettext("%(days)d day overdue", "%(days)d days overdue", late) % {"days": late}
         return DaysLeft(text, "overdue")
     left = deadlines.working_days_between(today, due)
     level = "soon" if left <= DUE_SOON_WORKING_DAYS else "ok"
@@ -305,17 +316,20 @@ def dashboard(now: datetime | None = None) -> dict[str, Any]:
         due_this_week=Count(
             "id", filter=Q(effective_due_on__gte=today, effective_due_on__lte=end_of_week(today))
         ),
+        # Within 5 working days, overdue included: what the list's "due soon" filter shows.
+        due_soon=Count("id", filter=Q(effective_due_on__lte=worklist.due_soon_horizon(today))),
     )
     return {
         "today": today,
         "open_by_state": [
-            {"state": state, "label": state.label, "count": by_state.get(state, 0)}
+            {"state": state, "label": worklist.staff_label(state), "count": by_state.get(state, 0)}
             for state in RequestState
             if state in OPEN_STATES
         ],
         "open_total": sum(by_state.values()),
         "overdue": counts["overdue"],
         "due_this_week": counts["due_this_week"],
+        "due_soon": counts["due_soon"],
         "completion_times": completion_times(now),
         "months": monthly_counts(now),
     }

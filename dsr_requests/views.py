@@ -12,13 +12,14 @@ from django.contrib import messages
 from django.core import signing
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
+from dsr_requests import forms as forms_module
 from dsr_requests import ratelimit, selectors, services, tokens
 from dsr_requests.forms import (
     AccountCodeForm,
@@ -52,10 +53,9 @@ def sensitive_page(view):
 
 def rate_limited(request, rate):
     """The 429 page: what happened and when to try again."""
-    seconds = ratelimit.seconds_until_reset(rate)
-    minutes = max(1, -(-seconds // 60))
+    minutes = _retry_minutes(rate)
     response = render(request, "dsr_requests/rate_limited.html", {"minutes": minutes}, status=429)
-    response["Retry-After"] = str(seconds)
+    response["Retry-After"] = str(ratelimit.seconds_until_reset(rate))
     return response
 
 
@@ -84,33 +84,65 @@ def error_page(request, message, *, status=400):
 def new_request(request):
     """The request form; a valid submission is stored and the requester is sent to a 'what next' page."""
     form = RightsRequestForm(request.POST or None)
-    if request.method == "POST":
-        if ratelimit.hit("submit-ip", ratelimit.client_ip(request), settings.DSR_RATE_SUBMIT_PER_IP):
-            return rate_limited(request, settings.DSR_RATE_SUBMIT_PER_IP)
-        if form.is_valid():
-            if form.is_bot:
-                # Look like success so the bot learns nothing; store nothing.
-                return redirect("dsr_requests:submitted")
-            data = form.cleaned_data
-            email_key = tokens.email_blind_index(data["email"])
-            if ratelimit.hit("submit-email", email_key, settings.DSR_RATE_SUBMIT_PER_EMAIL):
-                return rate_limited(request, settings.DSR_RATE_SUBMIT_PER_EMAIL)
-            services.submit_request(
-                request_type=data["request_type"],
-                name=data["name"],
-                email=data["email"],
-                details=data["details"],
-                site_url=data["site_url"],
-                concerns=data["concerns"],
-                transfer_to=data["transfer_to"],
-                transfer_email=data["transfer_email"],
-                country=data["country"],
-                actor=services.REQUESTER,
+    # Only an accepted submission counts towards the limits: a form sent back with errors uses up nothing.
+    if request.method == "POST" and form.is_valid():
+        ip = ratelimit.client_ip(request)
+        email_key = tokens.email_blind_index(form.cleaned_data["email"])
+        limit = None
+        if ratelimit.hit("submit-ip", ip, settings.DSR_RATE_SUBMIT_PER_IP):
+            limit = settings.DSR_RATE_SUBMIT_PER_IP
+        elif ratelimit.hit("submit-email", email_key, settings.DSR_RATE_SUBMIT_PER_EMAIL):
+            ratelimit.release("submit-ip", ip, settings.DSR_RATE_SUBMIT_PER_IP)
+            limit = settings.DSR_RATE_SUBMIT_PER_EMAIL
+        if limit is not None:
+            # The form comes back as typed, saying when it can be sent (Retry-After says it to machines).
+            minutes = _retry_minutes(limit)
+            form.add_error(
+                None,
+                ngettext(
+                    "We received too many requests from you in a short time, so this one was not sent. "
+                    "Everything you typed is still here: please send it again in about %(minutes)d minute.",
+                    "We received too many requests from you in a short time, so this one was not sent. "
+                    "Everything you typed is still here: please send it again in about %(minutes)d minutes.",
+                    minutes,
+                )
+                % {"minutes": minutes},
             )
+            response = render(
+                request,
+                "dsr_requests/request_form.html",
+                {"form": form, "answer_dates": selectors.answer_dates()},
+                status=429,
+            )
+            response["Retry-After"] = str(ratelimit.seconds_until_reset(limit))
+            return response
+        if form.is_bot:
+            # Look like success so the bot learns nothing; store nothing.
             return redirect("dsr_requests:submitted")
+        data = form.cleaned_data
+        services.submit_request(
+            request_type=data["request_type"],
+            name=data["name"],
+            email=data["email"],
+            details=data["details"],
+            site_url=data["site_url"],
+            concerns=data["concerns"],
+            transfer_to=data["transfer_to"],
+            transfer_email=data["transfer_email"],
+            country=data["country"],
+            actor=services.REQUESTER,
+        )
+        return redirect("dsr_requests:submitted")
     return render(
-        request, "dsr_requests/request_form.html", {"form": form, "answer_dates": selectors.answer_dates()}
+        request,
+        "dsr_requests/request_form.html",
+        {"form": form, "answer_dates": selectors.answer_dates()},
     )
+
+
+def _retry_minutes(rate):
+    """Whole minutes (at least 1) until the window of ``rate`` ends."""
+    return max(1, -(-ratelimit.seconds_until_reset(rate) // 60))
 
 
 def submitted(request):
@@ -206,10 +238,10 @@ def upload_document(request, token):
     if _declared_length(request) > settings.DSR_UPLOAD_MAX_BYTES + 64 * 1024:
         # A body this large cannot hold an acceptable file: answer 413 without opening it. The form checks
         # the file's real size below, before reading it into memory.
-        message = _("The file is too large; the limit is %(limit)s.") % {
-            "limit": filesizeformat(settings.DSR_UPLOAD_MAX_BYTES)
-        }
-        return error_page(request, message, status=413)
+        # Still the status page, with the error on the upload field (the link itself is fine).
+        form = IdentityDocumentForm(data={}, files={})
+        form.errors["document"] = form.error_class([forms_module.too_large_message()])
+        return _render_status(request, rights_request, token, document_form=form, status=413)
     form = IdentityDocumentForm(request.POST, request.FILES)
     if not form.is_valid():
         return _render_status(request, rights_request, token, document_form=form, status=400)

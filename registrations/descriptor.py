@@ -7,6 +7,9 @@ from registrations.jwt import app_relative_path_of
 
 LIFECYCLE_EVENTS = ("installed", "uninstalled", "enabled", "disabled")
 
+# The app's page in the Atlassian site's menu; the requester's status page names it in these words.
+IDENTITY_PROOF_PAGE_NAME = "Privacy request: confirm your account"
+
 
 def build_descriptor():
     """The descriptor Atlassian reads on install: identity, auth, lifecycle URLs, scopes, modules.
@@ -30,7 +33,7 @@ def build_descriptor():
             "generalPages": [
                 {
                     "key": "identity-proof",
-                    "name": {"value": "Privacy request: confirm your account"},
+                    "name": {"value": IDENTITY_PROOF_PAGE_NAME},
                     "url": app_relative_path_of(reverse("dsr_requests:identity-proof")),
                 }
             ]

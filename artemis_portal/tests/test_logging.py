@@ -95,3 +95,9 @@ def test_a_foreign_host_header_is_one_warning_line_without_a_traceback(client):
     refusals = [line for line in output.splitlines() if "django.security.DisallowedHost" in line]
     assert len(refusals) == 1 and refusals[0].startswith("WARNING ")
     assert "Traceback" not in output
+
+
+def test_a_secret_in_a_url_path_is_masked_and_the_page_is_still_named():
+    token = "0123456789abcdef" * 4
+    assert redact(f"GET /requests/status/{token}/ 200 3.1ms") == "GET /requests/status/[redacted]/ 200 3.1ms"
+    assert redact(f"GET /requests/transfer/{token}/ 200") == "GET /requests/transfer/[redacted]/ 200"

@@ -18,7 +18,6 @@ views or admin: the background tasks are registered into ``_base`` by ``DsrReque
 - ``retention``: tombstones, the retention purge (dsr_purge), re-indexing email hashes.
 - ``fulfilment``: the background job that carries out an approved request, step by step.
 - ``workflow``: one function per staff action (holds, rejection, approval, fulfilment, extensions).
-- ``actions``: which staff actions a user may take on a request now.
 - ``digest``: the daily staff digest.
 - ``accounts``: Atlassian account closure.
 - ``downloads``: download codes and transfer links for exports.
@@ -78,11 +77,6 @@ from dsr_requests.services._base import (
 from dsr_requests.services.accounts import (
     erase_closed_atlassian_account,
     stored_atlassian_accounts,
-)
-from dsr_requests.services.actions import (
-    STAFF_ACTIONS,
-    StaffAction,
-    available_actions,
 )
 from dsr_requests.services.digest import (
     DIGEST_ROWS,
@@ -257,9 +251,7 @@ __all__ = [
     "RequestType",
     "RightsRequest",
     "S",
-    "STAFF_ACTIONS",
     "SYSTEM",
-    "StaffAction",
     "StaffQuestion",
     "UNCONFIRMED_ADDRESS_EVENTS",
     "_actor_fields",
@@ -310,7 +302,6 @@ __all__ = [
     "approve",
     "approve_erasure",
     "assign",
-    "available_actions",
     "change_regime",
     "check_rectification",
     "close_unverified_requests",

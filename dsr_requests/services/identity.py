@@ -73,8 +73,8 @@ def confirm_email(
             raise ActionRefused(_("This confirmation link has already been used or is no longer valid."))
         token, token_hash = tokens.new_status_token()
         locked.email_confirmed_at = now
-        locked.status_token_hash = token_hash
-        locked.save(update_fields=["email_confirmed_at", "status_token_hash", "updated_at"])
+        locked.status_token_hash, locked.status_token = token_hash, token
+        locked.save(update_fields=["email_confirmed_at", "status_token_hash", "status_token", "updated_at"])
         IdentityCheck.objects.create(
             request=locked, step=IdentityStep.EMAIL, method="signed email link", outcome=CheckOutcome.PASSED
         )

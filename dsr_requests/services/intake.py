@@ -235,7 +235,8 @@ def resend_links(*, email: str, actor: Actor = REQUESTER) -> int:
                 )
             elif locked.status_token_hash:
                 token, locked.status_token_hash = tokens.new_status_token()
-                locked.save(update_fields=["status_token_hash", "updated_at"])
+                locked.status_token = token
+                locked.save(update_fields=["status_token_hash", "status_token", "updated_at"])
                 _event(
                     locked,
                     actor=actor,

@@ -59,7 +59,9 @@ def test_days_left_is_green_amber_or_red(client):
     body = client.get(LIST_URL).content.decode()
     assert body.count("dsr-due-ok") == 1 and far.reference in body
     assert "dsr-due-soon" in body and "3 working days" in body
-    assert "dsr-due-overdue" in body and "2 days overdue" in body
+    # Both dates were Saturday 1 June: one working day (Monday) past ours, two calendar days past the law's.
+    assert "dsr-due-overdue" in body
+    assert "1 working day past our date</span>" in body and "2 days past the statutory date</span>" in body
 
 
 def test_list_never_shows_names_or_emails(client):
@@ -87,8 +89,10 @@ def test_search_by_reference(client):
     assert mine.reference in body and other.reference not in body
 
 
-@time_machine.travel(datetime(2024, 6, 5, 9, tzinfo=LONDON), tick=False)  # a Wednesday
-def test_overdue_and_due_this_week_filters_read_the_effective_due_date(client):
+@time_machine.travel(datetime(2024, 6, 7, 9, tzinfo=LONDON), tick=False)  # a Friday
+def test_overdue_and_due_soon_filters_read_the_effective_due_date(client):
+    """Due soon = within the next 5 working days, overdue included: on a Friday, next Monday's request is due
+    soon (a calendar week missed it), and so is the one due the Friday after; the Monday after is not."""
     logged_in(client, roles.REVIEWER)
 
     def due(day, state=S.IN_REVIEW, **extra):
@@ -98,19 +102,20 @@ def test_overdue_and_due_this_week_filters_read_the_effective_due_date(client):
         return r
 
     overdue = due(date(2024, 6, 4))
-    this_week = due(date(2024, 6, 9))
-    next_week = due(date(2024, 6, 10))
+    monday = due(date(2024, 6, 10))
+    fifth_working_day = due(date(2024, 6, 14))
+    later = due(date(2024, 6, 17))
     held = due(date(2024, 6, 1), state=S.ON_HOLD, held_from_state=S.IN_REVIEW)
     closed = due(date(2024, 6, 1), state=S.COMPLETED)
     body = client.get(LIST_URL, {"due": "overdue"}).content.decode()
     assert overdue.reference in body
-    assert not {this_week.reference, next_week.reference, held.reference, closed.reference} & set(
-        body.split()
+    assert not {monday.reference, later.reference, held.reference, closed.reference} & set(body.split())
+    assert monday.reference not in body and held.reference not in body and closed.reference not in body
+    body = client.get(LIST_URL, {"due": "soon"}).content.decode()
+    assert {overdue.reference, monday.reference, fifth_working_day.reference} <= set(
+        re.findall(r"DSR-[0-9A-Z]{6}", body)
     )
-    assert this_week.reference not in body and held.reference not in body and closed.reference not in body
-    body = client.get(LIST_URL, {"due": "week"}).content.decode()
-    assert this_week.reference in body
-    assert overdue.reference not in body and next_week.reference not in body
+    assert later.reference not in body and held.reference not in body and closed.reference not in body
 
 
 def test_assigned_to_me_filter(client):
@@ -334,8 +339,11 @@ def test_bulk_approve_reports_each_refusal_with_message_user(client):
         follow=True,
     )
     texts = messages_of(response)
-    assert any("1 requests approved" in m for m in texts)
-    assert any(not_ready.reference in m for m in texts)
+    assert any(
+        m.startswith("1 approved; ")
+        and f"{not_ready.reference} skipped: The requester's identity is not proven yet" in m
+        for m in texts
+    ), texts
     ready.refresh_from_db()
     not_ready.refresh_from_db()
     assert (ready.state, not_ready.state) == (S.APPROVED, S.VERIFYING)

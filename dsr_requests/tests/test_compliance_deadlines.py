@@ -11,7 +11,7 @@ from django.core import mail
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dsr_requests import deadlines, roles, selectors, services
+from dsr_requests import deadlines, roles, selectors, services, staff_actions
 from dsr_requests.deadlines import HoldReason, Regime
 from dsr_requests.models import OutboundEmail, RequestEvent, RequestState, RightsRequest
 from dsr_requests.tests.conftest import LONDON
@@ -94,7 +94,9 @@ def test_ccpa_extension_after_day_45_is_refused_with_a_clear_message_even_after_
         rights_request, staff, reason=HoldReason.IDENTITY, start=at(2024, 3, 5), end=at(2024, 4, 1)
     )
     with time_machine.travel(at(2024, 4, 19), tick=False):  # day 46
-        assert "extend_deadline" not in [a.name for a in services.available_actions(rights_request, staff)]
+        assert "extend_deadline" not in [
+            a.name for a in staff_actions.available_actions(rights_request, staff)
+        ]
         with pytest.raises(services.ActionRefused, match=r"Too late to extend.*2024-04-18.*day 46"):
             services.extend_deadline(rights_request=rights_request, actor=staff, reason="Busy.", days=10)
     assert RightsRequest.objects.get(pk=rights_request.pk).extended_at is None
@@ -186,7 +188,7 @@ def test_no_extension_for_a_request_whose_address_is_not_confirmed(staff):
     """GDPR / UK GDPR Art. 12(3): the extension must be notified with its reasons; with no confirmed address
     there is nobody safe to notify, so there is no extension and nothing is sent (Art. 5(1)(f), 12(6))."""
     rights_request = _received(Regime.UK_GDPR, at(2024, 3, 4), state=S.SUBMITTED)
-    assert "extend_deadline" not in [a.name for a in services.available_actions(rights_request, staff)]
+    assert "extend_deadline" not in [a.name for a in staff_actions.available_actions(rights_request, staff)]
     with (
         time_machine.travel(at(2024, 3, 5), tick=False),
         pytest.raises(services.ActionRefused, match="not confirmed"),

@@ -14,7 +14,7 @@ from django.core import mail
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 
-from dsr_requests import deadlines, roles, services
+from dsr_requests import deadlines, roles, services, staff_actions
 from dsr_requests.models import OutboundEmail, RequestEvent, RequestState, RequestType, RightsRequest
 from dsr_requests.tests.conftest import LONDON
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
@@ -215,7 +215,7 @@ def test_complete_is_refused_and_not_offered_while_a_fulfilment_job_runs(admin_u
 
     rights_request = _request_in(S.FULFILLING)
     FulfilmentRun.objects.create(request=rights_request, status=FulfilmentRun.Status.RUNNING)
-    assert "complete" not in [a.name for a in services.available_actions(rights_request, admin_user)]
+    assert "complete" not in [a.name for a in staff_actions.available_actions(rights_request, admin_user)]
     with pytest.raises(services.ActionRefused, match="background job"):
         services.complete(rights_request=rights_request, actor=admin_user)
     rights_request.refresh_from_db()
@@ -253,7 +253,7 @@ def test_an_erasure_on_hold_cannot_be_approved_again_only_resumed(admin_user):
     for who in (second, third):
         with pytest.raises(services.InvalidTransition):
             services.approve(rights_request=rights_request, actor=who, expected_state=S.ON_HOLD)
-        assert "approve" not in [a.name for a in services.available_actions(rights_request, who)]
+        assert "approve" not in [a.name for a in staff_actions.available_actions(rights_request, who)]
     rights_request.refresh_from_db()
     assert (rights_request.state, rights_request.approved_by, rights_request.erasure_approved_by) == (
         S.ON_HOLD,
@@ -355,7 +355,7 @@ def test_gdpr_extension_after_the_first_month_is_refused(admin_user):
     before = snapshot(rights_request)
     with time_machine.travel(at(2023, 3, 1), tick=False):
         assert "extend_deadline" not in [
-            a.name for a in services.available_actions(rights_request, admin_user)
+            a.name for a in staff_actions.available_actions(rights_request, admin_user)
         ]
         with pytest.raises(services.ActionRefused, match="Too late"):
             services.extend_deadline(
@@ -501,17 +501,20 @@ def test_available_actions_follow_state_and_permissions():
     approver = StaffUserFactory(roles=[roles.APPROVER])
     rights_request = _request_in(S.IN_REVIEW)
     with time_machine.travel(rights_request.received_at + timedelta(days=1)):
-        assert [a.name for a in services.available_actions(rights_request, reviewer)] == [
+        assert [a.name for a in staff_actions.available_actions(rights_request, reviewer)] == [
             "put_on_hold",
             "reject",
+            "assign",
         ]
-        assert [a.name for a in services.available_actions(rights_request, approver)] == [
+        assert [a.name for a in staff_actions.available_actions(rights_request, approver)] == [
             "approve",
             "put_on_hold",
             "extend_deadline",
             "reject",
+            "assign",
+            "change_regime",
         ]
-    assert services.available_actions(_request_in(S.COMPLETED), approver) == []
+    assert staff_actions.available_actions(_request_in(S.COMPLETED), approver) == []
 
 
 # --- two staff at once (PostgreSQL row locks) --------------------------------------------------------
@@ -603,7 +606,7 @@ def test_reviewer_records_the_document_check_and_the_request_moves_to_review():
     IdentityCheck.objects.create(
         request=rights_request, step=IdentityStep.EMAIL, method="link", outcome=CheckOutcome.PASSED
     )
-    assert [a.name for a in services.available_actions(rights_request, reviewer)][:2] == [
+    assert [a.name for a in staff_actions.available_actions(rights_request, reviewer)][:2] == [
         "document_passed",
         "document_failed",
     ]

@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from dsr_requests import roles, selectors, services, staff_intake
+from dsr_requests import roles, selectors, services, staff_actions, staff_intake
 from dsr_requests.models import (
     DocumentKind,
     IdentityCheck,
@@ -400,7 +400,7 @@ def test_the_agent_check_needs_a_note_the_permission_and_an_agents_request(revie
 def test_the_agent_check_buttons_show_only_on_an_agents_request_until_it_is_decided(reviewer):
     def names(rights_request):
         rights_request.refresh_from_db()
-        return {action.name for action in services.available_actions(rights_request, reviewer)}
+        return {action.name for action in staff_actions.available_actions(rights_request, reviewer)}
 
     agents = log_by_agent(reviewer)
     assert {"agent_permission_passed", "agent_permission_failed"} <= names(agents)

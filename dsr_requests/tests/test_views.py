@@ -117,7 +117,7 @@ def test_too_many_submissions_from_one_address_get_a_clear_429(client, committed
         assert _submit(client, committed, email=f"p{n}@example.org").status_code == 302
     response = _submit(client, committed, email="p3@example.org")
     assert response.status_code == 429
-    assert "Too many attempts" in response.content.decode()
+    assert "too many requests from you in a short time" in response.content.decode()
     assert 0 < int(response["Retry-After"]) <= 3600
     assert RightsRequest.objects.count() == 2
 
@@ -132,6 +132,42 @@ def test_too_many_submissions_for_one_email_get_a_429_even_from_different_ips(cl
         )
     assert response.status_code == 429
     assert RightsRequest.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_form_sent_back_with_errors_does_not_use_up_an_attempt(client, committed, settings):
+    settings.DSR_RATE_SUBMIT_PER_IP = "1/3600"
+    settings.DSR_RATE_SUBMIT_PER_EMAIL = "1/3600"
+    for _ in range(3):
+        response = client.post("/requests/new/", {**VALID, "email": "not an address"})
+        assert response.status_code == 200
+    assert _submit(client, committed).status_code == 302
+    assert RightsRequest.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_at_the_limit_the_form_keeps_what_was_typed_and_says_when_to_try_again(client, committed, settings):
+    settings.DSR_RATE_SUBMIT_PER_IP = "1/3600"
+    assert _submit(client, committed).status_code == 302
+    with committed():
+        response = client.post(
+            "/requests/new/", {**VALID, "name": "Grace Hopper", "email": "grace@example.org"}
+        )
+    assert response.status_code == 429
+    body = response.content.decode()
+    assert 'value="Grace Hopper"' in body and 'value="grace@example.org"' in body
+    minutes = -(-int(response["Retry-After"]) // 60)
+    assert f"please send it again in about {minutes} minute" in body
+    assert RightsRequest.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_attempt_refused_for_its_email_does_not_count_against_the_address(client, committed, settings):
+    settings.DSR_RATE_SUBMIT_PER_IP = "2/3600"
+    settings.DSR_RATE_SUBMIT_PER_EMAIL = "1/3600"
+    assert _submit(client, committed).status_code == 302
+    assert _submit(client, committed).status_code == 429  # same email: refused, the IP's count taken back
+    assert _submit(client, committed, email="other@example.org").status_code == 302
 
 
 @pytest.mark.django_db
@@ -296,7 +332,9 @@ def test_a_disguised_upload_is_refused(client, committed, mailoutbox):
     upload = SimpleUploadedFile("passport.pdf", b"MZ\x90\x00 an executable", content_type="application/pdf")
     response = client.post(status_path + "document/", {"document": upload})
     assert response.status_code == 400
-    assert "Please upload a PDF, PNG or JPEG file." in response.content.decode()
+    assert "This file is not a PDF, PNG or JPEG: please upload one of those, up to 5.0" in (
+        response.content.decode()
+    )
     assert not RightsRequest.objects.get().identity_documents.exists()
 
 
@@ -307,9 +345,14 @@ def test_an_oversized_upload_is_refused(client, committed, mailoutbox, settings)
     upload = SimpleUploadedFile("big.pdf", b"%PDF-" + b"0" * 2000, content_type="application/pdf")
     response = client.post(status_path + "document/", {"document": upload})
     assert response.status_code == 400
-    assert "too large" in response.content.decode()
+    assert "The file is too large: the limit is 1.0\xa0KB." in response.content.decode()
     huge = SimpleUploadedFile("huge.pdf", b"%PDF-" + b"0" * 200_000, content_type="application/pdf")
-    assert client.post(status_path + "document/", {"document": huge}).status_code == 413
+    response = client.post(status_path + "document/", {"document": huge})
+    # The same page with the same form error, not an error page about the link.
+    assert response.status_code == 413
+    body = response.content.decode()
+    assert "The file is too large: the limit is 1.0\xa0KB." in body and 'id="error-summary"' in body
+    assert "cannot be used" not in body
     assert not RightsRequest.objects.get().identity_documents.exists()
 
 
