@@ -1438,42 +1438,16 @@ def send_staff_digest(*, today=None):
 
 @sensitive_variables("email")
 def resend_links(*, email, actor=REQUESTER):
-    """Email a person fresh links to each of their requests; returns how many requests were found.
+    """Email a person fresh links to each of their requests now; returns how many requests were found.
 
-    Only the SHA-256 of a status token is stored, so a lost link cannot be sent again: each confirmed
-    request gets a new token instead, which also retires the old link (it may be in a mailbox the person
-    no longer trusts). Unconfirmed requests get their confirmation link again. The caller must show the
-    same page whatever this returns, so the form never tells whether an address has requests.
+    The worker's half of the lost-link page (``lost_link.send_links``), for callers that hold the
+    address; the page itself only queues the job (``lost_link.request_links``) so that its answer takes
+    the same time for every address. Confirmed requests get a renewal link: their current status link
+    keeps working until the owner opens it.
     """
-    found = 0
-    matches = RightsRequest.objects.filter(
-        email_hash=tokens.email_blind_index(email),
-        erased_at__isnull=True,  # a tombstone has no address
-    ).exclude(email_hash="")
-    for rights_request in matches.order_by("received_at"):
-        with transaction.atomic():
-            locked = _lock(rights_request)
-            if locked.state == S.SUBMITTED:
-                queue_requester_email(
-                    rights_request=locked, event="confirm_reminder", **_confirmation_email_context(locked)
-                )
-            elif locked.status_token_hash:
-                token, locked.status_token_hash = tokens.new_status_token()
-                locked.save(update_fields=["status_token_hash", "updated_at"])
-                _event(
-                    locked,
-                    actor=actor,
-                    note=_("A new status page link was sent; the old one no longer works"),
-                )
-                queue_requester_email(
-                    rights_request=locked,
-                    event="status_link",
-                    status_url=emails.absolute_url("dsr_requests:status", token=token),
-                )
-            else:
-                continue
-            found += 1
-    return found
+    from dsr_requests import lost_link
+
+    return lost_link.send_links(email_hash=tokens.email_blind_index(email), actor=actor)
 
 
 # --- Atlassian account closure ---
