@@ -459,6 +459,9 @@ CONNECT_JWT_LEEWAY = env_number("CONNECT_JWT_LEEWAY", 30)
 CONNECT_TENANT_CACHE_SECONDS = env_number("CONNECT_TENANT_CACHE_SECONDS", 300, minimum=1)
 CONNECT_TENANT_LOCAL_SECONDS = env_number("CONNECT_TENANT_LOCAL_SECONDS", 2.0, kind=float)
 CONNECT_OUTBOUND_TIMEOUT = env_number("CONNECT_OUTBOUND_TIMEOUT", 10.0, minimum=0.1, kind=float)
+# Tenants' baseUrl must be an Atlassian cloud site (registrations/base_urls.py); this adds domains (for a
+# staging product or tests), comma-separated, e.g. "example.test".
+CONNECT_EXTRA_BASE_URL_DOMAINS = env.list("CONNECT_EXTRA_BASE_URL_DOMAINS", default=[])
 
 # --- Backups (registrations/backups.py) ---------------------------------------------------------
 
