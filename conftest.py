@@ -63,6 +63,23 @@ def _prune_audit_before_flush(request):
         AccessEvent.objects.prune(before=datetime(9999, 1, 1, tzinfo=UTC))
 
 
+# The start of an hour (so of every fixed rate-limit window that divides one: 60 s, 900 s, 3600 s).
+FROZEN_AT = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def frozen_clock():
+    """Wall-clock time stands still at ``FROZEN_AT`` for the test (time-machine; ``.shift()`` moves it).
+
+    For tests that count attempts in a fixed window (``dsr_requests.ratelimit``): with a running clock, a
+    window boundary between two attempts resets the count and the test fails now and then.
+    """
+    import time_machine
+
+    with time_machine.travel(FROZEN_AT, tick=False) as traveller:
+        yield traveller
+
+
 @pytest.fixture(autouse=True)
 def _postgres_only(request):
     """Skip, with the reason, a test marked ``postgres_only`` when the database is not PostgreSQL.

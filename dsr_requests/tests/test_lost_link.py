@@ -154,7 +154,7 @@ def test_lost_link_form_shows_a_field_error_for_a_bad_address(client):
     assert "There is a problem" in response.content.decode()
 
 
-def test_lost_link_is_rate_limited_per_address(client, committed, settings):
+def test_lost_link_is_rate_limited_per_address(client, committed, settings, frozen_clock):
     settings.DSR_RATE_SUBMIT_PER_EMAIL = "2/3600"
     codes = [_ask(client, committed, "someone@example.org").status_code for _ in range(3)]
     assert codes == [200, 200, 429]
