@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from registrations import services
 from registrations.models import InstallTokenUse
 
 MAX_JTI_LENGTH = 200
@@ -60,3 +61,19 @@ def spend(*, token, claims, now=None):
             )
     except IntegrityError:
         raise TokenReplayed from None
+
+
+@sensitive_variables("token", "payload")
+def apply_lifecycle(*, payload, token, signed_claims, actor):
+    """Apply a verified lifecycle callback; a signed one (``signed_claims`` set) spends its token first.
+
+    One transaction: a second use of the token raises ``TokenReplayed`` and changes nothing, and an event
+    that fails leaves its token unspent for Atlassian's retry.
+    """
+    with transaction.atomic():
+        if signed_claims is not None:
+            spend(token=token, claims=signed_claims)
+        if payload.event == "installed":
+            services.install(payload=payload, actor=actor)
+        else:
+            services.apply_event(client_key=payload.client_key, event=payload.event, actor=actor)

@@ -7,14 +7,13 @@ unavailable, so Atlassian retries), 204 (done or a harmless repeat).
 
 import logging
 
-from django.db import transaction
 from django.http import HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from registrations import install_keys, install_tokens, payloads, services
+from registrations import install_keys, install_tokens, payloads
 from registrations.descriptor import build_descriptor
 from registrations.jwt import (
     ConnectAuthError,
@@ -53,20 +52,6 @@ def _verify_lifecycle(request, payload):
     return None
 
 
-def _act(request, payload, event, signed_claims):
-    """Spend a signed token and apply the event, in one transaction: a failure leaves the token unspent."""
-    with transaction.atomic():
-        if signed_claims is not None:
-            try:
-                install_tokens.spend(token=token_from_request(request), claims=signed_claims)
-            except install_tokens.TokenReplayed:
-                raise ConnectAuthError("replay", _("This signed token has been used already.")) from None
-        if event == "installed":
-            services.install(payload=payload, actor="atlassian")
-        else:
-            services.apply_event(client_key=payload.client_key, event=event, actor="atlassian")
-
-
 @csrf_exempt
 @require_POST
 @sensitive_variables("payload")
@@ -78,7 +63,16 @@ def lifecycle(request, event):
         return JsonResponse({"error": str(error.message)}, status=400)
     try:
         signed_claims = _verify_lifecycle(request, payload)
-        _act(request, payload, event, signed_claims)
+        install_tokens.apply_lifecycle(
+            payload=payload,
+            token=token_from_request(request) if signed_claims is not None else None,
+            signed_claims=signed_claims,
+            actor="atlassian",
+        )
+    except install_tokens.TokenReplayed:
+        return auth_failure(
+            request, ConnectAuthError("replay", _("This signed token has been used already."))
+        )
     except ConnectAuthError as error:
         return auth_failure(request, error)
     except install_keys.KeyServiceUnavailable as error:

@@ -6,11 +6,13 @@ only; the owner (which runs migrations) is a separate role. The attacks are run 
 logged in as that role, and the roles are dropped again at the end.
 """
 
+import io
 import secrets
 from datetime import timedelta
 
 import psycopg2
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -182,3 +184,17 @@ def test_attack_the_table_owner_cannot_truncate_or_delete_recent_rows_either(own
     _refused(conn, "TRUNCATE security_accessevent", match="TRUNCATE refused")
     _refused(conn, FUTURE_WINDOW, "DELETE FROM security_accessevent", match="append-only")
     assert list(AccessEvent.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+def test_set_audit_retention_rewrites_the_guard_with_the_setting(settings):
+    original = settings.ACCESS_EVENT_RETENTION_DAYS
+    try:
+        settings.ACCESS_EVENT_RETENTION_DAYS = 400
+        out = io.StringIO()
+        call_command("set_audit_retention", stdout=out)
+        assert "400 days" in out.getvalue()
+        assert audit_guard.retention_days_in_database(connection) == 400
+    finally:
+        settings.ACCESS_EVENT_RETENTION_DAYS = original
+        call_command("set_audit_retention", stdout=io.StringIO())
+    assert audit_guard.retention_days_in_database(connection) == original
