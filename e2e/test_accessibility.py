@@ -13,7 +13,7 @@ import time_machine
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from dsr_requests import roles, services, tokens
+from dsr_requests import lost_link, roles, services, tokens
 from dsr_requests.models import RequestState, RequestType, TransferTo
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory, approved_request
 from e2e.browser import blocking_violations, describe_violations, run_axe
@@ -86,6 +86,13 @@ def test_the_public_pages_have_no_serious_accessibility_violations(site, audit, 
     page.get_by_role("button", name="Email me my links").click()
     expect(page.get_by_role("status")).to_be_visible()
     audit.check("lost link sent")
+    confirmed = RightsRequestFactory(
+        request_type=RequestType.COPY,
+        email_confirmed_at=timezone.now(),
+        status_token_hash=tokens.new_status_token()[1],
+    )
+    page.goto(f"{site}/requests/renew/?token={lost_link.renewal_token(confirmed)}")
+    audit.check("renew status link")
 
     assert page.goto(f"{site}/no-such-page/").status == 404
     audit.check("404 page")
