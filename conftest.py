@@ -44,9 +44,10 @@ def client():
 
 @pytest.fixture(autouse=True)
 def _prune_audit_before_flush(request):
-    """Empty the append-only audit before a transactional test's flush (SQLite's trigger refuses a plain
-    DELETE; PostgreSQL's flush truncates). Requesting ``transactional_db`` here makes this teardown run
-    before the flush."""
+    """Empty the append-only audit before a transactional test's flush on SQLite (its trigger refuses a
+    plain DELETE). PostgreSQL's flush truncates, which the guard allows the superuser tests run as (and
+    whose delete guard would refuse this prune of recent rows). Requesting ``transactional_db`` here
+    makes this teardown run before the flush."""
     if "transactional_db" not in request.fixturenames and "live_server" not in request.fixturenames:
         marker = request.node.get_closest_marker("django_db")
         if not (marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))):
@@ -54,9 +55,44 @@ def _prune_audit_before_flush(request):
             return
     request.getfixturevalue("transactional_db")
     yield
+    from django.db import connection
+
     from security.models import AccessEvent
 
-    AccessEvent.objects.prune(before=datetime(9999, 1, 1, tzinfo=UTC))
+    if connection.vendor != "postgresql":
+        AccessEvent.objects.prune(before=datetime(9999, 1, 1, tzinfo=UTC))
+
+
+# The start of an hour (so of every fixed rate-limit window that divides one: 60 s, 900 s, 3600 s).
+FROZEN_AT = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def frozen_clock():
+    """Wall-clock time stands still at ``FROZEN_AT`` for the test (time-machine; ``.shift()`` moves it).
+
+    For tests that count attempts in a fixed window (``dsr_requests.ratelimit``): with a running clock, a
+    window boundary between two attempts resets the count and the test fails now and then.
+    """
+    import time_machine
+
+    with time_machine.travel(FROZEN_AT, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only(request):
+    """Skip, with the reason, a test marked ``postgres_only`` when the database is not PostgreSQL.
+
+    Here, not in one app's conftest.py, so that the marker works in every app (and e2e/).
+    """
+    marker = request.node.get_closest_marker("postgres_only")
+    if marker:
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            pytest.skip(reason or "needs PostgreSQL (row locks, roles, triggers SQLite does not have)")
 
 
 def _database_fixture(request):

@@ -100,3 +100,29 @@ def production_defaults_check(app_configs, **kwargs):
             )
         )
     return found
+
+
+@register(deploy=True)
+def client_ip_check(app_configs, **kwargs):
+    """Warn when production has not chosen how to find the client's IP (security review, round two).
+
+    Rate limits, the login lockout and the audit key on the client IP (``dsr_requests.ratelimit.client_ip``
+    and ``security.audit.client_ip``). Left at its default, ``DSR_BEHIND_PROXY`` is off and the IP is
+    ``REMOTE_ADDR``: behind Heroku's router (or any load balancer) that is the router's address, so every
+    visitor shares one rate-limit budget and one lockout counter, and one person can lock everyone out.
+    Switched on where clients connect directly, the IP is whatever ``X-Forwarded-For`` a client sends, so
+    each request can claim a fresh IP and escape the limits. Neither default is safe everywhere, so the
+    choice must be made explicitly; either value silences the warning.
+    """
+    if settings.DEBUG or getattr(settings, "DSR_BEHIND_PROXY_CHOSEN", True):
+        return []
+    return [
+        Warning(
+            "DSR_BEHIND_PROXY is not set, so rate limits, lockouts and the audit take the client IP from "
+            "REMOTE_ADDR. Behind a proxy (Heroku's router) that is the proxy's address: every visitor "
+            "shares one rate-limit budget and one lockout counter.",
+            hint="Set DSR_BEHIND_PROXY=1 behind exactly one proxy that appends to X-Forwarded-For (the "
+            "last hop is then the client), or DSR_BEHIND_PROXY=0 if clients connect to gunicorn directly.",
+            id="artemis.W007",
+        )
+    ]

@@ -408,6 +408,9 @@ DSR_UPLOAD_MAX_BYTES = env_number("DSR_UPLOAD_MAX_BYTES", 5 * 1024 * 1024, minim
 DSR_EMAIL_MAX_ATTEMPTS = env_number("DSR_EMAIL_MAX_ATTEMPTS", 6, minimum=1)
 # Behind exactly one proxy (Heroku's router): the client IP is the last X-Forwarded-For hop.
 DSR_BEHIND_PROXY = env.bool("DSR_BEHIND_PROXY", default=False)
+# Whether someone chose DSR_BEHIND_PROXY (either way): `check --deploy` warns when production left it to
+# the default (artemis.W007, artemis_portal/checks.py).
+DSR_BEHIND_PROXY_CHOSEN = bool(os.environ.get("DSR_BEHIND_PROXY", "").strip())
 # Rate limits as "<count>/<seconds>".
 DSR_RATE_SUBMIT_PER_IP = env.str("DSR_RATE_SUBMIT_PER_IP", default="20/3600")
 DSR_RATE_SUBMIT_PER_EMAIL = env.str("DSR_RATE_SUBMIT_PER_EMAIL", default="5/3600")
@@ -459,6 +462,9 @@ CONNECT_JWT_LEEWAY = env_number("CONNECT_JWT_LEEWAY", 30)
 CONNECT_TENANT_CACHE_SECONDS = env_number("CONNECT_TENANT_CACHE_SECONDS", 300, minimum=1)
 CONNECT_TENANT_LOCAL_SECONDS = env_number("CONNECT_TENANT_LOCAL_SECONDS", 2.0, kind=float)
 CONNECT_OUTBOUND_TIMEOUT = env_number("CONNECT_OUTBOUND_TIMEOUT", 10.0, minimum=0.1, kind=float)
+# Tenants' baseUrl must be an Atlassian cloud site (registrations/base_urls.py); this adds domains (for a
+# staging product or tests), comma-separated, e.g. "example.test".
+CONNECT_EXTRA_BASE_URL_DOMAINS = env.list("CONNECT_EXTRA_BASE_URL_DOMAINS", default=[])
 
 # --- Backups (registrations/backups.py) ---------------------------------------------------------
 

@@ -24,6 +24,7 @@ class DsrRequestsConfig(AppConfig):
 
         services.register_background_task("send_requester_email", tasks.send_requester_email)
         services.register_background_task("fulfil_request", tasks.fulfil_request)
+        services.register_background_task("send_lost_links", tasks.send_lost_links)
         providers.register(providers.RightsRequestProvider())
         personal_data.register_source(
             "rights requests",

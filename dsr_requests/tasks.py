@@ -21,6 +21,15 @@ def send_requester_email(email_id):
 
 
 @task()
+def send_lost_links(email_hash):
+    """Send the links the lost-link page promised; the job holds the address's blind index only.
+
+    Returns nothing: whether the address had requests must not be readable from the queue either.
+    """
+    services.send_links(email_hash=email_hash)
+
+
+@task()
 def fulfil_request(request_id):
     """Carry out an approved request; after a failure, retry DSR_FULFILMENT_RETRY_SECONDS later (or at
     once, inline).

@@ -11,6 +11,7 @@ urlpatterns = [
     path("requests/sent/", views.submitted, name="submitted"),
     path("requests/confirm/", views.confirm, name="confirm"),
     path("requests/status/", views.lost_link, name="lost-link"),
+    path("requests/renew/", views.renew_status, name="renew-status"),
     path("requests/status/<str:token>/", views.status, name="status"),
     path("requests/status/<str:token>/code/", views.new_account_code, name="account-code"),
     path("requests/status/<str:token>/document/", views.upload_document, name="document"),

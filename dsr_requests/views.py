@@ -367,9 +367,24 @@ def lost_link(request):
                 "submit-email", tokens.email_blind_index(email), settings.DSR_RATE_SUBMIT_PER_EMAIL
             ):
                 return rate_limited(request, settings.DSR_RATE_SUBMIT_PER_EMAIL)
-            services.resend_links(email=email, actor=services.REQUESTER)
+            services.request_links(email=email, actor=services.REQUESTER)
             return render(request, "dsr_requests/lost_link.html", {"sent": True})
     return render(request, "dsr_requests/lost_link.html", {"form": form})
+
+
+@sensitive_page
+def renew_status(request):
+    """The link a lost-link email carries: GET shows a button (mail scanners must not use it up), POST
+    replaces the status token and opens the new status page. Until then the current link still works."""
+    token = request.GET.get("token", "")
+    try:
+        services.read_renewal_token(token)
+        if request.method != "POST":
+            return render(request, "dsr_requests/renew_status.html")
+        new_token = services.renew_status_link(token=token, actor=services.REQUESTER)
+    except services.RenewalRefused as exc:
+        return error_page(request, str(exc))
+    return redirect("dsr_requests:status", token=new_token)
 
 
 # --- Fulfilment: downloads ------------------------------------------------------------------------------

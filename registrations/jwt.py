@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import jwt as pyjwt
 from django.conf import settings
 from django.http import JsonResponse
+from django.utils.cache import add_never_cache_headers
 from django.utils.encoding import escape_uri_path
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
@@ -33,7 +34,7 @@ from django.views.decorators.debug import sensitive_variables
 from jwt.algorithms import HMACAlgorithm
 from jwt.utils import base64url_decode
 
-from registrations import install_keys, services, tenant_cache
+from registrations import base_urls, install_keys, services, tenant_cache
 from registrations.identifiers import ACCOUNT_ID, CLIENT_KEY, log_value
 from registrations.models import Registration
 
@@ -325,6 +326,7 @@ def auth_failure(request: HttpRequest, error: ConnectAuthError) -> JsonResponse:
     )
     response = JsonResponse({"error": str(error.message)}, status=error.status)
     response["WWW-Authenticate"] = "JWT"
+    add_never_cache_headers(response)
     return response
 
 
@@ -349,14 +351,21 @@ CONNECT_CDN = "https://connect-cdn.atl-paas.net"
 
 
 def _frame_for_tenant(request: Any, response: Any) -> Any:
-    """Connect pages live in an iframe on the tenant's site: allow exactly that site to frame them."""
-    parts = urlsplit(request.connect.tenant.base_url)
+    """Connect pages live in an iframe on the tenant's site: allow exactly that site to frame them.
+
+    The directive is built from the parsed, validated origin (``https://host``) only, never from the
+    stored string: a ``baseUrl`` with ``;``, spaces or user info cannot add directives to the header. A
+    stored URL that no longer passes (an install before the check existed) gets ``'none'``.
+    """
+    origin = base_urls.origin(request.connect.tenant.base_url)
     response.xframe_options_exempt = True
+    # A page for one tenant and one account: no shared or browser cache may keep it (item 6).
+    add_never_cache_headers(response)
     # The site-wide policy (django-csp) with two changes: frame-ancestors is the tenant's site instead
     # of 'none', and Atlassian's iframe bridge (all.js) may load.
     response._csp_replace = {
         **(getattr(response, "_csp_replace", None) or {}),
-        "frame-ancestors": [f"{parts.scheme}://{parts.netloc}"],
+        "frame-ancestors": [origin or "'none'"],
     }
     response._csp_update = {**(getattr(response, "_csp_update", None) or {}), "script-src": [CONNECT_CDN]}
     return response

@@ -1,6 +1,7 @@
 """Connect tenant registry: the only customer data the policy lets the apps keep."""
 
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from fernet_fields import EncryptedTextField
 
@@ -163,3 +164,28 @@ class ErasureLedgerEntry(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} erased {self.erased_at:%Y-%m-%d}"
+
+
+class InstallTokenUse(models.Model):
+    """A signed lifecycle token (RS256) already accepted: kept until it expires, so it works only once.
+
+    The body of a signed install is not covered by the signature, so a captured token could otherwise be
+    replayed with another body (another shared secret, another ``baseUrl``) until its ``exp``. The key is
+    the SHA-256 of the token's ``jti`` (with its issuer) when it has one, else of the whole token: no
+    token, secret or site is stored. Rows past ``expires_at`` are deleted by the next accepted install.
+    """
+
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True)
+    expires_at = models.DateTimeField(_("expires at"), db_index=True)
+    used_at = models.DateTimeField(_("used at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("install token use")
+        verbose_name_plural = _("install token uses")
+        default_permissions = ()
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(token_hash=""), name="installtokenuse_hash_set"),
+        ]
+
+    def __str__(self):
+        return f"install token used {self.used_at:%Y-%m-%d %H:%M}"

@@ -15,6 +15,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.utils.translation import gettext_lazy as _
 
+from registrations import base_urls
+
 # Control characters, and lone surrogates (valid in JSON, not encodable for any database).
 CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 PRODUCT_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,49}")
@@ -75,6 +77,16 @@ def _https_url(body, name, *, required):
     return value
 
 
+def _site_url(body, name):
+    """The tenant's site: an Atlassian cloud URL only (``base_urls``), as it reaches a CSP header."""
+    value = _text(body, name, max_length=base_urls.MAX_LENGTH, required=True)
+    if not base_urls.is_valid(value):
+        raise PayloadError(
+            _("'%s' must be the https URL of an Atlassian cloud site, without user info or port.") % name
+        )
+    return value
+
+
 def parse(raw_body, *, event):
     """Parse and validate the JSON body of the ``event`` callback; raises ``PayloadError``.
 
@@ -103,7 +115,7 @@ def parse(raw_body, *, event):
         shared_secret=_text(
             body, "sharedSecret", max_length=1000, required=True, min_length=MIN_SECRET_LENGTH
         ),
-        base_url=_https_url(body, "baseUrl", required=True),
+        base_url=_site_url(body, "baseUrl"),
         display_url=_https_url(body, "displayUrl", required=False),
         product_type=product_type,
         description=_text(body, "description", max_length=500),

@@ -46,7 +46,9 @@ _SECRET_INDEX = _ATTNAMES.index("shared_secret")
 _SECRET_FIELD = Registration._meta.get_field("shared_secret")
 
 
-# client key -> (monotonic expiry, column values with the secret in plain text); this process only.
+# client key -> (time stored, column values with the secret in plain text); this process only. Wall-clock
+# time (which tests can freeze) read as an age that must lie in [0, CONNECT_TENANT_LOCAL_SECONDS): a clock
+# step backwards or forwards ends the copy early, never makes it live longer.
 _local = {}
 LOCAL_MAX_ENTRIES = 10_000
 
@@ -74,7 +76,7 @@ def _from_entry(entry):
 def get(client_key):
     """The registration for ``client_key`` in any state, or ``None``; cached."""
     local = _local.get(client_key)
-    if local is not None and local[0] > time.monotonic():
+    if local is not None and 0 <= time.time() - local[0] < settings.CONNECT_TENANT_LOCAL_SECONDS:
         return Registration.from_db("default", _ATTNAMES, local[1])
     key = _key(client_key)
     entry = cache.get(key)
@@ -104,7 +106,7 @@ def _keep_locally(tenant):
         return
     if len(_local) >= LOCAL_MAX_ENTRIES:
         _local.clear()  # crude but bounded; a full table means many tenants, each refilled on its next call
-    _local[tenant.client_key] = (time.monotonic() + seconds, [getattr(tenant, name) for name in _ATTNAMES])
+    _local[tenant.client_key] = (time.time(), [getattr(tenant, name) for name in _ATTNAMES])
 
 
 def forget(client_key):

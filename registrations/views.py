@@ -13,13 +13,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from registrations import install_keys, payloads, services
+from registrations import install_keys, install_tokens, payloads
 from registrations.descriptor import build_descriptor
 from registrations.jwt import (
     ConnectAuthError,
     auth_failure,
     authenticate_request,
     token_algorithm,
+    token_from_request,
     verify_install_token,
 )
 from registrations.models import Registration
@@ -38,13 +39,17 @@ def descriptor(request):
 
 
 def _verify_lifecycle(request, payload):
-    """Authenticate a lifecycle call: RS256 signed install, or HS256 for enabled/disabled."""
+    """Authenticate a lifecycle call: RS256 signed install, or HS256 for enabled/disabled.
+
+    Returns the claims of a signed (RS256) token, which must then be spent (``install_tokens``); None for
+    an HS256 one.
+    """
     if payload.event in {"installed", "uninstalled"} or token_algorithm(request) == "RS256":
-        verify_install_token(request, client_key=payload.client_key)
-        return
+        return verify_install_token(request, client_key=payload.client_key)
     context = authenticate_request(request, states=ANY_STATE)
     if context.tenant.client_key != payload.client_key:
         raise ConnectAuthError("iss", _("The JWT's issuer does not match the clientKey."))
+    return None
 
 
 @csrf_exempt
@@ -57,7 +62,17 @@ def lifecycle(request, event):
     except payloads.PayloadError as error:
         return JsonResponse({"error": str(error.message)}, status=400)
     try:
-        _verify_lifecycle(request, payload)
+        signed_claims = _verify_lifecycle(request, payload)
+        install_tokens.apply_lifecycle(
+            payload=payload,
+            token=token_from_request(request) if signed_claims is not None else None,
+            signed_claims=signed_claims,
+            actor="atlassian",
+        )
+    except install_tokens.TokenReplayed:
+        return auth_failure(
+            request, ConnectAuthError("replay", _("This signed token has been used already."))
+        )
     except ConnectAuthError as error:
         return auth_failure(request, error)
     except install_keys.KeyServiceUnavailable as error:
@@ -67,8 +82,4 @@ def lifecycle(request, event):
         )
         response["Retry-After"] = "30"
         return response
-    if event == "installed":
-        services.install(payload=payload, actor="atlassian")
-    else:
-        services.apply_event(client_key=payload.client_key, event=event, actor="atlassian")
     return HttpResponse(status=204)

@@ -70,6 +70,7 @@ FUZZED_ROUTES = {
     "requests/sent/",
     "requests/confirm/",
     "requests/status/",
+    "requests/renew/",
     "requests/status/<str:token>/",
     "requests/status/<str:token>/code/",
     "requests/status/<str:token>/document/",

@@ -26,6 +26,7 @@ PRODUCTION = {
     "EXPORT_STORAGE_OPTIONS": '{"bucket_name": "artemis-exports"}',
     "BACKUP_STORAGE": "storages.backends.s3.S3Storage",
     "BACKUP_STORAGE_OPTIONS": '{"bucket_name": "artemis-backups"}',
+    "DSR_BEHIND_PROXY": "1",
 }
 
 
@@ -79,6 +80,7 @@ def test_check_deploy_is_clean_with_production_settings():
         ("DSR_BLIND_INDEX_KEY", "", "artemis.W004"),
         ("EXPORT_STORAGE", "", "artemis.W005"),
         ("BACKUP_STORAGE", "", "artemis.W006"),
+        ("DSR_BEHIND_PROXY", "", "artemis.W007"),
     ],
 )
 def test_check_deploy_warns_about_each_development_default_left_in_production(variable, value, warning):
@@ -141,3 +143,20 @@ def test_a_malformed_setting_stops_start_up_with_one_line_naming_it(variable, va
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert variable in result.stderr
+
+
+@pytest.mark.parametrize("chosen", ["0", "1"])
+def test_check_deploy_accepts_either_deliberate_choice_of_behind_proxy(chosen):
+    result = manage(
+        "check", "--deploy", "--fail-level", "WARNING", **{**PRODUCTION, "DSR_BEHIND_PROXY": chosen}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_deploy_explains_which_client_ip_the_rate_limit_sees_when_behind_proxy_is_unset():
+    """Security round two, item 7."""
+    env = {k: v for k, v in PRODUCTION.items() if k != "DSR_BEHIND_PROXY"}
+    result = manage("check", "--deploy", **env)
+    output = result.stdout + result.stderr
+    assert "artemis.W007" in output
+    assert "REMOTE_ADDR" in output and "rate-limit budget" in output and "DSR_BEHIND_PROXY=1" in output

@@ -13,7 +13,8 @@ views or admin: the background tasks are registered into ``_base`` by ``DsrReque
   the permission / required-text checks every staff action starts with.
 - ``outbox``: queueing and delivering requester emails (the email outbox).
 - ``identity``: email confirmation, identity steps, the Atlassian-account proof, documents, questions.
-- ``intake``: submission, withdrawal, confirmation reminders, closing unverified requests, lost links.
+- ``intake``: submission, withdrawal, confirmation reminders, closing unverified requests.
+- ``lost_link``: the lost-link page (the same work for every address) and the renewal link the owner opens.
 - ``statutory``: late actions that need confirming, the processing register rule.
 - ``retention``: tombstones, the retention purge (dsr_purge), re-indexing email hashes.
 - ``fulfilment``: the background job that carries out an approved request, step by step.
@@ -147,10 +148,19 @@ from dsr_requests.services.intake import (
     _erase_personal_data,
     close_unverified_requests,
     confirmation_max_age,
-    resend_links,
     send_confirmation_reminders,
     submit_request,
     withdraw,
+)
+from dsr_requests.services.lost_link import (
+    RenewalRefused,
+    read_renewal_token,
+    renew_status_link,
+    renewal_max_age,
+    renewal_token,
+    request_links,
+    resend_links,
+    send_links,
 )
 from dsr_requests.services.outbox import (
     UNCONFIRMED_ADDRESS_EVENTS,
@@ -344,6 +354,13 @@ __all__ = [
     "required_identity_steps",
     "required_text",
     "resend_links",
+    "RenewalRefused",
+    "read_renewal_token",
+    "renew_status_link",
+    "renewal_max_age",
+    "renewal_token",
+    "request_links",
+    "send_links",
     "resume",
     "resume_stalled_fulfilment",
     "retry_failed_emails",

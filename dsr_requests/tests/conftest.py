@@ -41,16 +41,6 @@ def link_in(body, path_prefix):
     return match.group(1).replace("&amp;", "&")
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only(request):
-    """Skip, with the reason, a test marked ``postgres_only`` when the database is not PostgreSQL."""
-    if request.node.get_closest_marker("postgres_only"):
-        from django.db import connection
-
-        if connection.vendor != "postgresql":
-            pytest.skip("needs PostgreSQL: SQLite has no row locks (select_for_update is a no-op)")
-
-
 def export_folder():
     """The local folder export files go to in tests (``EXPORT_STORAGE`` unset)."""
     return Path(django_settings.EXPORT_DIR)

@@ -127,9 +127,14 @@ def request_token(tenant, method="GET", url="/connect/identity-proof/", *, secre
 def install_token(
     key, kid, client_key, url="/connect/installed", *, method="POST", qsh=None, headers=None, **claims
 ):
-    """An RS256 signed-install token as Atlassian makes it; a claim set to ``...`` is left out."""
+    """An RS256 signed-install token as Atlassian makes it; a claim set to ``...`` is left out.
+
+    Each token is distinct (its own ``jti``): signed tokens work once, and two callbacks in the same
+    second must not look like a replay.
+    """
     now = int(time.time())
     payload = {
+        "jti": str(uuid.uuid4()),
         "iss": client_key,
         "aud": APP_BASE_URL,
         "iat": now,

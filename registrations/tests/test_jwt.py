@@ -194,6 +194,27 @@ def test_qsh_for_another_request_is_401(client):
     assert_401(client.get("/api/bare", **auth(token)), "qsh")
 
 
+@pytest.mark.parametrize("page", [PAGE, "/mixin/page/"])
+def test_a_qsh_of_another_request_is_refused_on_pages_that_take_context_tokens(client, page):
+    """Security round two, item 8: accepting context tokens must not mean accepting any ``qsh``.
+
+    Deterministic: a one-line bug that skipped the ``qsh`` check where ``context-qsh`` is allowed used to
+    survive the suite (only a sampled fuzz run caught it, now and then).
+    """
+    tenant = RegistrationFactory()
+    assert client.get(page, **auth(request_token(tenant, url=page))).status_code == 200
+    assert client.get(page, **auth(request_token(tenant, qsh="context-qsh"))).status_code == 200
+    for token in (
+        request_token(tenant, url="/api/bare"),  # another path
+        request_token(tenant, url=page + "?x=1"),  # the same path with another query
+        request_token(tenant, method="POST", url=page),  # another method
+        request_token(tenant, qsh="0" * 64),
+        request_token(tenant, qsh="CONTEXT-QSH"),
+    ):
+        response = client.get(page, **auth(token))
+        assert_401(response, "qsh claim does not match")
+
+
 def test_context_qsh_is_refused_where_not_allowed(client):
     tenant = RegistrationFactory()
     assert_401(client.get("/api/bare", **auth(request_token(tenant, qsh="context-qsh"))), "context")

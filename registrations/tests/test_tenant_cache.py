@@ -1,8 +1,9 @@
 """Tenant cache: warm lookups cost no query, changes are seen at once, stale ciphertext falls back."""
 
-import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.core.cache import cache
 
 from registrations import services, tenant_cache
@@ -96,14 +97,27 @@ def test_an_enabled_tenant_is_kept_in_the_process_and_served_without_the_shared_
 
 def test_the_process_copy_expires_so_another_processs_change_is_seen_within_seconds(settings):
     """Another process disabled the site: it tombstoned the shared cache, but cannot reach our copy."""
-    settings.CONNECT_TENANT_LOCAL_SECONDS = 0.2
+    settings.CONNECT_TENANT_LOCAL_SECONDS = 2
     tenant = RegistrationFactory()
-    tenant_cache.get(tenant.client_key)
-    Registration.objects.filter(pk=tenant.pk).update(state="disabled")
-    cache.set(tenant_cache._key(tenant.client_key), tenant_cache.TOMBSTONE)
-    assert tenant_cache.get(tenant.client_key).state == "enabled"
-    time.sleep(0.25)
-    assert tenant_cache.get(tenant.client_key).state == "disabled"
+    with time_machine.travel(datetime(2026, 5, 1, 12, 0, tzinfo=UTC), tick=False) as clock:
+        tenant_cache.get(tenant.client_key)
+        Registration.objects.filter(pk=tenant.pk).update(state="disabled")
+        cache.set(tenant_cache._key(tenant.client_key), tenant_cache.TOMBSTONE)
+        clock.shift(timedelta(seconds=1.9))
+        assert tenant_cache.get(tenant.client_key).state == "enabled"
+        clock.shift(timedelta(seconds=0.1))
+        assert tenant_cache.get(tenant.client_key).state == "disabled"
+
+
+def test_a_clock_step_backwards_ends_the_process_copy_instead_of_prolonging_it(settings):
+    settings.CONNECT_TENANT_LOCAL_SECONDS = 2
+    tenant = RegistrationFactory()
+    with time_machine.travel(datetime(2026, 5, 1, 12, 0, tzinfo=UTC), tick=False) as clock:
+        tenant_cache.get(tenant.client_key)
+        Registration.objects.filter(pk=tenant.pk).update(state="disabled")
+        cache.set(tenant_cache._key(tenant.client_key), tenant_cache.TOMBSTONE)
+        clock.move_to(datetime(2026, 5, 1, 11, 0, tzinfo=UTC))
+        assert tenant_cache.get(tenant.client_key).state == "disabled"
 
 
 def test_a_change_in_this_process_clears_its_copy_at_once():

@@ -60,6 +60,13 @@ def signed(key_service, rsa_key):
     return make
 
 
+def assert_401(response, reason_fragment):
+    """A refused lifecycle call or page: 401, ``WWW-Authenticate: JWT``, and the reason we expect."""
+    assert response.status_code == 401, response.content
+    assert response["WWW-Authenticate"] == "JWT"
+    assert reason_fragment.lower() in response.json()["error"].lower(), response.json()
+
+
 def do_install(client, signed, **fields):
     body = install_body(**fields)
     response = post(client, "installed", body, signed(body))
@@ -91,7 +98,7 @@ def test_descriptor_is_built_from_settings(client, settings):
 
 
 def test_identity_proof_page_needs_a_jwt(client):
-    assert client.get("/connect/identity-proof/").status_code == 401
+    assert_401(client.get("/connect/identity-proof/"), "required")
 
 
 # --- installed --------------------------------------------------------------------------------------
@@ -146,15 +153,14 @@ def test_audience_with_trailing_slash_is_accepted(client, signed):
 def test_signed_install_with_bad_claims_is_401(client, signed, claims, reason):
     body = install_body()
     response = post(client, "installed", body, signed(body, **claims))
-    assert response.status_code == 401
-    assert reason in response.json()["error"].lower()
+    assert_401(response, reason)
     assert not Registration.objects.exists()
 
 
 def test_install_signed_by_an_unknown_key_is_401(client, signed, other_rsa_key):
     body = install_body()
     token = install_token(other_rsa_key, KID, body["clientKey"])
-    assert post(client, "installed", body, token).status_code == 401
+    assert_401(post(client, "installed", body, token), "signature does not verify")
 
 
 def test_install_without_kid_is_401(client, rsa_key, key_service):
@@ -164,7 +170,7 @@ def test_install_without_kid_is_401(client, rsa_key, key_service):
         rsa_key.private,
         algorithm="RS256",
     )
-    assert post(client, "installed", body, token).status_code == 401
+    assert_401(post(client, "installed", body, token), "no valid 'kid'")
     assert key_service.requests == []
 
 
@@ -172,7 +178,7 @@ def test_install_without_kid_is_401(client, rsa_key, key_service):
 def test_install_with_unsafe_kid_is_401_without_fetching(client, rsa_key, key_service, kid):
     body = install_body()
     token = install_token(rsa_key, "placeholder", body["clientKey"], headers={"kid": kid})
-    assert post(client, "installed", body, token).status_code == 401
+    assert_401(post(client, "installed", body, token), "no valid 'kid'")
     assert key_service.requests == []
 
 
@@ -187,25 +193,23 @@ def test_hs256_install_signed_with_the_public_key_is_401(client, signed, rsa_key
     signing_input = b".".join(segments)
     signature = hmac.new(rsa_key.public_pem.encode(), signing_input, hashlib.sha256).digest()
     token = (signing_input + b"." + base64url_encode(signature)).decode()
-    response = post(client, "installed", body, token)
-    assert response.status_code == 401
-    assert "RS256" in response.json()["error"]
+    assert_401(post(client, "installed", body, token), "RS256")
 
 
 def test_install_with_alg_none_is_401(client, signed):
     body = install_body()
     token = pyjwt.encode({"iss": body["clientKey"]}, None, algorithm="none", headers={"kid": KID})
-    assert post(client, "installed", body, token).status_code == 401
+    assert_401(post(client, "installed", body, token), "RS256")
 
 
 def test_unsigned_install_is_401(client, key_service):
-    assert post(client, "installed", install_body(), None).status_code == 401
+    assert_401(post(client, "installed", install_body(), None), "required")
 
 
 def test_unknown_kid_is_401(client, rsa_key, key_service):
     body = install_body()
     response = post(client, "installed", body, install_token(rsa_key, "unknown-kid", body["clientKey"]))
-    assert response.status_code == 401
+    assert_401(response, "signing key is unknown")
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
@@ -240,7 +244,7 @@ def test_reinstall_replaces_the_secret_only_when_signed(client, signed):
     body = do_install(client, signed)
     first_secret = body["sharedSecret"]
     forged = install_body(body["clientKey"], sharedSecret="f" * 40)
-    assert post(client, "installed", forged, "not-a-token").status_code == 401
+    assert_401(post(client, "installed", forged, "not-a-token"), "malformed")
     assert Registration.objects.get().shared_secret == first_secret
     do_install(client, signed, client_key=body["clientKey"], sharedSecret="n" * 40)
     assert Registration.objects.get().shared_secret == "n" * 40
@@ -322,8 +326,8 @@ def test_enable_with_wrong_secret_or_foreign_issuer_is_401(client):
     tenant = RegistrationFactory(state=Registration.State.DISABLED)
     other = RegistrationFactory()
     body = event_body(tenant.client_key, "enabled")
-    assert post(client, "enabled", body, hs_token(tenant, "enabled", secret="w" * 40)).status_code == 401
-    assert post(client, "enabled", body, hs_token(other, "enabled")).status_code == 401
+    assert_401(post(client, "enabled", body, hs_token(tenant, "enabled", secret="w" * 40)), "signature")
+    assert_401(post(client, "enabled", body, hs_token(other, "enabled")), "issuer does not match")
     tenant.refresh_from_db()
     assert tenant.state == Registration.State.DISABLED
 
@@ -389,7 +393,7 @@ def test_a_site_reinstalled_after_its_erasure_keeps_its_row_on_the_next_uninstal
 def test_uninstall_must_be_signed_with_rs256(client):
     tenant = RegistrationFactory()
     body = event_body(tenant.client_key, "uninstalled")
-    assert post(client, "uninstalled", body, hs_token(tenant, "uninstalled")).status_code == 401
+    assert_401(post(client, "uninstalled", body, hs_token(tenant, "uninstalled")), "RS256")
     tenant.refresh_from_db()
     assert tenant.state == Registration.State.ENABLED
 
@@ -417,13 +421,13 @@ def test_round_trip_install_use_uninstall_reinstall_with_new_secret(client, sign
 
     uninstall = event_body(body["clientKey"], "uninstalled")
     assert post(client, "uninstalled", uninstall, signed(uninstall, "uninstalled")).status_code == 204
-    assert client.get(page, HTTP_AUTHORIZATION=f"JWT {old_token}").status_code == 401
+    assert_401(client.get(page, HTTP_AUTHORIZATION=f"JWT {old_token}"), "not installed or not enabled")
 
     new_secret = secrets.token_urlsafe(32)
     do_install(client, signed, client_key=body["clientKey"], sharedSecret=new_secret)
     tenant.refresh_from_db()
     assert tenant.state == Registration.State.INSTALLED
-    assert client.get(page, HTTP_AUTHORIZATION=f"JWT {old_token}").status_code == 401
+    assert_401(client.get(page, HTTP_AUTHORIZATION=f"JWT {old_token}"), "signature")
     new_token = request_token(tenant, qsh="context-qsh")
     assert client.get(page, HTTP_AUTHORIZATION=f"JWT {new_token}").status_code == 200
     assert Registration.objects.count() == 1

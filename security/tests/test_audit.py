@@ -5,7 +5,7 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -276,3 +276,10 @@ def test_the_csv_export_has_the_filtered_events_with_formula_safe_cells(client):
     assert any(row[1] == '\'=HYPERLINK("http://evil")' for row in logins)
     assert all(not row[1].startswith("=") for row in body)
     assert events(AccessAction.DOWNLOAD_EXPORT, detail="access events CSV").count() == 1
+
+
+def test_set_audit_retention_says_it_needs_postgresql_on_sqlite():
+    if connection.vendor == "postgresql":
+        pytest.skip("on PostgreSQL the command works: test_audit_guard.py")
+    with pytest.raises(CommandError, match="PostgreSQL only"):
+        call_command("set_audit_retention")
