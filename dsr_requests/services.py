@@ -531,11 +531,21 @@ def _same_site(claimed_url, site_url):
 
 
 @sensitive_variables("code")
-def redeem_account_code(*, code, client_key, site_url, account_id, actor=REQUESTER, now=None):
-    """Bind the Atlassian account and site of a Connect JWT to the request whose code was entered.
+def redeem_account_code(
+    *,
+    code,
+    client_key,
+    site_url,
+    account_id,
+    actor=REQUESTER,
+    now=None,
+    method="one-time code in the Connect app",
+):
+    """Bind the Atlassian account and site of a Connect JWT (or a Forge invocation token) to the request
+    whose code was entered.
 
     A code works once, before it expires, and only from the site the request named (when it named one).
-    Returns the request.
+    ``method`` is what the identity check records (which app the code was entered in). Returns the request.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -567,7 +577,7 @@ def redeem_account_code(*, code, client_key, site_url, account_id, actor=REQUEST
         IdentityCheck.objects.create(
             request=locked,
             step=IdentityStep.ACCOUNT,
-            method="one-time code in the Connect app",
+            method=method,
             outcome=CheckOutcome.PASSED,
         )
         _event(locked, actor=actor, note=_("Atlassian account confirmed"))

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dsr_requests import views
+from dsr_requests import forge_views, views
 
 app_name = "dsr_requests"
 
@@ -19,4 +19,5 @@ urlpatterns = [
     path("requests/status/<str:token>/download-code/", views.download_code, name="download-code"),
     path("requests/status/<str:token>/download/", views.download, name="download"),
     path("requests/transfer/<str:token>/", views.transfer, name="transfer"),
+    path("forge/identity-proof/", forge_views.identity_proof, name="forge-identity-proof"),
 ]

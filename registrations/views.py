@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from registrations import install_keys, payloads, services
+from registrations import install_keys, payloads, services, tasks
 from registrations.descriptor import build_descriptor
 from registrations.jwt import (
     ConnectAuthError,
@@ -69,6 +69,8 @@ def lifecycle(request, event):
         return response
     if event == "installed":
         services.install(payload=payload, actor="atlassian")
+        # The same site may have Forge installations already: link them (a background job).
+        tasks.link_connect_registration.enqueue(payload.client_key)
     else:
         services.apply_event(client_key=payload.client_key, event=event, actor="atlassian")
     return HttpResponse(status=204)
