@@ -8,7 +8,7 @@ every key lookup here goes through the same three rules, shared by all processes
 1. a key already fetched is answered from the caller's own cache (no fetch);
 2. a ``kid`` the key service said it does not know is remembered as unknown for ``unknown_seconds`` and
    answered "unknown" without a fetch;
-3. fetches of one source are capped at ``per_minute`` per clock minute; past the cap ``FetchThrottled``
+3. fetches of one source are capped at ``per_minute`` in any 60 seconds; past the cap ``FetchThrottled``
    is raised and the caller decides what that means (a 503 for Connect's signed install, so Atlassian
    retries; an unknown ``kid`` for Forge, whose key set was fetched less than a minute ago anyway).
 
@@ -21,7 +21,6 @@ bad), a size limit and a CA bundle that only tests set.
 import hashlib
 import logging
 import re
-import time
 from dataclasses import dataclass
 
 import requests
@@ -72,22 +71,19 @@ class BoundedKeyFetcher:
         cache.delete(self._key("unknown", kid))
 
     def take(self):
-        """Claim one fetch of this minute's budget; ``FetchThrottled`` when it is spent.
+        """Claim one fetch of the budget; ``FetchThrottled`` when ``per_minute`` fetches were made in the
+        last 60 seconds.
 
-        A fixed window per clock minute (``time.time() // 60``) counted with the cache's atomic ``incr``:
-        at most ``per_minute`` fetches in any clock minute across every process sharing the cache.
+        The budget is ``per_minute`` slots in the cache, each taken with the atomic ``cache.add`` and held
+        for 60 seconds: in any 60-second span at most ``per_minute`` fetches go out, across every process
+        sharing the cache (a sliding bound, not a clock-minute window that allows twice as many at its
+        edge).
         """
-        window = int(time.time() // 60)
-        key = self._key("budget", window)
-        cache.add(key, 0, 120)
-        try:
-            used = cache.incr(key)
-        except ValueError:  # expired between add and incr (a slow process at the window's end)
-            cache.add(key, 1, 120)
-            used = 1
-        if used > self.per_minute:
-            logger.warning("key fetch budget spent source=%s per_minute=%s", self.name, self.per_minute)
-            raise FetchThrottled(f"{self.name}: at most {self.per_minute} key fetches a minute")
+        for slot in range(self.per_minute):
+            if cache.add(self._key("slot", slot), 1, 60):
+                return
+        logger.warning("key fetch budget spent source=%s per_minute=%s", self.name, self.per_minute)
+        raise FetchThrottled(f"{self.name}: at most {self.per_minute} key fetches a minute")
 
     def lookup(self, kid, *, cached, fetch):
         """The key for ``kid``: ``cached(kid)`` if it has it, else one budgeted ``fetch(kid)``.
