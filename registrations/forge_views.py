@@ -14,12 +14,12 @@ from django.http import HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from registrations import forge, tasks
+from registrations import forge, forge_manifest, tasks
 from registrations.forge_jwt import ForgeAuthError, auth_failure, fit_required
 
-# The manifest's trigger module (forge/manifest.yml): the only module whose FITs may report lifecycle
+# The manifest's trigger module (forge/manifest.yml) is the only module whose FITs may report lifecycle
 # events, so a user's token from another module cannot be replayed here to "uninstall" a site.
-LIFECYCLE_MODULE_KEY = "lifecycle-events"
+LIFECYCLE_MODULE_KEY = forge_manifest.LIFECYCLE_MODULE_KEY
 APP_VERSION = re.compile(r"[A-Za-z0-9._+-]{1,50}")
 MAX_BODY_BYTES = 64 * 1024
 
