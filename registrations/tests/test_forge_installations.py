@@ -11,9 +11,9 @@ from django.conf import settings as django_settings
 
 from registrations import forge, forge_manifest
 from registrations.models import FitFailureCount, ForgeInstallation, Registration, UsageCount
+from registrations.tests.conftest import run
 from registrations.tests.factories import RegistrationFactory
 from registrations.tests.forge_fixtures import CLOUD_ID, SITE_URL, fit, lifecycle
-from registrations.tests.conftest import run
 
 pytestmark = pytest.mark.django_db
 INSTALLATION = "ari:cloud:ecosystem::installation/inst-1"

@@ -22,8 +22,8 @@ class Command(BaseCommand):
         if check:
             if current != text:
                 raise CommandError(
-                    f"{target} has drifted from the Connect descriptor; run `python manage.py forge_manifest` "
-                    "with the settings in registrations/forge_manifest.py COMMITTED_SETTINGS and commit it."
+                    f"{target} has drifted from the Connect descriptor; run "
+                    "`python manage.py forge_manifest` with the settings in registrations/forge_manifest.py COMMITTED_SETTINGS and commit it."
                 )
             self.stdout.write(f"{target} matches the descriptor.")
             return

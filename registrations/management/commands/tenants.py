@@ -24,7 +24,6 @@ class Command(BaseCommand):
         for tenant in tenants:
             installed = tenant.installed_at.date().isoformat() if tenant.installed_at else "-"
             platforms = ",".join(sorted({p["platform"] for p in tenant.platforms}))
-            self.stdout.write(
-                f"{tenant.site_url or '-':40} {tenant.cloud_id or '-':38} {platforms:15} {tenant.state:12} {installed}"
-            )
+            site, cloud_id = tenant.site_url or "-", tenant.cloud_id or "-"
+            self.stdout.write(f"{site:40} {cloud_id:38} {platforms:15} {tenant.state:12} {installed}")
         self.stdout.write(f"{len(tenants)} tenant(s).")
