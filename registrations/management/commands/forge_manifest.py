@@ -23,7 +23,8 @@ class Command(BaseCommand):
             if current != text:
                 raise CommandError(
                     f"{target} has drifted from the Connect descriptor; run "
-                    "`python manage.py forge_manifest` with the settings in registrations/forge_manifest.py COMMITTED_SETTINGS and commit it."
+                    "`python manage.py forge_manifest` with the settings in "
+                    "registrations/forge_manifest.py COMMITTED_SETTINGS and commit it."
                 )
             self.stdout.write(f"{target} matches the descriptor.")
             return
