@@ -61,15 +61,13 @@ def apply_event(*, event, context, app_version="", actor):
     """
     target = EVENTS[event]
     event_at = datetime.fromtimestamp(int(context.claims["iat"]), tz=UTC)
-    for _attempt in range(2):
-        try:
-            with transaction.atomic():
-                result = _apply_locked(event, target, event_at, context, app_version)
-            break
-        except IntegrityError:
-            continue  # another request created the row first: apply against it
-    else:  # pragma: no cover - two integrity errors in a row would be a constraint violation, not a race
-        raise
+    try:
+        with transaction.atomic():
+            result = _apply_locked(event, target, event_at, context, app_version)
+    except IntegrityError:
+        # Another request created the row between our read and our insert: apply against its row.
+        with transaction.atomic():
+            result = _apply_locked(event, target, event_at, context, app_version)
     logger.info(
         "forge lifecycle %s installation=%s outcome=%s actor=%s",
         event.rsplit(":", 2)[-2],
