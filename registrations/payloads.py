@@ -118,8 +118,9 @@ def parse(raw_body, *, event):
 
 
 def _cloud_id(body):
-    """``cloudId`` (newer install payloads carry it): links Forge installations of the same site."""
-    value = _text(body, "cloudId", max_length=100)
-    if value and not CLOUD_ID.fullmatch(value):
-        raise PayloadError(_("'cloudId' is not a cloud ID."))
-    return value
+    """``cloudId`` (newer install payloads carry it): links Forge installations of the same site.
+
+    Only a hint for that link, so a value of another shape is ignored rather than failing the install.
+    """
+    value = body.get("cloudId")
+    return value if isinstance(value, str) and CLOUD_ID.fullmatch(value) else ""

@@ -227,3 +227,51 @@ def test_forge_manifest_check_runs_as_a_command_line(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_events_for_one_installation_make_one_row_and_no_error():
+    """Forge may deliver an event twice at once: the second insert retries against the first's row."""
+    import threading
+
+    from django.db import connection
+
+    from registrations.forge_jwt import ForgeContext
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL for real concurrent connections")
+    now = int(time.time())
+    context = ForgeContext(
+        app_id="7d3b1f0e-4c55-4b1e-9a2f-1c0ffee00001",
+        installation_id=INSTALLATION,
+        cloud_id=CLOUD_ID,
+        site_url=SITE_URL,
+        environment_type="PRODUCTION",
+        environment_id="",
+        account_id=None,
+        module_key="lifecycle-events",
+        claims={"iat": now},
+    )
+    outcomes, errors = [], []
+    barrier = threading.Barrier(4)
+
+    def worker():
+        try:
+            barrier.wait()
+            outcomes.append(
+                forge.apply_event(event="avi:forge:installed:app", context=context, actor="t").outcome
+            )
+        except Exception as exc:  # noqa: BLE001 (collected and asserted below)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert ForgeInstallation.objects.count() == 1
+    assert sorted(outcomes).count("created") == 1 and len(outcomes) == 4
