@@ -275,3 +275,36 @@ def test_concurrent_first_events_for_one_installation_make_one_row_and_no_error(
     assert errors == []
     assert ForgeInstallation.objects.count() == 1
     assert sorted(outcomes).count("created") == 1 and len(outcomes) == 4
+
+
+def test_a_connect_install_with_the_sites_cloud_id_links_its_forge_installation(
+    client, forge_jwks, key_service, rsa_key
+):
+    """Through the real Connect lifecycle view: the install payload's cloudId links the Forge side (a job)."""
+    from registrations.tests.conftest import APP_KEY, install_token
+
+    lifecycle(
+        client,
+        forge_jwks,
+        "installed",
+        context={"cloudId": CLOUD_ID, "siteUrl": "https://renamed.atlassian.net"},
+    )
+    key_service.keys["k1"] = rsa_key.public_pem
+    body = {
+        "key": APP_KEY,
+        "eventType": "installed",
+        "clientKey": "connect-side",
+        "sharedSecret": "s" * 40,
+        "baseUrl": "https://acme.atlassian.net/wiki",
+        "productType": "confluence",
+        "cloudId": CLOUD_ID,
+    }
+    response = client.post(
+        "/connect/installed",
+        json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"JWT {install_token(rsa_key, 'k1', 'connect-side')}",
+    )
+    assert response.status_code == 204
+    assert Registration.objects.get().cloud_id == CLOUD_ID
+    assert ForgeInstallation.objects.get().registration.client_key == "connect-side"
