@@ -194,8 +194,25 @@ def test(pytest_args):
     run(BIN / "lint-imports", "--no-cache", "--no-logo")
     say("type-checking the public APIs (mypy with django-stubs, configured in pyproject.toml)")
     run(BIN / "mypy")
+    say("checking forge/manifest.yml against the Connect descriptor")
+    run(PYTHON, "manage.py", "forge_manifest", "--check", env=forge_manifest_env())
     say("running tests on " + ("DATABASE_URL" if os.environ.get("DATABASE_URL") else "SQLite"))
     run(PYTHON, "-m", "pytest", *pytest_args)
+
+
+def forge_manifest_env():
+    """The environment the committed forge/manifest.yml is generated with (no .env, the example's URL).
+
+    Kept equal to COMMITTED_SETTINGS in registrations/forge_manifest.py (a test checks it).
+    """
+    return {
+        **os.environ,
+        "ENV_FILE": "",
+        "DEBUG": "1",
+        "APP_BASE_URL": "https://privacy.example.com",
+        "FORGE_MANIFEST_APP_ID": "",
+        "FORGE_APP_IDS": "",
+    }
 
 
 def main(argv):

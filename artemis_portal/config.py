@@ -5,6 +5,7 @@ names the variable, not a traceback from deep inside a database driver or the Fe
 value that can be malformed goes through one of these functions, which raise ``ConfigError``.
 """
 
+import uuid
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
@@ -68,3 +69,25 @@ def check_base_url(name, url, *, debug):
     if parts.query or parts.fragment:
         raise ConfigError(f"{name} must not have a query string or fragment.")
     return url.rstrip("/")
+
+
+def parse_uuid_list(name, raw):
+    """A comma-separated list of UUIDs (Forge app IDs), lower-cased, in order, without repeats.
+
+    Empty is allowed (no Forge app yet: every invocation token is refused); anything that is not a UUID
+    stops start-up naming the variable, so a typo cannot silently refuse (or accept) the wrong app.
+    """
+    found = []
+    for part in (raw or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = str(uuid.UUID(part))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be a comma-separated list of app UUIDs; {part!r} is not one."
+            ) from None
+        if value not in found:
+            found.append(value)
+    return found

@@ -17,6 +17,7 @@ from artemis_portal.config import (
     check_base_url,
     check_database_url,
     parse_key_list,
+    parse_uuid_list,
     require,
 )
 
@@ -458,6 +459,10 @@ try:
 except ConfigError as exc:
     sys.exit(f"Configuration error: {exc}")
 CONNECT_INSTALL_KEYS_TIMEOUT = env_number("CONNECT_INSTALL_KEYS_TIMEOUT", 5.0, minimum=0.1, kind=float)
+# A stream of installs with forged kids costs at most this many key fetches a minute (key_fetch.py);
+# a kid the service does not know is answered "unknown" without a fetch for the given seconds.
+CONNECT_INSTALL_KEYS_FETCHES_PER_MINUTE = env_number("CONNECT_INSTALL_KEYS_FETCHES_PER_MINUTE", 5, minimum=1)
+CONNECT_INSTALL_KEYS_UNKNOWN_SECONDS = env_number("CONNECT_INSTALL_KEYS_UNKNOWN_SECONDS", 60, minimum=1)
 CONNECT_JWT_LEEWAY = env_number("CONNECT_JWT_LEEWAY", 30)
 CONNECT_TENANT_CACHE_SECONDS = env_number("CONNECT_TENANT_CACHE_SECONDS", 300, minimum=1)
 CONNECT_TENANT_LOCAL_SECONDS = env_number("CONNECT_TENANT_LOCAL_SECONDS", 2.0, kind=float)
@@ -465,6 +470,29 @@ CONNECT_OUTBOUND_TIMEOUT = env_number("CONNECT_OUTBOUND_TIMEOUT", 10.0, minimum=
 # Tenants' baseUrl must be an Atlassian cloud site (registrations/base_urls.py); this adds domains (for a
 # staging product or tests), comma-separated, e.g. "example.test".
 CONNECT_EXTRA_BASE_URL_DOMAINS = env.list("CONNECT_EXTRA_BASE_URL_DOMAINS", default=[])
+
+# --- Forge (registrations/forge_jwt.py, docs/forge.md) -------------------------------------------
+try:
+    # https in production: the keys fetched here decide which Forge invocations are believed.
+    FORGE_JWKS_URL = check_base_url(
+        "FORGE_JWKS_URL",
+        env.str("FORGE_JWKS_URL", default="https://forge.cdn.prod.atlassian-dev.net/.well-known/jwks.json"),
+        debug=DEBUG,
+    )
+    # The Forge app IDs (UUIDs) whose invocation tokens are accepted: Artemis has several apps.
+    FORGE_APP_IDS = parse_uuid_list("FORGE_APP_IDS", env.str("FORGE_APP_IDS", default=""))
+except ConfigError as exc:
+    sys.exit(f"Configuration error: {exc}")
+FORGE_JWKS_TIMEOUT = env_number("FORGE_JWKS_TIMEOUT", 5.0, minimum=0.1, kind=float)
+# How long a fetched key set is used before it is fetched again (an unknown kid refreshes it sooner,
+# at most once a minute).
+FORGE_JWKS_MAX_AGE_SECONDS = env_number("FORGE_JWKS_MAX_AGE_SECONDS", 3600, minimum=60)
+# A CA bundle (file path) that the JWKS fetch trusts instead of the system's: only the tests set it, for
+# their self-signed loopback server. Empty: the normal certificate store (certifi).
+FORGE_JWKS_CA_BUNDLE = env.str("FORGE_JWKS_CA_BUNDLE", default="")
+# The Connect-on-Forge app's ID in forge/manifest.yml (manage.py forge_manifest); default: the first of
+# FORGE_APP_IDS, else a placeholder the Forge CLI replaces on `forge register`.
+FORGE_MANIFEST_APP_ID = env.str("FORGE_MANIFEST_APP_ID", default="")
 
 # --- Backups (registrations/backups.py) ---------------------------------------------------------
 

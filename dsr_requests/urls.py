@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dsr_requests import views
+from dsr_requests import forge_views, views
 
 app_name = "dsr_requests"
 
@@ -22,4 +22,5 @@ urlpatterns = [
     path("requests/transfer/<str:token>/", views.transfer, name="transfer"),
     # The Atlassian-account proof: a Connect page (generalPages module "identity-proof" in the descriptor).
     path("connect/identity-proof/", views.account_proof, name="identity-proof"),
+    path("forge/identity-proof/", forge_views.identity_proof, name="forge-identity-proof"),
 ]

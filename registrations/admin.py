@@ -1,12 +1,13 @@
 """Admin: a read-only view of the tenant registry (never the secret) and the usage chart."""
 
 from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from artemis_portal.admin_mixins import ReadOnlyAdminMixin
 from registrations import selectors, services
-from registrations.models import ErasureLedgerEntry, Registration, UsageCount
+from registrations.models import ErasureLedgerEntry, ForgeInstallation, Registration, UsageCount
 
 CHART_WIDTH, CHART_HEIGHT, BAR_GAP = 600, 160, 2
 
@@ -26,6 +27,7 @@ class RegistrationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "client_key",
         "state",
         "blocked",
+        "platforms",
         "product_type",
         "base_url",
         "installed_at",
@@ -56,8 +58,16 @@ class RegistrationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     actions = ["block", "unblock"]
 
     def get_queryset(self, request):
-        """Never load the secret column."""
-        return super().get_queryset(request).defer("shared_secret")
+        """Never load the secret column; say in the same query whether the site has Forge too."""
+        forge = ForgeInstallation.objects.filter(
+            registration=OuterRef("pk"), state=ForgeInstallation.State.INSTALLED
+        )
+        return super().get_queryset(request).defer("shared_secret").annotate(has_forge=Exists(forge))
+
+    @admin.display(description=_("platforms"))
+    def platforms(self, obj):
+        """The tenant's platforms: Connect (this row) and Forge when an installation of the site is linked."""
+        return "Connect + Forge" if getattr(obj, "has_forge", False) else "Connect"
 
     @admin.display(boolean=True, description=_("blocked"))
     def blocked(self, obj):
@@ -145,3 +155,7 @@ class ErasureLedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "erased_at"
     fields = ("kind", "erased_at", "pending", "reference")
     readonly_fields = fields
+
+
+# The Forge side of tenants (installations, refused-token counts): its own module, registered on import.
+from registrations import forge_admin  # noqa: E402, F401

@@ -16,7 +16,8 @@ A backup is a header followed by frames::
     frame    the manifest frame, which must be the last bytes of the file
 
 Each token's plain text starts with one byte naming the frame: ``D`` (data) is followed by a zlib-compressed
-run of JSON lines, one registration per line; ``M`` (manifest) is followed by a JSON object: format and
+run of JSON lines, one registration per line; ``F`` (after the data frames) the same for Forge
+installations (``forge_backups``); ``M`` (manifest) is followed by a JSON object: format and
 schema version, creation time, row count, field names and the SHA-256 of the uncompressed JSON lines.
 
 Why this shape: a single Fernet token over the whole archive would hold every tenant in memory, so rows are
@@ -50,7 +51,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from artemis_portal import storage as shared_storage
-from registrations import erasure_ledger, tenant_cache
+from registrations import erasure_ledger, forge_backups, tenant_cache
 from registrations.models import Registration
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ FORMAT_VERSION = 1
 # The row encoding: JSON lines of the model's concrete fields (not the primary key), datetimes in ISO 8601.
 SCHEMA_VERSION = 1
 DATA_FRAME = b"D"
+FORGE_FRAME = b"F"
 MANIFEST_FRAME = b"M"
 LENGTH = struct.Struct(">I")
 # A frame is one batch of rows; anything larger than this is a corrupted length, not a real frame.
@@ -181,10 +183,11 @@ def read_frames(fileobj, *, fernet, header, label="registration backup", keys_se
         yield plain[:1], plain[1:]
 
 
-def write_archive(out, batches, *, fernet, created_at, fields):
+def write_archive(out, batches, *, fernet, created_at, fields, forge_batches=()):
     """Write the header, one data frame per batch of rows, and the manifest to ``out``; return the manifest.
 
-    ``batches`` is an iterable of lists of row dicts, consumed one at a time, so memory holds one batch.
+    ``batches`` is an iterable of lists of row dicts, consumed one at a time, so memory holds one batch;
+    ``forge_batches`` the same for Forge installations, written as ``F`` frames after them.
     """
     out.write(HEADER)
     digest = hashlib.sha256()
@@ -196,6 +199,12 @@ def write_archive(out, batches, *, fernet, created_at, fields):
         digest.update(content)
         row_count += len(rows)
         write_frame(out, fernet, DATA_FRAME, zlib.compress(content, 6))
+    forge_digest, forge_count = hashlib.sha256(), 0
+    for rows in forge_batches:
+        content = _encode_rows(rows)
+        forge_digest.update(content)
+        forge_count += len(rows)
+        write_frame(out, fernet, FORGE_FRAME, zlib.compress(content, 6))
     manifest = {
         "format": FORMAT_VERSION,
         "schema_version": SCHEMA_VERSION,
@@ -204,6 +213,8 @@ def write_archive(out, batches, *, fernet, created_at, fields):
         "row_count": row_count,
         "fields": fields,
         "sha256": digest.hexdigest(),
+        "forge_row_count": forge_count,
+        "forge_sha256": forge_digest.hexdigest(),
     }
     write_frame(out, fernet, MANIFEST_FRAME, json.dumps(manifest, sort_keys=True).encode())
     return manifest
@@ -219,10 +230,12 @@ class BackupReader:
     (and ``manifest`` set). Any defect raises ``BackupError`` with a one-line reason.
     """
 
-    def __init__(self, fileobj, *, fernet):
+    def __init__(self, fileobj, *, fernet, on_forge_rows=None):
         self.fileobj = fileobj
         self.fernet = fernet
         self.manifest = None
+        # Called with each batch of Forge installation rows (a restore applies them); None: only checked.
+        self.on_forge_rows = on_forge_rows
 
     def _frames(self):
         return read_frames(self.fileobj, fernet=self.fernet, header=HEADER)
@@ -231,8 +244,11 @@ class BackupReader:
         """Yield lists of row dicts; raise ``BackupError`` as soon as anything is wrong."""
         digest = hashlib.sha256()
         row_count = 0
+        forge = {"digest": hashlib.sha256(), "count": 0}
         for kind, payload in self._frames():
-            if kind == DATA_FRAME:
+            if kind == FORGE_FRAME:
+                self._forge_frame(payload, forge)
+            elif kind == DATA_FRAME:
                 try:
                     content = zlib.decompress(payload)
                     rows = [json.loads(line) for line in content.splitlines()]
@@ -243,12 +259,38 @@ class BackupReader:
                 yield rows
             elif kind == MANIFEST_FRAME:
                 manifest = self._check_manifest(payload, digest.hexdigest(), row_count)
+                self._check_forge(manifest, forge)
                 if self.fileobj.read(1):
                     raise BackupError("corrupted: unexpected data after the manifest")
                 self.manifest = manifest
                 return
             else:
                 raise BackupError("corrupted: unknown frame kind")
+
+    def _forge_frame(self, payload, forge):
+        try:
+            content = zlib.decompress(payload)
+            rows = [json.loads(line) for line in content.splitlines()]
+        except (zlib.error, ValueError):
+            raise BackupError("corrupted: a Forge frame does not hold JSON rows") from None
+        if any(not isinstance(row, dict) or set(row) - forge_backups.known_fields() for row in rows):
+            raise BackupError("the backup has Forge installation fields this model lacks")
+        forge["digest"].update(content)
+        forge["count"] += len(rows)
+        if self.on_forge_rows is not None:
+            self.on_forge_rows(rows)
+
+    @staticmethod
+    def _check_forge(manifest, forge):
+        """Backups from before Forge have no Forge rows and no Forge fields in the manifest."""
+        declared = manifest.get("forge_row_count", 0)
+        if declared != forge["count"]:
+            raise BackupError(
+                f"corrupted: the manifest says {declared} Forge rows, the file holds {forge['count']}"
+            )
+        sha = str(manifest.get("forge_sha256", hashlib.sha256().hexdigest()))
+        if not hmac.compare_digest(sha, forge["digest"].hexdigest()):
+            raise BackupError("corrupted: the Forge rows do not match the manifest's SHA-256")
 
     @staticmethod
     def _check_manifest(payload, sha256, row_count):
@@ -435,12 +477,15 @@ def create_backup(
     fernet = fernet_for(settings.BACKUP_KEYS)
     total = Registration.objects.count()
     batches = _row_batches(fields, batch_size, progress, total)
+    forge_batches = forge_backups.row_batches(batch_size)
 
     try:
         size, manifest = shared_storage.publish(
             storage,
             name,
-            lambda out: write_archive(out, batches, fernet=fernet, created_at=now, fields=fields),
+            lambda out: write_archive(
+                out, batches, fernet=fernet, created_at=now, fields=fields, forge_batches=forge_batches
+            ),
             replace=False,
         )
     except FileExistsError:
@@ -517,6 +562,8 @@ class RestoreSummary:
     kept_pending: int = 0
     reinstalled_since: int = 0
     ledger_other_key: int = 0
+    # Forge installations restored, per outcome (forge_backups.OUTCOMES).
+    forge_counts: dict = dataclasses.field(default_factory=dict)
 
     def add(self, outcome, client_key):
         """Count one tenant under ``outcome``."""
@@ -562,7 +609,13 @@ def restore_backup(
     done = 0
     try:
         with transaction.atomic(), open_backup(path) as fileobj:
-            reader = BackupReader(fileobj, fernet=fernet)
+            reader = BackupReader(
+                fileobj,
+                fernet=fernet,
+                on_forge_rows=lambda rows: forge_backups.restore_rows(
+                    rows, summary.forge_counts, dry_run=dry_run
+                ),
+            )
             for rows in reader.batches():
                 _restore_batch(rows, summary, dry_run=dry_run)
                 done += len(rows)

@@ -4,33 +4,42 @@ A ``kid`` names one key for good (Atlassian rotates by issuing a new ``kid``), s
 for a day and a rotation never waits for the cache. The service being down, slow or answering 5xx is
 ``KeyServiceUnavailable`` (the lifecycle view answers 503 and Atlassian retries the install); only a 404
 (or other 4xx) means the ``kid`` is unknown, which is the token's fault (401).
+
+Fetches go through ``key_fetch.BoundedKeyFetcher`` (shared with Forge's JWKS): an unknown ``kid`` is
+remembered for ``CONNECT_INSTALL_KEYS_UNKNOWN_SECONDS`` and at most
+``CONNECT_INSTALL_KEYS_FETCHES_PER_MINUTE`` fetches go out a minute, so a stream of installs with
+forged ``kid``s costs a handful of requests. Past the budget ``FetchThrottled`` (a
+``KeyServiceUnavailable``) is raised: a 503 with ``Retry-After``, so a real install that meets a
+flood is retried by Atlassian rather than refused.
 """
 
 import hashlib
 import logging
-import re
 from urllib.parse import quote
 
-import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from django.conf import settings
 from django.core.cache import cache
 
+from registrations import key_fetch
+from registrations.key_fetch import FetchThrottled, KeyServiceUnavailable, valid_kid
+
+__all__ = ["FetchThrottled", "KeyServiceUnavailable", "public_key", "valid_kid"]
+
 logger = logging.getLogger("artemis.connect")
 
-KID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 CACHE_SECONDS = 24 * 60 * 60
 MAX_KEY_BYTES = 16 * 1024
 
 
-class KeyServiceUnavailable(Exception):
-    """The install-key service could not answer; the caller should answer 503 so the call is retried."""
-
-
-def valid_kid(kid):
-    """A ``kid`` we are willing to put into a URL path: plain token characters, never ``.`` or ``..``."""
-    return bool(KID.fullmatch(kid)) and kid not in {".", ".."}
+def fetcher():
+    """The bounded fetcher of this source, with the current settings (tests change them)."""
+    return key_fetch.BoundedKeyFetcher(
+        name="connect-install-keys",
+        per_minute=settings.CONNECT_INSTALL_KEYS_FETCHES_PER_MINUTE,
+        unknown_seconds=settings.CONNECT_INSTALL_KEYS_UNKNOWN_SECONDS,
+    )
 
 
 def _cache_key(kid):
@@ -38,35 +47,28 @@ def _cache_key(kid):
 
 
 def public_key(kid):
-    """The PEM public key for ``kid``, or ``None`` if the service says it does not exist."""
-    key = _cache_key(kid)
-    pem = cache.get(key)
-    if pem is None:
-        pem = _fetch(kid)
-        if pem is not None:
-            cache.set(key, pem, CACHE_SECONDS)
+    """The PEM key for ``kid``, or ``None`` if the service says (or said recently) it does not exist."""
+    return fetcher().lookup(kid, cached=lambda k: cache.get(_cache_key(k)), fetch=_fetch_and_cache)
+
+
+def _fetch_and_cache(kid):
+    pem = _fetch(kid)
+    if pem is not None:
+        cache.set(_cache_key(kid), pem, CACHE_SECONDS)
     return pem
 
 
 def _fetch(kid):
     """GET ``<CONNECT_INSTALL_KEYS_URL>/<kid>`` with a timeout, a status check and a size limit."""
     url = f"{settings.CONNECT_INSTALL_KEYS_URL}/{quote(kid, safe='')}"
+    answer = key_fetch.get(url, timeout=settings.CONNECT_INSTALL_KEYS_TIMEOUT, max_bytes=MAX_KEY_BYTES)
+    if answer.status != 200:
+        logger.warning("connect install key unknown kid=%s status=%s", kid, answer.status)
+        return None
     try:
-        with requests.get(url, timeout=settings.CONNECT_INSTALL_KEYS_TIMEOUT, stream=True) as response:
-            if response.status_code == 429 or response.status_code >= 500:
-                raise KeyServiceUnavailable(f"install-key service answered {response.status_code}")
-            if response.status_code != 200:
-                logger.warning("connect install key unknown kid=%s status=%s", kid, response.status_code)
-                return None
-            body = response.raw.read(MAX_KEY_BYTES + 1, decode_content=True)
-    except requests.RequestException as exc:
-        raise KeyServiceUnavailable(f"install-key service unreachable: {type(exc).__name__}") from None
-    if len(body) > MAX_KEY_BYTES:
-        raise KeyServiceUnavailable("install-key service sent an oversized key")
-    try:
-        loaded = load_pem_public_key(body)
+        loaded = load_pem_public_key(answer.body)
     except (ValueError, TypeError):
         raise KeyServiceUnavailable("install-key service sent something that is not a PEM key") from None
     if not isinstance(loaded, RSAPublicKey):
         raise KeyServiceUnavailable("install-key service sent a key that is not RSA")
-    return body.decode("ascii")
+    return answer.body.decode("ascii")

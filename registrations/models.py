@@ -30,6 +30,9 @@ class Registration(models.Model):
     plugins_version = models.CharField(_("plugins version"), max_length=100, blank=True)
     server_version = models.CharField(_("server version"), max_length=100, blank=True)
     oauth_client_id = models.CharField(_("OAuth client id"), max_length=255, blank=True)
+    # Atlassian's ID of the site, when the install payload carries it: how Forge installations of the
+    # same site find this registration (docs/forge.md).
+    cloud_id = models.CharField(_("cloud ID"), max_length=100, blank=True, db_index=True)
     state = models.CharField(_("state"), max_length=20, choices=State.choices, default=State.INSTALLED)
     installed_at = models.DateTimeField(_("installed at"))
     updated_at = models.DateTimeField(_("updated at"))
@@ -189,3 +192,80 @@ class InstallTokenUse(models.Model):
 
     def __str__(self):
         return f"install token used {self.used_at:%Y-%m-%d %H:%M}"
+
+
+class ForgeInstallation(models.Model):
+    """One installation of a Forge (or Connect-on-Forge) app on a site, as Forge's lifecycle events say.
+
+    Forge's side of a tenant, beside the Connect ``Registration`` of the same site (``registration``, found
+    by cloud ID or site URL, see docs/forge.md), never inside it: a site may have either or both. Holds no
+    secret (Forge signs its calls with Atlassian's keys) and no personal data. ``last_event_at`` is the
+    ``iat`` of the newest lifecycle event applied, so a replayed or late event cannot undo a newer one.
+    """
+
+    class State(models.TextChoices):
+        INSTALLED = "installed", _("Installed")
+        UNINSTALLED = "uninstalled", _("Uninstalled")
+
+    installation_id = models.CharField(_("installation ID"), max_length=255, unique=True)
+    app_id = models.CharField(_("Forge app ID"), max_length=36)
+    environment_type = models.CharField(_("environment"), max_length=30, blank=True)
+    environment_id = models.CharField(_("environment ID"), max_length=255, blank=True)
+    cloud_id = models.CharField(_("cloud ID"), max_length=100, db_index=True)
+    site_url = models.URLField(_("site URL"), max_length=500, blank=True)
+    app_version = models.CharField(_("app version"), max_length=50, blank=True)
+    state = models.CharField(_("state"), max_length=20, choices=State.choices)
+    installed_at = models.DateTimeField(_("installed at"), null=True, blank=True)
+    upgraded_at = models.DateTimeField(_("upgraded at"), null=True, blank=True)
+    uninstalled_at = models.DateTimeField(_("uninstalled at"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"))
+    last_event_at = models.DateTimeField(_("newest event applied"))
+    registration = models.ForeignKey(
+        Registration,
+        verbose_name=_("Connect registration of the same site"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="forge_installations",
+    )
+
+    class Meta:
+        verbose_name = _("Forge installation")
+        verbose_name_plural = _("Forge installations")
+        ordering = ["-updated_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state__in=["installed", "uninstalled"]),
+                name="forgeinstallation_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(installation_id="") & ~models.Q(cloud_id="") & ~models.Q(app_id=""),
+                name="forgeinstallation_ids_set",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.site_url or self.cloud_id} ({self.get_state_display()})"
+
+
+class FitFailureCount(models.Model):
+    """Refused Forge invocation tokens per day and reason (``expired``, ``aud``, ``kid`` ...) for staff.
+
+    Like ``UsageCount``, only a day, a reason code and a count: nothing about who sent the token.
+    """
+
+    day = models.DateField(_("day"))
+    reason = models.CharField(_("reason"), max_length=40)
+    count = models.PositiveBigIntegerField(_("refusals"), default=0)
+
+    class Meta:
+        verbose_name = _("Forge token refusal count")
+        verbose_name_plural = _("Forge token refusal counts")
+        ordering = ["-day", "reason"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "reason"], name="fitfailurecount_day_reason_unique"),
+            models.CheckConstraint(condition=~models.Q(reason=""), name="fitfailurecount_reason_set"),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.reason}: {self.count}"

@@ -20,6 +20,7 @@ from registrations import base_urls
 # Control characters, and lone surrogates (valid in JSON, not encodable for any database).
 CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 PRODUCT_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,49}")
+CLOUD_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
 MIN_SECRET_LENGTH = 32  # HS256 keys shorter than the hash output are weak; PyJWT warns about them
 _https = URLValidator(schemes=["https"])
 
@@ -47,6 +48,7 @@ class LifecyclePayload:
     plugins_version: str = ""
     server_version: str = ""
     oauth_client_id: str = ""
+    cloud_id: str = ""
 
 
 def _text(body, name, *, max_length, required=False, min_length=0):
@@ -123,4 +125,14 @@ def parse(raw_body, *, event):
         plugins_version=_text(body, "pluginsVersion", max_length=100),
         server_version=_text(body, "serverVersion", max_length=100),
         oauth_client_id=_text(body, "oauthClientId", max_length=255),
+        cloud_id=_cloud_id(body),
     )
+
+
+def _cloud_id(body):
+    """``cloudId`` (newer install payloads carry it): links Forge installations of the same site.
+
+    Only a hint for that link, so a value of another shape is ignored rather than failing the install.
+    """
+    value = body.get("cloudId")
+    return value if isinstance(value, str) and CLOUD_ID.fullmatch(value) else ""

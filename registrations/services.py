@@ -56,6 +56,8 @@ def install(*, payload, actor):
         "oauth_client_id": payload.oauth_client_id,
         "updated_at": now,
     }
+    if payload.cloud_id:  # older payloads lack it: keep what an earlier install said
+        fields["cloud_id"] = payload.cloud_id
     with transaction.atomic():
         registration, created = Registration.objects.select_for_update().get_or_create(
             client_key=payload.client_key,

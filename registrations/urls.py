@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from registrations import views
+from registrations import forge_views, views
 
 app_name = "registrations"
 
@@ -12,4 +12,5 @@ urlpatterns = [
         path(f"connect/{event}", views.lifecycle, {"event": event}, name=event)
         for event in ("installed", "uninstalled", "enabled", "disabled")
     ),
+    path("forge/events/", forge_views.events, name="forge-events"),
 ]

@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from registrations import install_keys, install_tokens, payloads
+from registrations import install_keys, install_tokens, payloads, tasks
 from registrations.descriptor import build_descriptor
 from registrations.jwt import (
     ConnectAuthError,
@@ -82,4 +82,7 @@ def lifecycle(request, event):
         )
         response["Retry-After"] = "30"
         return response
+    if event == "installed":
+        # The same site may have Forge installations already: link them (a background job).
+        tasks.link_connect_registration.enqueue(payload.client_key)
     return HttpResponse(status=204)

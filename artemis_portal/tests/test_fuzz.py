@@ -46,6 +46,7 @@ from registrations.tests.conftest import (  # noqa: F401 (fixtures used by name)
     rsa_key,
 )
 from registrations.tests.factories import RegistrationFactory
+from registrations.tests.forge_fixtures import _jwks_certificate, forge_jwks  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 
@@ -79,6 +80,8 @@ FUZZED_ROUTES = {
     "requests/status/<str:token>/download-code/",
     "requests/status/<str:token>/download/",
     "requests/transfer/<str:token>/",
+    "forge/events/",
+    "forge/identity-proof/",
 }
 DEBUG_TEXT = (
     b"Traceback",
@@ -116,7 +119,7 @@ class World:
 
 
 @pytest.fixture
-def world(settings, key_service, rsa_key, django_capture_on_commit_callbacks, tmp_path):
+def world(settings, key_service, rsa_key, forge_jwks, django_capture_on_commit_callbacks, tmp_path):
     settings.EXPORT_DIR = tmp_path / "exports"
     settings.DSR_BEHIND_PROXY = True  # so X-Forwarded-For is parsed
     for name in ("DSR_RATE_SUBMIT_PER_IP", "DSR_RATE_STATUS_PER_IP", "DSR_RATE_CODE_PER_ACCOUNT"):

@@ -40,6 +40,7 @@ from artemis_portal.tests.test_fuzz import (  # noqa: F401 (fixtures used by nam
 )
 from registrations.models import Registration
 from registrations.tests.conftest import APP_KEY
+from registrations.tests.forge_fixtures import _jwks_certificate, forge_jwks  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 

@@ -179,11 +179,13 @@ def redeem_account_code(
     account_id: str,
     actor: Actor = REQUESTER,
     now: datetime | None = None,
+    method: str = "one-time code in the Connect app",
 ) -> RightsRequest:
-    """Bind the Atlassian account and site of a Connect JWT to the request whose code was entered.
+    """Bind the Atlassian account and site of a Connect JWT (or a Forge invocation token) to the request
+    whose code was entered.
 
     A code works once, before it expires, and only from the site the request named (when it named one).
-    Returns the request.
+    ``method`` is what the identity check records (which app the code was entered in). Returns the request.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -215,7 +217,7 @@ def redeem_account_code(
         IdentityCheck.objects.create(
             request=locked,
             step=IdentityStep.ACCOUNT,
-            method="one-time code in the Connect app",
+            method=method,
             outcome=CheckOutcome.PASSED,
         )
         _event(locked, actor=actor, note=_("Atlassian account confirmed"))

@@ -88,3 +88,7 @@ def download(client, token, code):
     from django.urls import reverse
 
     return client.post(reverse("dsr_requests:download", args=[token]), {"code": code})
+
+
+# Forge: the https JWKS server and FIT builders (registrations/tests/forge_fixtures.py).
+from registrations.tests.forge_fixtures import _jwks_certificate, forge_jwks  # noqa: E402, F401

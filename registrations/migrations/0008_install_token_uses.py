@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registrations', '0006_erasure_ledger'),
+        ('registrations', '0007_forge_installations'),
     ]
 
     operations = [

@@ -250,3 +250,7 @@ def run(*args):
     out = io.StringIO()
     call_command(*args, stdout=out, stderr=out)
     return out.getvalue()
+
+
+# Forge: the https JWKS server and FIT builders (registrations/tests/forge_fixtures.py).
+from registrations.tests.forge_fixtures import _jwks_certificate, forge_jwks  # noqa: E402, F401

@@ -43,6 +43,13 @@ def test_unknown_fields_are_ignored(connect_settings):
     assert payloads.parse(body(entitlementId=[1, 2], cloudId={"x": 1}), event="installed").client_key == "ck"
 
 
+def test_a_cloud_id_is_kept_when_it_looks_like_one():
+    assert payloads.parse(
+        body(cloudId="a1b2c3d4-0000-4000-8000-00000000c10d"), event="installed"
+    ).cloud_id == ("a1b2c3d4-0000-4000-8000-00000000c10d")
+    assert payloads.parse(body(cloudId="x y\n"), event="installed").cloud_id == ""
+
+
 @pytest.mark.parametrize("value", ["https://user:pw@/", "https://", "https://acme.atlassian.net/wiki\n"])
 def test_malformed_base_urls_are_refused(connect_settings, value):
     with pytest.raises(payloads.PayloadError):

@@ -49,6 +49,9 @@ class Command(BaseCommand):
                 shown = summary.examples[outcome]
                 line += f" ({', '.join(shown)}{', …' if count > len(shown) else ''})"
             self.stdout.write(line)
+        if summary.forge_counts:
+            forge = ", ".join(f"{n:,} {outcome}" for outcome, n in sorted(summary.forge_counts.items()))
+            self.stdout.write(f"Forge installations: {forge}")
         # Sites a rights request erased: counted, never named (their client key was erased too).
         verb = "would erase again" if dry_run else "erased again"
         self.stdout.write(f"{verb} (erasure ledger): {summary.erased_again:,}")
