@@ -120,6 +120,7 @@ def main():
     )
     base = f"http://127.0.0.1:{port}"
     pages = {
+        "trivial": (f"{base}/bench/trivial/", None),
         "bare": (f"{base}/bench/bare/", None),
         "unprotected": (f"{base}/bench/unprotected/", None),
         "JWT-protected": (f"{base}/connect/identity-proof/", token),
@@ -162,7 +163,7 @@ def main():
         means[name] = sum(values) / len(values)
         rounds = " ".join(f"{value:7.1f}" for value in values)
         print(f"{name:14s} req/s per round: {rounds}   mean {means[name]:7.1f}")
-    for other in ("unprotected", "bare"):
+    for other in ("unprotected", "bare", "trivial"):
         # Pages measured seconds apart share the background load, so per-round ratios are steadier.
         ratios = sorted(p / o for p, o in zip(results["JWT-protected"], results[other], strict=True))
         median = statistics.median(ratios)

@@ -9,6 +9,7 @@ renders the page's template alone (no database at all), to show the price of the
 
 import inspect
 
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import include, path
 
@@ -21,6 +22,11 @@ ACCOUNT_ID = "557058:0e50fccb-239d-4991-a5db-dc850ba3f236"
 
 _page_body = inspect.unwrap(account_proof)
 _tenant = []
+
+
+def trivial(request):
+    """The floor: a Django view that returns a constant, through the same middleware and server."""
+    return HttpResponse(b"ok", content_type="text/plain")
 
 
 def bare(request):
@@ -40,6 +46,7 @@ def unprotected(request):
 
 
 urlpatterns = [
+    path("bench/trivial/", trivial),
     path("bench/bare/", bare),
     path("bench/unprotected/", unprotected),
     path("", include("artemis_portal.urls")),
