@@ -36,6 +36,8 @@ that same statement records the use instead, so neither the page nor the count i
 
 import contextlib
 import logging
+import os
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -56,8 +58,9 @@ BATCH_KEY = "connect-usage-batch:"
 # every flush for this long to have failed to delete it.
 LEDGER_DAYS = 7
 
-# (cache backend object, its Redis client): Django builds a new client object on each get_client() call.
-_client_for = {}
+# Per thread (Django's cache objects are per thread too): the cache backend it was made for, the process,
+# the Redis client, and the one connection the request path keeps for itself.
+_held = threading.local()
 
 
 def _redis():
@@ -65,11 +68,12 @@ def _redis():
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
         return None
-    cached = _client_for.get("default")
-    if cached is None or cached[0] is not backend:
-        # Django's own client, on the primary (write) connection pool; only its pool is reused here.
-        cached = _client_for["default"] = (backend, backend._cache.get_client(write=True))
-    return cached
+    if getattr(_held, "backend", None) is not backend or _held.pid != os.getpid():
+        # Django's own client on the primary (write) pool; Django makes a new one on every call.
+        _held.backend, _held.pid = backend, os.getpid()
+        _held.client = backend._cache.get_client(write=True)
+        _held.connection = None
+    return backend, _held.client
 
 
 def buffered():
@@ -78,16 +82,27 @@ def buffered():
 
 
 def record(*, module, day=None):
-    """Count one use of ``module`` on ``day`` (today): one Redis ``HINCRBY``, or one SQL upsert."""
+    """Count one use of ``module`` on ``day`` (today): one Redis ``HINCRBY``, or one SQL upsert.
+
+    The request path keeps one connection from the pool (per thread) and sends the command on it
+    directly: taking and returning a pooled connection and redis-py's generic command path cost more
+    CPU than the round trip itself (docs/benchmarks.md). The reply is read before returning, so the use
+    is in Redis when the page answers.
+    """
     day = day or timezone.localdate()
     found = _redis()
     if found is not None:
         backend, client = found
         try:
-            client.hincrby(backend.make_key(DAY_KEY + day.isoformat()), module, 1)
+            if _held.connection is None:
+                _held.connection = client.connection_pool.get_connection()
+            _held.connection.send_command("HINCRBY", backend.make_key(DAY_KEY + day.isoformat()), module, 1)
+            _held.connection.read_response()
             return
         except redis.RedisError as error:
-            # Counted in the database instead; the page still answers.
+            # Reconnects on the next use. Counted in the database instead; the page still answers.
+            if _held.connection is not None:
+                _held.connection.disconnect()
             logger.warning(
                 "usage count: redis unavailable (%s), written to the database", type(error).__name__
             )

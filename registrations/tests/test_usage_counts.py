@@ -104,6 +104,17 @@ def test_a_use_is_written_to_the_database_when_redis_does_not_answer(caplog):
     assert "redis unavailable" in caplog.text
 
 
+def test_a_dropped_redis_connection_loses_no_use_and_is_reopened(redis_cache):
+    services.record_usage(module="page", day=DAY)
+    host, port = usage_counts._held.connection._sock.getsockname()[:2]
+    # Redis drops the request path's connection (a restart or a network blip looks the same).
+    assert redis.Redis.from_url(REDIS_URL).client_kill(f"{host}:{port}")
+    services.record_usage(module="page", day=DAY)  # fails on the dead connection: written to the database
+    services.record_usage(module="page", day=DAY)  # a new connection
+    services.flush_usage_counts(actor="test")
+    assert counts() == {(DAY, "page"): 3}
+
+
 # --- the flush -----------------------------------------------------------------------------------------
 
 
