@@ -10,9 +10,11 @@ template's autoescaping does (``conditional_escape``).
 That is only correct while the template prints those values plainly (``{{ site_url }}``) and nothing
 else in the output depends on the request. Rather than trust it, each build checks it: the page is
 rendered once more, in full, with awkward probe values (markup characters, quotes, non-ASCII) and must
-equal what the pieces give for those values. Anything request-specific (a CSRF token, a nonce, a
-filter on a slot value, a branch on its content) makes the two differ; the page is then always
-rendered in full (and a warning logged), so a template change can make the page slower, never wrong.
+equal what the pieces give for those values. Anything request-specific (a CSRF token, a nonce) or
+computed from a slot value (a filter, its length) makes the two differ; the page is then always
+rendered in full (and a warning logged), so such a template change makes the page slower, not wrong.
+A branch on one exact value (``{% if site_url == "..." %}``) the probe cannot see: a page's own test
+compares its pieces with the full render for arbitrary values (hypothesis), as the identity page's does.
 """
 
 import logging
