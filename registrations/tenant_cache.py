@@ -26,9 +26,10 @@ are kept locally, so a site that is already refused stays refused everywhere.
 Both per-process tables are bounded LRUs (``CONNECT_TENANT_LOCAL_MAX_ENTRIES`` each, 10,000 by default,
 about 1.5 KB per tenant and a few hundred bytes per missing key): with many tenants the least recently
 used copy makes room, so memory stays flat however many sites call. The second table remembers client
-keys that do not exist, for the same few seconds: a stream of tokens with forged issuers then costs
-one query per key every ``MISSING_SECONDS`` (shared cache) and one Redis read per key per process every
-``CONNECT_TENANT_LOCAL_SECONDS``, and evicts no real tenant's copy. A key that does not exist yet when
+keys that do not exist, for the same few seconds; the shared cache remembers them as long as a tenant
+(``CONNECT_TENANT_CACHE_SECONDS``). A stream of tokens with forged issuers then costs one query per key
+per 5 minutes and at most one Redis read per key per process every ``CONNECT_TENANT_LOCAL_SECONDS``,
+and evicts no real tenant's copy. A key that does not exist yet when
 looked up and is installed a moment later is refused by other processes for at most those seconds
 (installing clears this process's entry at once), the same delay as any other change.
 """
@@ -46,7 +47,6 @@ from django.views.decorators.debug import sensitive_variables
 from registrations.models import Registration
 
 MISSING = "missing"
-MISSING_SECONDS = 30
 TOMBSTONE = "forgotten"
 # Longer than any request can take (gunicorn's timeout is 30 s), so no read from before a change outlives it.
 TOMBSTONE_SECONDS = 120
@@ -104,7 +104,9 @@ def get(client_key):
         return cached
     tenant = Registration.objects.filter(client_key=client_key).first()
     if tenant is None:
-        cache.add(key, MISSING, MISSING_SECONDS)
+        # As long as a tenant's entry: installing the key tombstones it (and ``add`` never replaces a
+        # tombstone), so remembering a miss for long cannot hide a new site.
+        cache.add(key, MISSING, settings.CONNECT_TENANT_CACHE_SECONDS)
         if entry is None:  # not after a tombstone: an install may be about to commit
             _remember_missing(client_key)
         return None
