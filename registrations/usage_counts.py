@@ -31,7 +31,8 @@ them; ``allkeys-*`` could.
 With any other cache (the per-process development default, ``locmemcache://``) a separate flusher
 process could not see the counts and a process exit would lose them, so each use is written straight to
 the database in one ``INSERT ... ON CONFLICT`` statement, as before. If Redis fails on the request path,
-that same statement records the use instead, so neither the page nor the count is lost.
+that same statement records the use instead, so neither the page nor the count is lost (a failure after
+Redis received the command, such as a reply that timed out, may count that one use twice).
 """
 
 import contextlib
