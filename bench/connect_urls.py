@@ -4,7 +4,8 @@
 unwrapped), the same usage count (one upsert) and framing header, with ``request.connect`` set from a
 tenant read once per worker. Comparing it with ``/connect/identity-proof/`` therefore measures exactly
 what JWT protection costs: token parse, tenant from the cache, HS256 check, claims. ``/bench/bare/``
-renders the page's template alone (no database at all), to show the price of the usage count separately.
+renders the page's template alone (no usage count), in full through the template engine; ``/bench/trivial/``
+returns a constant, the floor of any Django view on this server.
 """
 
 import inspect
