@@ -466,6 +466,8 @@ CONNECT_INSTALL_KEYS_UNKNOWN_SECONDS = env_number("CONNECT_INSTALL_KEYS_UNKNOWN_
 CONNECT_JWT_LEEWAY = env_number("CONNECT_JWT_LEEWAY", 30)
 CONNECT_TENANT_CACHE_SECONDS = env_number("CONNECT_TENANT_CACHE_SECONDS", 300, minimum=1)
 CONNECT_TENANT_LOCAL_SECONDS = env_number("CONNECT_TENANT_LOCAL_SECONDS", 2.0, kind=float)
+# Cap of each per-process table (tenants, unknown client keys): least recently used dropped beyond it.
+CONNECT_TENANT_LOCAL_MAX_ENTRIES = env_number("CONNECT_TENANT_LOCAL_MAX_ENTRIES", 10_000, minimum=1)
 CONNECT_OUTBOUND_TIMEOUT = env_number("CONNECT_OUTBOUND_TIMEOUT", 10.0, minimum=0.1, kind=float)
 # Tenants' baseUrl must be an Atlassian cloud site (registrations/base_urls.py); this adds domains (for a
 # staging product or tests), comma-separated, e.g. "example.test".

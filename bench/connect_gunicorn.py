@@ -5,13 +5,14 @@
         [--duration 4] [--rounds 9] [--connections 8] [--workers 2]
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``). Starts gunicorn on 127.0.0.1 with production settings
-(DEBUG off, persistent database connections), creates one enabled tenant and drives three pages with
+(DEBUG off, persistent database connections), creates one enabled tenant and drives four pages with
 wrk, in short rounds that rotate which page goes first, so load from other processes hits all alike:
 
 - JWT-protected: the identity-proof page (token parse, HS256 check, tenant from the cache, qsh
-  ``context-qsh``, usage-count upsert, framing header, render);
-- unprotected: its twin with the same usage count and render but no authentication;
-- bare: the render alone, no database (see bench/connect_urls.py).
+  ``context-qsh``, usage count, framing header, the page);
+- unprotected: its twin with the same usage count and page but no authentication;
+- bare: the page's template rendered in full, no usage count;
+- trivial: a view that returns a constant, through the same middleware (the floor).
 
 Everything talks to loopback only, every wrk run is bounded by ``--duration`` and gunicorn is stopped at
 the end. Default database: a throw-away SQLite file (pass ``--database-url`` for PostgreSQL).
@@ -120,6 +121,7 @@ def main():
     )
     base = f"http://127.0.0.1:{port}"
     pages = {
+        "trivial": (f"{base}/bench/trivial/", None),
         "bare": (f"{base}/bench/bare/", None),
         "unprotected": (f"{base}/bench/unprotected/", None),
         "JWT-protected": (f"{base}/connect/identity-proof/", token),
@@ -161,8 +163,11 @@ def main():
     for name, values in results.items():
         means[name] = sum(values) / len(values)
         rounds = " ".join(f"{value:7.1f}" for value in values)
-        print(f"{name:14s} req/s per round: {rounds}   mean {means[name]:7.1f}")
-    for other in ("unprotected", "bare"):
+        print(
+            f"{name:14s} req/s per round: {rounds}   mean {means[name]:7.1f} "
+            f"median {statistics.median(values):7.1f}"
+        )
+    for other in ("unprotected", "bare", "trivial"):
         # Pages measured seconds apart share the background load, so per-round ratios are steadier.
         ratios = sorted(p / o for p, o in zip(results["JWT-protected"], results[other], strict=True))
         median = statistics.median(ratios)

@@ -4,11 +4,13 @@
 unwrapped), the same usage count (one upsert) and framing header, with ``request.connect`` set from a
 tenant read once per worker. Comparing it with ``/connect/identity-proof/`` therefore measures exactly
 what JWT protection costs: token parse, tenant from the cache, HS256 check, claims. ``/bench/bare/``
-renders the page's template alone (no database at all), to show the price of the usage count separately.
+renders the page's template alone (no usage count), in full through the template engine; ``/bench/trivial/``
+returns a constant, the floor of any Django view on this server.
 """
 
 import inspect
 
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import include, path
 
@@ -21,6 +23,11 @@ ACCOUNT_ID = "557058:0e50fccb-239d-4991-a5db-dc850ba3f236"
 
 _page_body = inspect.unwrap(account_proof)
 _tenant = []
+
+
+def trivial(request):
+    """The floor: a Django view that returns a constant, through the same middleware and server."""
+    return HttpResponse(b"ok", content_type="text/plain")
 
 
 def bare(request):
@@ -40,6 +47,7 @@ def unprotected(request):
 
 
 urlpatterns = [
+    path("bench/trivial/", trivial),
     path("bench/bare/", bare),
     path("bench/unprotected/", unprotected),
     path("", include("artemis_portal.urls")),

@@ -10,7 +10,7 @@ from functools import wraps
 from django.conf import settings
 from django.contrib import messages
 from django.core import signing
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -19,6 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
+from artemis_portal.prerender import PrerenderedPage
 from dsr_requests import forms as forms_module
 from dsr_requests import ratelimit, selectors, services, tokens
 from dsr_requests.forms import (
@@ -308,6 +309,13 @@ def withdraw(request, token):
 
 # Atlassian account IDs ("557058:uuid", or a 24-character hex id); the column holds 128 characters.
 ACCOUNT_ID_SHAPE = re.compile(r"[A-Za-z0-9:._-]{1,128}")
+# The Connect hot path: every page load of a signed-in account is this page with an empty form, which
+# differs between loads only in the site and the account (artemis_portal.prerender).
+ACCOUNT_PROOF_PAGE = PrerenderedPage(
+    "dsr_requests/account_proof.html",
+    slots=("site_url", "account_id"),
+    context=lambda: {"form": AccountCodeForm()},
+)
 
 
 @connect_jwt_required(allow_context_qsh=True, module="identity-proof")
@@ -326,30 +334,26 @@ def account_proof(request):
         return render(
             request, "dsr_requests/account_proof.html", context, status=403 if request.POST else 200
         )
+    if request.method != "POST":
+        return HttpResponse(ACCOUNT_PROOF_PAGE.render(request, **context))
     form = AccountCodeForm(request.POST or None)
-    if request.method == "POST":
-        if ratelimit.hit(
-            "account-code", f"{tenant.client_key}:{account_id}", settings.DSR_RATE_CODE_PER_ACCOUNT
-        ):
-            return render(
-                request, "dsr_requests/account_proof.html", {**context, "limited": True}, status=429
+    if ratelimit.hit("account-code", f"{tenant.client_key}:{account_id}", settings.DSR_RATE_CODE_PER_ACCOUNT):
+        return render(request, "dsr_requests/account_proof.html", {**context, "limited": True}, status=429)
+    if form.is_valid():
+        try:
+            rights_request = services.redeem_account_code(
+                code=form.cleaned_data["code"],
+                client_key=tenant.client_key,
+                site_url=tenant.base_url,
+                account_id=account_id,
+                actor=services.REQUESTER,
             )
-        if form.is_valid():
-            try:
-                rights_request = services.redeem_account_code(
-                    code=form.cleaned_data["code"],
-                    client_key=tenant.client_key,
-                    site_url=tenant.base_url,
-                    account_id=account_id,
-                    actor=services.REQUESTER,
-                )
-            except services.ActionRefused as exc:
-                form.add_error("code", str(exc))
-            else:
-                context["reference"] = rights_request.reference
-                return render(request, "dsr_requests/account_proof_done.html", context)
-        return render(request, "dsr_requests/account_proof.html", {**context, "form": form}, status=400)
-    return render(request, "dsr_requests/account_proof.html", {**context, "form": form})
+        except services.ActionRefused as exc:
+            form.add_error("code", str(exc))
+        else:
+            context["reference"] = rights_request.reference
+            return render(request, "dsr_requests/account_proof_done.html", context)
+    return render(request, "dsr_requests/account_proof.html", {**context, "form": form}, status=400)
 
 
 @sensitive_page

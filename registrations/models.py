@@ -80,13 +80,38 @@ class UsageCount(models.Model):
         verbose_name_plural = _("usage counts")
         ordering = ["-day", "module"]
         constraints = [
-            # The upsert in services.record_usage conflicts on exactly this pair.
+            # The upsert in usage_counts conflicts on exactly this pair.
             models.UniqueConstraint(fields=["day", "module"], name="usagecount_day_module_unique"),
             models.CheckConstraint(condition=~models.Q(module=""), name="usagecount_module_set"),
         ]
 
     def __str__(self):
         return f"{self.day} {self.module}: {self.count}"
+
+
+class UsageFlush(models.Model):
+    """One batch of buffered usage counts that ``flush_usage_counts`` added to ``UsageCount``.
+
+    The batch id is inserted in the same transaction as the counts, so a flusher that dies after
+    committing and before deleting the batch from Redis cannot add it twice: the next run finds the id
+    here (``usage_counts``). Rows are pruned after a week. No personal data: a random id, a day, a total.
+    """
+
+    batch = models.CharField(_("batch"), max_length=32, unique=True)
+    day = models.DateField(_("day"))
+    uses = models.PositiveBigIntegerField(_("uses"))
+    flushed_at = models.DateTimeField(_("flushed at"), db_index=True)
+
+    class Meta:
+        verbose_name = _("usage count flush")
+        verbose_name_plural = _("usage count flushes")
+        ordering = ["-flushed_at"]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(batch=""), name="usageflush_batch_set"),
+        ]
+
+    def __str__(self):
+        return f"{self.day} +{self.uses} ({self.batch})"
 
 
 class PersonalDataReport(models.Model):

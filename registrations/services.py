@@ -14,9 +14,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from fernet_fields import EncryptedField
 
-from registrations import erasure_ledger, tenant_cache
+from registrations import erasure_ledger, tenant_cache, usage_counts
 from registrations.identifiers import log_value
-from registrations.models import Registration, UsageCount
+from registrations.models import Registration
 
 logger = logging.getLogger("artemis.connect")
 State = Registration.State
@@ -211,34 +211,18 @@ def _set_block(*, registration, actor, blocked_at):
 
 
 def record_usage(*, module, day=None):
-    """Add one use of ``module`` to today's anonymized count, in one SQL statement.
+    """Count one use of ``module`` today (anonymized: day, module, count) without slowing the request.
 
-    ``INSERT ... ON CONFLICT (day, module) DO UPDATE SET count = count + 1`` is a single atomic statement
-    on both SQLite (3.24+) and PostgreSQL: no read-modify-write race, no extra query for the first use of
-    a day. Django's ``update_conflicts`` cannot express ``count + 1`` (it copies the inserted value),
-    hence the SQL.
-
-    On PostgreSQL, when the statement is its own transaction, it also switches that one transaction to
-    asynchronous commit (``set_config(..., true)`` in a CTE, still one statement): a page load then does
-    not wait for a WAL flush, which costs more than the whole page on a busy disk. The price is that a
-    database crash can lose the last fraction of a second of counts; nothing else is affected.
+    With the production Redis cache this is one atomic ``HINCRBY`` and no database round trip; the
+    ``flush_usage_counts`` command moves the counts into ``UsageCount`` exactly once. With a per-process
+    cache it is one ``INSERT ... ON CONFLICT`` statement. See ``usage_counts`` for why and how.
     """
-    day = day or timezone.localdate()
-    quote = connection.ops.quote_name
-    # Only quoted identifiers from our own model are interpolated; the values are parameters.
-    table = quote(UsageCount._meta.db_table)
-    day_col, module_col, count_col = (quote(name) for name in ("day", "module", "count"))
-    conflict = f"ON CONFLICT ({day_col}, {module_col}) DO UPDATE SET {count_col} = {table}.{count_col} + 1"
-    if connection.vendor == "postgresql" and connection.get_autocommit() and not connection.in_atomic_block:
-        sql = (
-            "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)) "  # noqa: S608
-            f"INSERT INTO {table} ({day_col}, {module_col}, {count_col}) "
-            f"SELECT %s, %s, 1 FROM async_commit {conflict}"
-        )
-    else:
-        sql = f"INSERT INTO {table} ({day_col}, {module_col}, {count_col}) VALUES (%s, %s, 1) {conflict}"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [connection.ops.adapt_datefield_value(day), module])
+    usage_counts.record(module=module, day=day)
+
+
+def flush_usage_counts(*, actor):
+    """Move the uses buffered in Redis into the daily ``UsageCount`` rows; returns a ``FlushResult``."""
+    return usage_counts.flush(actor=_actor_label(actor))
 
 
 # --- Fernet key rotation ----------------------------------------------------------------------------

@@ -22,10 +22,21 @@ default, 0 turns it off): a Redis round trip costs more than verifying the token
 or an API burst from one site asks for the same tenant many times a second. ``forget`` clears this
 process's copy at once; other processes see a change within those seconds. Only enabled, unblocked tenants
 are kept locally, so a site that is already refused stays refused everywhere.
+
+Both per-process tables are bounded LRUs (``CONNECT_TENANT_LOCAL_MAX_ENTRIES`` each, 10,000 by default,
+about 1.5 KB per tenant and a few hundred bytes per missing key): with many tenants the least recently
+used copy makes room, so memory stays flat however many sites call. The second table remembers client
+keys that do not exist, for the same few seconds; the shared cache remembers them as long as a tenant
+(``CONNECT_TENANT_CACHE_SECONDS``). A stream of tokens with forged issuers then costs one query per key
+per 5 minutes and at most one Redis read per key per process every ``CONNECT_TENANT_LOCAL_SECONDS``,
+and evicts no real tenant's copy. A key that does not exist yet when
+looked up and is installed a moment later is refused by other processes for at most those seconds
+(installing clears this process's entry at once), the same delay as any other change.
 """
 
 import hashlib
 import time
+from collections import OrderedDict
 
 from cryptography.fernet import InvalidToken
 from django.conf import settings
@@ -36,7 +47,6 @@ from django.views.decorators.debug import sensitive_variables
 from registrations.models import Registration
 
 MISSING = "missing"
-MISSING_SECONDS = 30
 TOMBSTONE = "forgotten"
 # Longer than any request can take (gunicorn's timeout is 30 s), so no read from before a change outlives it.
 TOMBSTONE_SECONDS = 120
@@ -46,11 +56,18 @@ _SECRET_INDEX = _ATTNAMES.index("shared_secret")
 _SECRET_FIELD = Registration._meta.get_field("shared_secret")
 
 
-# client key -> (time stored, column values with the secret in plain text); this process only. Wall-clock
-# time (which tests can freeze) read as an age that must lie in [0, CONNECT_TENANT_LOCAL_SECONDS): a clock
-# step backwards or forwards ends the copy early, never makes it live longer.
-_local = {}
-LOCAL_MAX_ENTRIES = 10_000
+# client key -> (time stored, column values with the secret in plain text); this process only, least
+# recently used first. Wall-clock time (which tests can freeze) read as an age that must lie in
+# [0, CONNECT_TENANT_LOCAL_SECONDS): a clock step backwards or forwards ends the copy early, never makes it
+# live longer.
+_local = OrderedDict()
+# client key -> time stored: keys neither the shared cache nor the database knows; same order and rule.
+_missing = OrderedDict()
+
+
+def _fresh(stored_at, now):
+    """Whether a copy stored at ``stored_at`` may still be used at ``now`` (see ``_local``)."""
+    return 0 <= now - stored_at < settings.CONNECT_TENANT_LOCAL_SECONDS
 
 
 def _key(client_key):
@@ -75,12 +92,18 @@ def _from_entry(entry):
 @sensitive_variables("values", "entry", "tenant", "local")
 def get(client_key):
     """The registration for ``client_key`` in any state, or ``None``; cached."""
+    now = time.time()
     local = _local.get(client_key)
-    if local is not None and 0 <= time.time() - local[0] < settings.CONNECT_TENANT_LOCAL_SECONDS:
+    if local is not None and _fresh(local[0], now):
+        _local.move_to_end(client_key)
         return Registration.from_db("default", _ATTNAMES, local[1])
+    missing_since = _missing.get(client_key)
+    if missing_since is not None and _fresh(missing_since, now):
+        return None
     key = _key(client_key)
     entry = cache.get(key)
     if entry == MISSING:
+        _remember_missing(client_key)
         return None
     cached = _from_entry(entry) if entry is not None else None
     if cached is not None:
@@ -88,7 +111,11 @@ def get(client_key):
         return cached
     tenant = Registration.objects.filter(client_key=client_key).first()
     if tenant is None:
-        cache.add(key, MISSING, MISSING_SECONDS)
+        # As long as a tenant's entry: installing the key tombstones it (and ``add`` never replaces a
+        # tombstone), so remembering a miss for long cannot hide a new site.
+        cache.add(key, MISSING, settings.CONNECT_TENANT_CACHE_SECONDS)
+        if entry is None:  # not after a tombstone: an install may be about to commit
+            _remember_missing(client_key)
         return None
     values = [getattr(tenant, name) for name in _ATTNAMES]
     values[_SECRET_INDEX] = _SECRET_FIELD.fernet.encrypt(tenant.shared_secret.encode())
@@ -104,19 +131,34 @@ def _keep_locally(tenant):
     seconds = settings.CONNECT_TENANT_LOCAL_SECONDS
     if seconds <= 0 or tenant.state != Registration.State.ENABLED or tenant.blocked_at is not None:
         return
-    if len(_local) >= LOCAL_MAX_ENTRIES:
-        _local.clear()  # crude but bounded; a full table means many tenants, each refilled on its next call
-    _local[tenant.client_key] = (time.time(), [getattr(tenant, name) for name in _ATTNAMES])
+    _missing.pop(tenant.client_key, None)
+    _bounded_put(_local, tenant.client_key, (time.time(), [getattr(tenant, n) for n in _ATTNAMES]))
+
+
+def _remember_missing(client_key):
+    seconds = settings.CONNECT_TENANT_LOCAL_SECONDS
+    if seconds > 0:
+        _bounded_put(_missing, client_key, time.time())
+
+
+def _bounded_put(table, client_key, value):
+    """Insert as most recently used; drop the least recently used beyond the configured cap."""
+    table[client_key] = value
+    table.move_to_end(client_key)
+    while len(table) > settings.CONNECT_TENANT_LOCAL_MAX_ENTRIES:
+        table.popitem(last=False)
 
 
 def forget(client_key):
     """Tombstone the cached record now and once more when the surrounding transaction commits."""
     key = _key(client_key)
     _local.pop(client_key, None)
+    _missing.pop(client_key, None)
     cache.set(key, TOMBSTONE, TOMBSTONE_SECONDS)
 
     def again():
         _local.pop(client_key, None)
+        _missing.pop(client_key, None)
         cache.set(key, TOMBSTONE, TOMBSTONE_SECONDS)
 
     transaction.on_commit(again)
@@ -125,3 +167,4 @@ def forget(client_key):
 def clear_local():
     """Forget this process's copies (tests that change rows behind the services' back use it)."""
     _local.clear()
+    _missing.clear()

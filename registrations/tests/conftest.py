@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.cache import cache
 from django.core.management import call_command
+from django.test import override_settings
 
 APP_BASE_URL = "https://privacy.example.test"
 APP_KEY = "com.artemis-software.privacy.test"
@@ -32,6 +33,47 @@ def connect_settings(settings):
     cache.clear()
     yield settings
     cache.clear()
+
+
+REDIS_URL = "redis://127.0.0.1:6379/9"
+
+
+def redis_answers(url=REDIS_URL):
+    """Whether a Redis server answers at ``url`` (CI starts one; tests that need it skip otherwise)."""
+    import redis
+
+    try:
+        return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def redis_cache():
+    """The default cache on the real Redis at 127.0.0.1:6379 (as in production), under a key prefix of
+    this test's own, so parallel runs never meet; its keys are deleted afterwards.
+
+    Restores the previous cache itself (rather than through ``settings``) so that the autouse
+    ``cache.clear()`` after the test runs on the test cache again, never ``FLUSHDB`` on Redis.
+    """
+    import redis
+
+    if not redis_answers():
+        pytest.skip("needs Redis on 127.0.0.1:6379 (CI starts it)")
+    prefix = "test-" + uuid.uuid4().hex
+    caches = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": prefix,
+        }
+    }
+    client = redis.Redis.from_url(REDIS_URL)
+    with override_settings(CACHES=caches):
+        yield prefix
+    for key in client.scan_iter(match=prefix + ":*", count=1000):
+        client.delete(key)
+    client.close()
 
 
 class RsaKey:
