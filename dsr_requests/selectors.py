@@ -9,17 +9,15 @@ import hmac
 import math
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
-from django.db import connection
-from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, Q
-from django.db.models.functions import TruncMonth
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from dsr_requests import deadlines, services, tokens
-from dsr_requests.models import RequestState, RequestType, RightsRequest
+from dsr_requests.models import MonthlyCount, RequestState, RequestType, RightsRequest, StateCount
 from dsr_requests.services import FINAL_STATES, OPEN_STATES
 
 _TOKEN_SHAPE = re.compile(r"[0-9a-f]{64}")
@@ -186,63 +184,60 @@ def days_left(rights_request, today: date) -> DaysLeft | None:
 # --- Dashboard ---------------------------------------------------------------------------------------
 
 
-class _PercentileDisc(Aggregate):
-    """PostgreSQL's ``percentile_disc``: the nearest-rank percentile, computed in the database."""
-
-    function = "PERCENTILE_DISC"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = DurationField()
-
-    def __init__(self, expression, *, fraction, **extra):
-        super().__init__(expression, fraction=float(fraction), **extra)
-
-
 def _nearest_rank(sorted_values, fraction):
-    """The nearest-rank percentile of sorted values: the same definition as ``percentile_disc``."""
+    """The nearest-rank percentile of sorted values (a median is then always a real request's value)."""
     rank = math.ceil(fraction * len(sorted_values))
     return sorted_values[max(rank, 1) - 1]
 
 
+def _ranked(histogram, fraction):
+    """The nearest-rank percentile of a ``[(value, how many), ...]`` histogram sorted by value."""
+    rank = max(math.ceil(fraction * sum(n for _value, n in histogram)), 1)
+    seen = 0
+    for value, n in histogram:
+        seen += n
+        if seen >= rank:
+            return value
+    return None
+
+
+def _window(now, months):
+    """The first days of the ``months`` calendar months ending with ``now``'s, oldest first."""
+    return _month_starts(timezone.localdate(now), months)
+
+
 def completion_times(now, *, months=12):
-    """Median and 90th-percentile days from receipt to completion, per type, over the last ``months``.
+    """Median and 90th-percentile days from receipt to completion, per type, over the ``months`` calendar
+    months of the chart (this one included).
 
-    Both are nearest-rank percentiles (a median is then always a real request's time). PostgreSQL works
-    them out itself; elsewhere (SQLite, the embedded demo) the durations are read and ranked here.
+    Read from the rollup (``MonthlyCount``; issue 19), which keeps each completion's whole days taken,
+    rounded down: nearest-rank percentiles of those (a median is then always a real request's time), in
+    one query over a few thousand rows whatever the number of requests. The dashboard says so.
     """
-    since = now - timedelta(days=round(months * 365.25 / 12))
-    taken = ExpressionWrapper(F("closed_at") - F("received_at"), output_field=DurationField())
-    completed = RightsRequest.objects.filter(state=S.COMPLETED, closed_at__gte=since).order_by()
-    stats = {}
-    if connection.vendor == "postgresql":
-        for row in completed.values("request_type").annotate(
-            count=Count("id"),
-            median=_PercentileDisc(taken, fraction=0.5),
-            p90=_PercentileDisc(taken, fraction=0.9),
-        ):
-            stats[row["request_type"]] = (row["count"], row["median"], row["p90"])
-    else:
-        by_type = {}
-        for request_type, duration in completed.annotate(taken=taken).values_list("request_type", "taken"):
-            by_type.setdefault(request_type, []).append(duration)
-        for request_type, values in by_type.items():
-            values.sort()
-            stats[request_type] = (len(values), _nearest_rank(values, 0.5), _nearest_rank(values, 0.9))
-
-    def days(duration):
-        return round(duration.total_seconds() / 86400, 1)
-
-    rows = []
+    since = _window(now, months)[0]
+    rows = (
+        MonthlyCount.objects.filter(kind=MonthlyCount.Kind.COMPLETED, month__gte=since)
+        .values_list("request_type", "days")
+        .annotate(n=Sum("count"))
+        .order_by("request_type", "days")
+    )
+    histograms = {}
+    for request_type, days, n in rows:
+        if n:
+            histograms.setdefault(request_type, []).append((days, n))
+    result = []
     for request_type in RequestType:
-        count, median, p90 = stats.get(request_type, (0, None, None))
-        rows.append(
+        histogram = histograms.get(request_type.value, [])
+        count = sum(n for _days, n in histogram)
+        result.append(
             {
                 "type": request_type.label,
                 "count": count,
-                "median": days(median) if count else None,
-                "p90": days(p90) if count else None,
+                "median": float(_ranked(histogram, 0.5)) if count else None,
+                "p90": float(_ranked(histogram, 0.9)) if count else None,
             }
         )
-    return rows
+    return result
 
 
 def _month_starts(today: date, months: int):
@@ -251,22 +246,20 @@ def _month_starts(today: date, months: int):
 
 
 def monthly_counts(now, *, months=12):
-    """Requests received and completed per calendar month, oldest first, with bar heights (0-100)."""
-    today = timezone.localdate(now)
-    starts = _month_starts(today, months)
-    since = timezone.make_aware(datetime.combine(starts[0], time.min))
+    """Requests received and completed per calendar month, oldest first, with bar heights (0-100).
 
-    def per_month(queryset, field):
-        rows = (
-            queryset.filter(**{f"{field}__gte": since})
-            .annotate(month=TruncMonth(field))
-            .values("month")
-            .annotate(n=Count("id"))
-        )
-        return {timezone.localdate(row["month"]): row["n"] for row in rows}
-
-    received = per_month(RightsRequest.objects.all(), "received_at")
-    completed = per_month(RightsRequest.objects.filter(state=S.COMPLETED), "closed_at")
+    From the rollup (``MonthlyCount``): one query over at most a few thousand rows.
+    """
+    starts = _window(now, months)
+    received, completed = {}, {}
+    rows = (
+        MonthlyCount.objects.filter(month__gte=starts[0])
+        .values_list("kind", "month")
+        .annotate(n=Sum("count"))
+        .order_by()
+    )
+    for kind, month, n in rows:
+        (received if kind == MonthlyCount.Kind.RECEIVED else completed)[month] = n
     peak = max([1, *received.values(), *completed.values()])
     return [
         {
@@ -282,15 +275,13 @@ def monthly_counts(now, *, months=12):
 
 
 def dashboard(now=None):
-    """Everything the staff dashboard shows, in a fixed number of queries."""
+    """Everything the staff dashboard shows, in four queries whatever the number of requests: the
+    counts per state, per month and the completion times come from the rollup; overdue and due this
+    week count the running requests through the (state, due date) index."""
     now = now or timezone.now()
     today = timezone.localdate(now)
-    by_state = dict(
-        RightsRequest.objects.filter(state__in=OPEN_STATES)
-        .values_list("state")
-        .annotate(n=Count("id"))
-        .values_list("state", "n")
-    )
+    # Kept by the services as states change (``rollup``), not counted from the requests (issue 19).
+    by_state = dict(StateCount.objects.filter(state__in=OPEN_STATES).values_list("state", "count"))
     counts = running().aggregate(
         overdue=Count("id", filter=Q(effective_due_on__lt=today)),
         due_this_week=Count(

@@ -101,9 +101,15 @@ def _lock(rights_request):
 
 
 def _event(rights_request, *, actor, note="", public=True, from_state=None, to_state=None):
-    """Write one event row; a note without a state change has from_state == to_state."""
+    """Write one event row; a note without a state change has from_state == to_state.
+
+    Every state change (a new request, every transition) is recorded here, so this is where the
+    dashboard's counts follow it (``rollup``; issue 19).
+    """
+    from dsr_requests import rollup
+
     user, kind = _actor_fields(actor)
-    return RequestEvent.objects.create(
+    event = RequestEvent.objects.create(
         request=rights_request,
         from_state=rights_request.state if from_state is None else from_state,
         to_state=to_state or rights_request.state,
@@ -112,6 +118,8 @@ def _event(rights_request, *, actor, note="", public=True, from_state=None, to_s
         note=note,
         public=public,
     )
+    rollup.state_changed(rights_request, from_state=event.from_state, to_state=event.to_state)
+    return event
 
 
 def _transition(rights_request, *, to_state, actor, note="", public=True):
