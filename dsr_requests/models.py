@@ -5,6 +5,8 @@ tier with fernet_fields; lookups go through keyed hashes (``email_hash``, ``stat
 ``code_hash``) so nothing has to be decrypted to find a row. Every write goes through ``services.py``.
 """
 
+from datetime import date
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -718,53 +720,40 @@ class Rectification(models.Model):
         return f"{self.provider}.{self.field}"
 
 
-class StateCount(models.Model):
-    """How many requests are in each state, so the staff dashboard reads a few rows instead of counting
-    the requests table (issue 19: that count grew with every request ever received).
+class RequestCount(models.Model):
+    """The staff dashboard's counts, so it reads a few thousand rows at most instead of counting the
+    requests table (issue 19: those counts grew with every request ever received). One table, so that a
+    change of state updates it in one statement:
+
+    - ``state``: requests now in the state ``key`` (``month`` is ``NOT_MONTHLY``);
+    - ``received``: requests received in ``month`` (local time);
+    - ``completed``: requests of type ``key`` completed in ``month``, taking ``days`` whole days.
 
     Written only by ``dsr_requests.rollup``: where a state change is recorded (``services._event``), in
     the same transaction, and by ``rollup.rebuild`` (the migration that created it, ``dsr_rollup``).
     """
 
-    state = models.CharField(_("state"), max_length=20, choices=RequestState.choices, unique=True)
-    count = models.BigIntegerField(_("requests"), default=0)
-
-    class Meta:
-        verbose_name = _("requests in a state")
-        verbose_name_plural = _("requests per state")
-        default_permissions = ()
-
-    def __str__(self):
-        return f"{self.state}: {self.count}"
-
-
-class MonthlyCount(models.Model):
-    """Requests received per calendar month, and completed per month, type and whole days taken: what
-    the dashboard's chart and completion times read (a few thousand rows whatever the request count).
-
-    Written only by ``dsr_requests.rollup``, like ``StateCount``. Months are local (TIME_ZONE).
-    """
-
     class Kind(models.TextChoices):
+        STATE = "state", _("in a state")
         RECEIVED = "received", _("received")
         COMPLETED = "completed", _("completed")
 
+    NOT_MONTHLY = date(1970, 1, 1)
+
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
-    month = models.DateField(_("month (its first day)"))
-    # Completed only: the request's type, and the whole days from receipt to completion (rounded down).
-    request_type = models.CharField(_("request type"), max_length=20, choices=RequestType.choices, blank=True)
-    days = models.PositiveIntegerField(_("days taken"), default=0)
+    # The state (kind state), the request type (kind completed), or empty (kind received).
+    key = models.CharField(_("state or type"), max_length=20, blank=True)
+    month = models.DateField(_("month (its first day)"), default=NOT_MONTHLY)
+    days = models.PositiveIntegerField(_("whole days taken"), default=0)
     count = models.BigIntegerField(_("requests"), default=0)
 
     class Meta:
-        verbose_name = _("requests in a month")
-        verbose_name_plural = _("requests per month")
+        verbose_name = _("request count")
+        verbose_name_plural = _("request counts")
         default_permissions = ()
         constraints = [
-            models.UniqueConstraint(
-                fields=["kind", "month", "request_type", "days"], name="dsr_monthly_count_key"
-            )
+            models.UniqueConstraint(fields=["kind", "key", "month", "days"], name="dsr_request_count_key")
         ]
 
     def __str__(self):
-        return f"{self.kind} {self.month:%Y-%m}: {self.count}"
+        return f"{self.kind} {self.key} {self.month}: {self.count}"

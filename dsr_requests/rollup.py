@@ -2,7 +2,7 @@
 
 Issue 19: the staff dashboard counted every request on each view (open ones per state, received and
 completed per month, completion times over twelve months), so it slowed down linearly as requests
-accumulated. ``StateCount`` and ``MonthlyCount`` hold those figures in a few rows:
+accumulated. ``RequestCount`` holds those figures in a few thousand rows at most:
 
 - ``state_changed`` is called where every state change is recorded (``services._event``: the creation
   of a request, ``"" -> submitted``, and every transition), inside the same transaction, so the counts
@@ -13,8 +13,9 @@ accumulated. ``StateCount`` and ``MonthlyCount`` hold those figures in a few row
   does ``manage.py dsr_rollup`` (after rows were written without the services, by a bulk load, say).
 - ``recount`` and ``stored`` give both sides as plain dicts, for the tests and ``dsr_rollup --check``.
 
-Each change is one ``INSERT ... ON CONFLICT DO UPDATE`` per table (PostgreSQL and SQLite alike), rows in
-a fixed order so two transactions moving requests between the same states cannot deadlock.
+Each change is one ``INSERT ... ON CONFLICT DO UPDATE`` (PostgreSQL and SQLite alike; one more query per
+state change), rows in a fixed order so two transactions moving requests between the same states cannot
+deadlock.
 """
 
 from datetime import timedelta
@@ -24,9 +25,11 @@ from django.db.models import Count
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
-from dsr_requests.models import MonthlyCount, RequestState, RightsRequest, StateCount
+from dsr_requests.models import RequestCount, RequestState, RightsRequest
 
 DAY = timedelta(days=1)
+Kind = RequestCount.Kind
+KEY = ("kind", "key", "month", "days")
 
 
 def month_of(moment):
@@ -39,14 +42,12 @@ def days_taken(received_at, closed_at):
     return max(0, (closed_at - received_at) // DAY)
 
 
-def _add(model, columns, rows):
-    """Add ``count`` to each row keyed by ``columns`` (creating it at ``count``): one statement."""
-    if not rows:
-        return
-    table = connection.ops.quote_name(model._meta.db_table)
-    names = ", ".join(connection.ops.quote_name(name) for name in (*columns, "count"))
-    key = ", ".join(connection.ops.quote_name(name) for name in columns)
-    placeholders = ", ".join(["(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"] * len(rows))
+def _add(rows):
+    """Add ``n`` to each ``(kind, key, month, days, n)`` row, creating it at ``n``: one statement."""
+    table = connection.ops.quote_name(RequestCount._meta.db_table)
+    names = ", ".join(connection.ops.quote_name(name) for name in (*KEY, "count"))
+    key = ", ".join(connection.ops.quote_name(name) for name in KEY)
+    placeholders = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
     count = connection.ops.quote_name("count")
     with connection.cursor() as cursor:
         cursor.execute(
@@ -60,74 +61,65 @@ def state_changed(rights_request, *, from_state, to_state):
     """Count one request moving ``from_state`` -> ``to_state`` (``from_state`` empty: just created)."""
     if from_state == to_state:
         return
-    moves = [(to_state, 1)] + ([(from_state, -1)] if from_state else [])
-    _add(StateCount, ("state",), moves)
-    months = []
-    if not from_state:
-        months.append((MonthlyCount.Kind.RECEIVED, month_of(rights_request.received_at), "", 0, 1))
+    never = RequestCount.NOT_MONTHLY
+    rows = [(Kind.STATE.value, str(to_state), never, 0, 1)]
+    if from_state:
+        rows.append((Kind.STATE.value, str(from_state), never, 0, -1))
+    else:
+        rows.append((Kind.RECEIVED.value, "", month_of(rights_request.received_at), 0, 1))
     if to_state == RequestState.COMPLETED and rights_request.closed_at is not None:
-        months.append(
+        taken = days_taken(rights_request.received_at, rights_request.closed_at)
+        rows.append(
             (
-                MonthlyCount.Kind.COMPLETED,
+                Kind.COMPLETED.value,
+                str(rights_request.request_type),
                 month_of(rights_request.closed_at),
-                rights_request.request_type,
-                days_taken(rights_request.received_at, rights_request.closed_at),
+                taken,
                 1,
             )
         )
-    _add(MonthlyCount, ("kind", "month", "request_type", "days"), months)
+    _add(rows)
 
 
 def recount(*, requests_model=RightsRequest):
-    """``(states, months)`` counted from the requests themselves, in the shape ``stored`` returns."""
+    """Every count, from the requests themselves: ``{(kind, key, month, days): n}`` without zeros."""
     requests = requests_model.objects.order_by()
-    states = {state: n for state, n in requests.values_list("state").annotate(n=Count("id")) if n}
-    months = {}
+    never = RequestCount.NOT_MONTHLY
+    counts = {
+        (Kind.STATE.value, state, never, 0): n
+        for state, n in requests.values_list("state").annotate(n=Count("id"))
+        if n
+    }
     received = requests.annotate(month=TruncMonth("received_at")).values_list("month").annotate(n=Count("id"))
     for month, n in received:
-        key = (
-            MonthlyCount.Kind.RECEIVED.value,
-            timezone.localdate(month) if hasattr(month, "hour") else month,
-        )
-        months[(*key, "", 0)] = n
+        counts[(Kind.RECEIVED.value, "", timezone.localdate(month), 0)] = n
     completed = requests.filter(state=RequestState.COMPLETED, closed_at__isnull=False).values_list(
         "request_type", "received_at", "closed_at"
     )
     for request_type, received_at, closed_at in completed.iterator(chunk_size=5000):
-        key = (
-            MonthlyCount.Kind.COMPLETED.value,
-            month_of(closed_at),
-            request_type,
-            days_taken(received_at, closed_at),
-        )
-        months[key] = months.get(key, 0) + 1
-    return states, months
+        key = (Kind.COMPLETED.value, request_type, month_of(closed_at), days_taken(received_at, closed_at))
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def stored():
-    """``(states, months)`` as the rollup holds them, leaving out zero counts."""
-    states = dict(StateCount.objects.filter(count__gt=0).values_list("state", "count"))
-    months = {
-        (kind, month, request_type, days): n
-        for kind, month, request_type, days, n in MonthlyCount.objects.filter(count__gt=0).values_list(
-            "kind", "month", "request_type", "days", "count"
-        )
+    """Every count as the rollup holds it, in the shape of ``recount``."""
+    return {
+        (kind, key, month, days): n
+        for kind, key, month, days, n in RequestCount.objects.exclude(count=0).values_list(*KEY, "count")
     }
-    return states, months
 
 
 @transaction.atomic
-def rebuild(*, requests_model=RightsRequest, state_model=StateCount, month_model=MonthlyCount):
+def rebuild(*, requests_model=RightsRequest, count_model=RequestCount):
     """Replace the rollup by a recount of the requests. The models can be a migration's historical ones."""
-    states, months = recount(requests_model=requests_model)
-    state_model.objects.all().delete()
-    month_model.objects.all().delete()
-    state_model.objects.bulk_create(state_model(state=state, count=n) for state, n in states.items())
-    month_model.objects.bulk_create(
+    counts = recount(requests_model=requests_model)
+    count_model.objects.all().delete()
+    count_model.objects.bulk_create(
         (
-            month_model(kind=kind, month=month, request_type=request_type, days=days, count=n)
-            for (kind, month, request_type, days), n in months.items()
+            count_model(kind=kind, key=key, month=month, days=days, count=n)
+            for (kind, key, month, days), n in counts.items()
         ),
         batch_size=2000,
     )
-    return states, months
+    return counts

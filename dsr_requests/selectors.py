@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from dsr_requests import deadlines, services, tokens
-from dsr_requests.models import MonthlyCount, RequestState, RequestType, RightsRequest, StateCount
+from dsr_requests.models import RequestCount, RequestState, RequestType, RightsRequest
 from dsr_requests.services import FINAL_STATES, OPEN_STATES
 
 _TOKEN_SHAPE = re.compile(r"[0-9a-f]{64}")
@@ -210,16 +210,16 @@ def completion_times(now, *, months=12):
     """Median and 90th-percentile days from receipt to completion, per type, over the ``months`` calendar
     months of the chart (this one included).
 
-    Read from the rollup (``MonthlyCount``; issue 19), which keeps each completion's whole days taken,
+    Read from the rollup (``RequestCount``; issue 19), which keeps each completion's whole days taken,
     rounded down: nearest-rank percentiles of those (a median is then always a real request's time), in
     one query over a few thousand rows whatever the number of requests. The dashboard says so.
     """
     since = _window(now, months)[0]
     rows = (
-        MonthlyCount.objects.filter(kind=MonthlyCount.Kind.COMPLETED, month__gte=since)
-        .values_list("request_type", "days")
+        RequestCount.objects.filter(kind=RequestCount.Kind.COMPLETED, month__gte=since)
+        .values_list("key", "days")
         .annotate(n=Sum("count"))
-        .order_by("request_type", "days")
+        .order_by("key", "days")
     )
     histograms = {}
     for request_type, days, n in rows:
@@ -248,18 +248,20 @@ def _month_starts(today: date, months: int):
 def monthly_counts(now, *, months=12):
     """Requests received and completed per calendar month, oldest first, with bar heights (0-100).
 
-    From the rollup (``MonthlyCount``): one query over at most a few thousand rows.
+    From the rollup (``RequestCount``): one query over at most a few thousand rows.
     """
     starts = _window(now, months)
     received, completed = {}, {}
     rows = (
-        MonthlyCount.objects.filter(month__gte=starts[0])
+        RequestCount.objects.filter(
+            kind__in=[RequestCount.Kind.RECEIVED, RequestCount.Kind.COMPLETED], month__gte=starts[0]
+        )
         .values_list("kind", "month")
         .annotate(n=Sum("count"))
         .order_by()
     )
     for kind, month, n in rows:
-        (received if kind == MonthlyCount.Kind.RECEIVED else completed)[month] = n
+        (received if kind == RequestCount.Kind.RECEIVED else completed)[month] = n
     peak = max([1, *received.values(), *completed.values()])
     return [
         {
@@ -281,7 +283,11 @@ def dashboard(now=None):
     now = now or timezone.now()
     today = timezone.localdate(now)
     # Kept by the services as states change (``rollup``), not counted from the requests (issue 19).
-    by_state = dict(StateCount.objects.filter(state__in=OPEN_STATES).values_list("state", "count"))
+    by_state = dict(
+        RequestCount.objects.filter(kind=RequestCount.Kind.STATE, key__in=OPEN_STATES).values_list(
+            "key", "count"
+        )
+    )
     counts = running().aggregate(
         overdue=Count("id", filter=Q(effective_due_on__lt=today)),
         due_this_week=Count(

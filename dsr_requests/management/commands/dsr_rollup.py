@@ -23,5 +23,5 @@ class Command(BaseCommand):
                 )
             self.stdout.write("The rollup matches the requests.")
             return
-        states, months = rollup.rebuild()
-        self.stdout.write(f"Recounted {sum(states.values())} requests into {len(months)} monthly rows.")
+        counts = rollup.rebuild()
+        self.stdout.write(f"Recounted the requests into {len(counts)} rows.")
