@@ -96,6 +96,7 @@ def seed(records):
         email=email,
         email_hash=email_hash,
         received_at=now,
+        email_confirmed_at=now,  # the completion email goes only to a confirmed address
         status_token_hash=token_hash,
     )
     services.approve(rights_request=rights_request, actor=approver)

@@ -24,9 +24,11 @@ import hashlib
 import io
 import json
 import re
+import tempfile
 import zipfile
 
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.template.loader import render_to_string
@@ -139,8 +141,13 @@ def _json_default(value):
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
-def _dumps(value):
-    return json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
+# What ``json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)`` builds on every
+# call, built once: the same bytes, without constructing an encoder per record.
+_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False, sort_keys=True)
+_dumps = _ENCODER.encode
+# data.json is written to the stream in pieces of about this many characters, not a write per record
+# (each write goes through zipfile's deflate and CRC and the encrypting writer).
+WRITE_CHARS = 256 * 1024
 
 
 def _counted(records, counter, progress):
@@ -166,11 +173,12 @@ def withheld_items(*, subject, providers):
     ]
 
 
-def write_data_json(stream, *, rights_request, subject, providers, counter, progress=None):
+def write_data_json(stream, *, rights_request, subject, providers, counter, progress=None, csv_spools=None):
     """Write the export's ``data.json`` to a binary stream, one record at a time.
 
     The shape is documented by docs/dsr-export.schema.json; ``counter["records"]`` counts what was written.
-    After the providers' records comes ``withheld``: what they left out, and why.
+    After the providers' records comes ``withheld``: what they left out, and why. ``csv_spools`` (provider
+    key -> ``CsvSpool``) also gets each record, so the ZIP's CSVs come from the same single read.
     """
     head = {
         "format": FORMAT,
@@ -178,7 +186,8 @@ def write_data_json(stream, *, rights_request, subject, providers, counter, prog
         "generated_at": timezone.now(),
         "request": {"reference": rights_request.reference, "type": rights_request.request_type},
     }
-    stream.write(_dumps(head)[:-1].encode() + b', "providers": [')
+    pieces = [_dumps(head)[:-1], ', "providers": [']
+    size = 0
     for index, provider in enumerate(providers):
         meta = {
             "key": provider.key,
@@ -187,15 +196,24 @@ def write_data_json(stream, *, rights_request, subject, providers, counter, prog
             "holds_personal_data": provider.holds_personal_data,
             "fields": list(provider.fields),
         }
-        stream.write((", " if index else "").encode() + _dumps(meta)[:-1].encode() + b', "records": [')
+        pieces.append((", " if index else "") + _dumps(meta)[:-1] + ', "records": [')
+        spool = (csv_spools or {}).get(provider.key)
         for number, record in enumerate(_counted(provider.export(subject), counter, progress)):
-            stream.write((", " if number else "").encode() + _dumps(record).encode())
-        stream.write(b"]}")
+            text = (", " if number else "") + _dumps(record)
+            pieces.append(text)
+            size += len(text)
+            if spool is not None:
+                spool.add(record)
+            if size >= WRITE_CHARS:
+                stream.write("".join(pieces).encode())
+                pieces, size = [], 0
+        pieces.append("]}")
     withheld = [
         {key: item[key] for key in ("provider", "what", "reason")}
         for item in withheld_items(subject=subject, providers=providers)
     ]
-    stream.write(b'], "withheld": ' + _dumps(withheld).encode() + b"}\n")
+    pieces.append('], "withheld": ' + _dumps(withheld) + "}\n")
+    stream.write("".join(pieces).encode())
 
 
 def _csv_cell(value):
@@ -206,14 +224,79 @@ def _csv_cell(value):
     return "" if value is None else value
 
 
+def _csv_row(values):
+    """``[_csv_cell(value) for value in values]``, with the common cells (text, numbers, nothing, an
+    empty list) decided without a call: an export has millions of them."""
+    row = []
+    for value in values:
+        kind = type(value)
+        if kind is str or kind is int or kind is bool:
+            row.append(value)
+        elif value is None:
+            row.append("")
+        elif kind is list and not value:
+            row.append("[]")
+        else:
+            row.append(_csv_cell(value))
+    return row
+
+
+class CsvSpool:
+    """One provider's CSV (UTF-8, header row; nested values as JSON), collected while data.json is
+    written and copied into the ZIP after it, so each record is read from the database once.
+
+    The CSV waits in an anonymous temporary file (gone when closed, or when the process dies), encrypted
+    with AES-GCM under a key that exists only in this object: like the export itself, it is never plain
+    text on disk. Memory holds one piece of about ``WRITE_CHARS`` characters.
+    """
+
+    def __init__(self, fields):
+        self._fields = tuple(fields)
+        self._text = io.StringIO()
+        self._writer = csv.writer(self._text)
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close(), used across calls)
+        self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
+        self._frames = 0
+        self._writer.writerow(self._fields)
+
+    def add(self, record):
+        """Append one record as a CSV row."""
+        self._writer.writerow(_csv_row(map(record.get, self._fields)))
+        if self._text.tell() >= WRITE_CHARS:
+            self._flush()
+
+    def _flush(self):
+        plain = self._text.getvalue().encode()
+        self._text.seek(0)
+        self._text.truncate()
+        if plain:
+            nonce = self._frames.to_bytes(12, "big")
+            sealed = self._aead.encrypt(nonce, plain, None)
+            self._file.write(len(sealed).to_bytes(4, "big") + sealed)
+            self._frames += 1
+
+    def copy_to(self, stream):
+        """Write the whole CSV to a binary stream (a ZIP member), then forget it."""
+        self._flush()
+        self._file.seek(0)
+        for frame in range(self._frames):
+            sealed = self._file.read(int.from_bytes(self._file.read(4), "big"))
+            stream.write(self._aead.decrypt(frame.to_bytes(12, "big"), sealed, None))
+        self.close()
+
+    def close(self):
+        self._file.close()
+
+
 def write_provider_csv(stream, *, provider, subject):
     """Write one provider's records as CSV (UTF-8, header row; nested values as JSON)."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=True)
-    writer = csv.writer(text)
-    writer.writerow(provider.fields)
-    for record in provider.export(subject):
-        writer.writerow([_csv_cell(record.get(name)) for name in provider.fields])
-    text.detach()
+    spool = CsvSpool(provider.fields)
+    try:
+        for record in provider.export(subject):
+            spool.add(record)
+        spool.copy_to(stream)
+    finally:
+        spool.close()
 
 
 def readme_text(*, rights_request, providers, counts, activities, withheld=()):
@@ -278,30 +361,35 @@ def write_export(file_name, *, kind, rights_request, subject, providers, activit
 
 def _write_zip(writer, *, rights_request, subject, providers, activities, counter, progress):
     counts = {provider.key: provider.find(subject) for provider in providers}
-    with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(
-            "README.txt",
-            readme_text(
-                rights_request=rights_request,
-                providers=providers,
-                counts=counts,
-                activities=activities,
-                withheld=withheld_items(subject=subject, providers=providers),
-            ),
-        )
-        with archive.open("data.json", "w", force_zip64=True) as member:
-            write_data_json(
-                member,
-                rights_request=rights_request,
-                subject=subject,
-                providers=providers,
-                counter=counter,
-                progress=progress,
+    spools = {provider.key: CsvSpool(provider.fields) for provider in providers if provider.fields}
+    try:
+        with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(
+                "README.txt",
+                readme_text(
+                    rights_request=rights_request,
+                    providers=providers,
+                    counts=counts,
+                    activities=activities,
+                    withheld=withheld_items(subject=subject, providers=providers),
+                ),
             )
-        for provider in providers:
-            if provider.fields:
-                with archive.open(f"{provider.key}.csv", "w", force_zip64=True) as member:
-                    write_provider_csv(member, provider=provider, subject=subject)
+            with archive.open("data.json", "w", force_zip64=True) as member:
+                write_data_json(
+                    member,
+                    rights_request=rights_request,
+                    subject=subject,
+                    providers=providers,
+                    counter=counter,
+                    progress=progress,
+                    csv_spools=spools,
+                )
+            for key, spool in spools.items():
+                with archive.open(f"{key}.csv", "w", force_zip64=True) as member:
+                    spool.copy_to(member)
+    finally:
+        for spool in spools.values():
+            spool.close()
 
 
 def open_export(file_name):

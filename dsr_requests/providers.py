@@ -19,9 +19,6 @@ from artemis_portal.providers import (  # noqa: F401 (re-exported: callers use d
 )
 from dsr_requests import export_records
 
-# Rights requests read per database round trip when exporting.
-CHUNK = 500
-
 
 class RightsRequestProvider(Provider):
     """The rights requests themselves: a person's requests, and everything recorded while handling them."""
@@ -56,23 +53,18 @@ class RightsRequestProvider(Provider):
         return self._queryset(subject, erased=True).count()
 
     def export(self, subject):
-        """Yield one record per request, reading 500 requests and their related rows at a time.
+        """Yield one record per request, oldest first (``export_records.export_requests``).
 
-        Tombstones are exported too (what is left of them is still held). Related rows are fetched per
-        chunk as plain tuples rather than with ``prefetch_related``: prefetched instances point at each
-        other in cycles that only the cyclic garbage collector frees, so memory would grow with the
-        record count before a full collection came.
+        Tombstones are exported too (what is left of them is still held). Requests are read 500 per
+        round trip and each related table in one query of its own, as plain tuples rather than with
+        ``prefetch_related``: prefetched instances point at each other in cycles that only the cyclic
+        garbage collector frees, so memory would grow with the record count before a full collection came.
         """
-        from itertools import islice
-
-        redact = export_records.StaffRedactor(subject_email=subject.email)
-        requests = (
-            self._queryset(subject, erased=True).order_by("received_at", "pk").iterator(chunk_size=CHUNK)
+        yield from export_records.export_requests(
+            self._queryset(subject, erased=True),
+            fields=self.fields,
+            redact=export_records.StaffRedactor(subject_email=subject.email),
         )
-        while chunk := list(islice(requests, CHUNK)):
-            related = export_records.related_rows([r.pk for r in chunk], redact=redact)
-            for rights_request in chunk:
-                yield export_records.request_record(rights_request, related, redact=redact)
 
     def withheld(self, subject):
         """Staff identities (Art. 15(4)), credentials, the blind index, email texts, identity documents."""

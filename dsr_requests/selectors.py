@@ -11,19 +11,17 @@ import hmac
 import math
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.db import connection
-from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, Q
-from django.db.models.functions import TruncMonth
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from dsr_requests import deadlines, tokens, worklist
 from dsr_requests.clock import statutory_due_now
-from dsr_requests.models import RequestState, RequestType, RightsRequest
+from dsr_requests.models import RequestCount, RequestState, RequestType, RightsRequest
 from dsr_requests.states import ALLOWED_TRANSITIONS, FINAL_STATES, OPEN_STATES, outstanding_identity_steps
 from registrations.descriptor import IDENTITY_PROOF_PAGE_NAME
 
@@ -206,63 +204,54 @@ def days_left(rights_request: RightsRequest, today: date) -> DaysLeft | None:
 # --- Dashboard ---------------------------------------------------------------------------------------
 
 
-class _PercentileDisc(Aggregate):
-    """PostgreSQL's ``percentile_disc``: the nearest-rank percentile, computed in the database."""
+def _ranked(histogram: list[tuple[int, int]], fraction: float) -> int:
+    """The nearest-rank percentile of a non-empty ``[(value, how many), ...]`` histogram sorted by value."""
+    rank = max(math.ceil(fraction * sum(n for _value, n in histogram)), 1)
+    seen = 0
+    for value, n in histogram:
+        seen += n
+        if seen >= rank:
+            return value
+    return histogram[-1][0]
 
-    function = "PERCENTILE_DISC"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = DurationField()
 
-    def __init__(self, expression: Any, *, fraction: float, **extra: Any) -> None:
-        super().__init__(expression, fraction=float(fraction), **extra)
-
-
-def _nearest_rank(sorted_values: list[timedelta], fraction: float) -> timedelta:
-    """The nearest-rank percentile of sorted values: the same definition as ``percentile_disc``."""
-    rank = math.ceil(fraction * len(sorted_values))
-    return sorted_values[max(rank, 1) - 1]
+def _window(now: datetime, months: int) -> list[date]:
+    """The first days of the ``months`` calendar months ending with ``now``'s, oldest first."""
+    return _month_starts(timezone.localdate(now), months)
 
 
 def completion_times(now: datetime, *, months: int = 12) -> list[dict[str, Any]]:
-    """Median and 90th-percentile days from receipt to completion, per type, over the last ``months``.
+    """Median and 90th-percentile days from receipt to completion, per type, over the ``months`` calendar
+    months of the chart (this one included).
 
-    Both are nearest-rank percentiles (a median is then always a real request's time). PostgreSQL works
-    them out itself; elsewhere (SQLite, the embedded demo) the durations are read and ranked here.
+    Read from the rollup (``RequestCount``; issue 19), which keeps each completion's whole days taken,
+    rounded down: nearest-rank percentiles of those (a median is then always a real request's time), in
+    one query over a few thousand rows whatever the number of requests. The dashboard says so.
     """
-    since = now - timedelta(days=round(months * 365.25 / 12))
-    taken = ExpressionWrapper(F("closed_at") - F("received_at"), output_field=DurationField())
-    completed = RightsRequest.objects.filter(state=S.COMPLETED, closed_at__gte=since).order_by()
-    stats = {}
-    if connection.vendor == "postgresql":
-        for row in completed.values("request_type").annotate(
-            count=Count("id"),
-            median=_PercentileDisc(taken, fraction=0.5),
-            p90=_PercentileDisc(taken, fraction=0.9),
-        ):
-            stats[row["request_type"]] = (row["count"], row["median"], row["p90"])
-    else:
-        by_type: dict[str, list[timedelta]] = {}
-        for request_type, duration in completed.annotate(taken=taken).values_list("request_type", "taken"):
-            by_type.setdefault(request_type, []).append(duration)
-        for request_type, values in by_type.items():
-            values.sort()
-            stats[request_type] = (len(values), _nearest_rank(values, 0.5), _nearest_rank(values, 0.9))
-
-    def days(duration: timedelta) -> float:
-        return round(duration.total_seconds() / 86400, 1)
-
-    rows = []
+    since = _window(now, months)[0]
+    rows = (
+        RequestCount.objects.filter(kind=RequestCount.Kind.COMPLETED, month__gte=since)
+        .values_list("key", "days")
+        .annotate(n=Sum("count"))
+        .order_by("key", "days")
+    )
+    histograms: dict[str, list[tuple[int, int]]] = {}
+    for request_type, days, n in rows:
+        if n:
+            histograms.setdefault(request_type, []).append((days, n))
+    result = []
     for request_type in RequestType:
-        count, median, p90 = stats.get(request_type, (0, None, None))
-        rows.append(
+        histogram = histograms.get(request_type.value, [])
+        count = sum(n for _days, n in histogram)
+        result.append(
             {
                 "type": request_type.label,
                 "count": count,
-                "median": days(median) if count else None,
-                "p90": days(p90) if count else None,
+                "median": float(_ranked(histogram, 0.5)) if count else None,
+                "p90": float(_ranked(histogram, 0.9)) if count else None,
             }
         )
-    return rows
+    return result
 
 
 def _month_starts(today: date, months: int) -> list[date]:
@@ -271,22 +260,23 @@ def _month_starts(today: date, months: int) -> list[date]:
 
 
 def monthly_counts(now: datetime, *, months: int = 12) -> list[dict[str, Any]]:
-    """Requests received and completed per calendar month, oldest first, with bar heights (0-100)."""
-    today = timezone.localdate(now)
-    starts = _month_starts(today, months)
-    since = timezone.make_aware(datetime.combine(starts[0], time.min))
+    """Requests received and completed per calendar month, oldest first, with bar heights (0-100).
 
-    def per_month(queryset: QuerySet[RightsRequest], field: str) -> dict[date, int]:
-        rows = (
-            queryset.filter(**{f"{field}__gte": since})
-            .annotate(month=TruncMonth(field))
-            .values("month")
-            .annotate(n=Count("id"))
+    From the rollup (``RequestCount``): one query over at most a few thousand rows.
+    """
+    starts = _window(now, months)
+    received: dict[date, int] = {}
+    completed: dict[date, int] = {}
+    rows = (
+        RequestCount.objects.filter(
+            kind__in=[RequestCount.Kind.RECEIVED, RequestCount.Kind.COMPLETED], month__gte=starts[0]
         )
-        return {timezone.localdate(row["month"]): row["n"] for row in rows}
-
-    received = per_month(RightsRequest.objects.all(), "received_at")
-    completed = per_month(RightsRequest.objects.filter(state=S.COMPLETED), "closed_at")
+        .values_list("kind", "month")
+        .annotate(n=Sum("count"))
+        .order_by()
+    )
+    for kind, month, n in rows:
+        (received if kind == RequestCount.Kind.RECEIVED else completed)[month] = n
     peak = max([1, *received.values(), *completed.values()])
     return [
         {
@@ -302,19 +292,24 @@ def monthly_counts(now: datetime, *, months: int = 12) -> list[dict[str, Any]]:
 
 
 def dashboard(now: datetime | None = None) -> dict[str, Any]:
-    """Everything the staff dashboard shows, in a fixed number of queries."""
+    """Everything the staff dashboard shows, in four queries whatever the number of requests: the
+    counts per state, per month and the completion times come from the rollup; overdue and due this
+    week count the running requests through the (state, due date) index."""
     now = now or timezone.now()
     today = timezone.localdate(now)
+    # Kept by the services as states change (``rollup``), not counted from the requests (issue 19).
     by_state = dict(
-        RightsRequest.objects.filter(state__in=OPEN_STATES)
-        .values_list("state")
-        .annotate(n=Count("id"))
-        .values_list("state", "n")
+        RequestCount.objects.filter(kind=RequestCount.Kind.STATE, key__in=OPEN_STATES).values_list(
+            "key", "count"
+        )
     )
+    # COUNT(effective_due_on), not COUNT(id): the (state, effective_due_on) index answers it alone (an
+    # index-only scan), where counting ids read every running request's row. Both filters imply a date.
     counts = running().aggregate(
-        overdue=Count("id", filter=Q(effective_due_on__lt=today)),
+        overdue=Count("effective_due_on", filter=Q(effective_due_on__lt=today)),
         due_this_week=Count(
-            "id", filter=Q(effective_due_on__gte=today, effective_due_on__lte=end_of_week(today))
+            "effective_due_on",
+            filter=Q(effective_due_on__gte=today, effective_due_on__lte=end_of_week(today)),
         ),
         # Within 5 working days, overdue included: what the list's "due soon" filter shows.
         due_soon=Count("id", filter=Q(effective_due_on__lte=worklist.due_soon_horizon(today))),

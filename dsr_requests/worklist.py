@@ -9,12 +9,12 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from dsr_requests import deadlines, tokens
-from dsr_requests.models import RequestState, RequestType
+from dsr_requests.models import CLOSED_LAST, OPEN_DUE, OPEN_STATE_VALUES, RequestState, RequestType
 
 S = RequestState
 
@@ -67,21 +67,12 @@ def requester_label(state) -> str:
 
 # --- urgency order --------------------------------------------------------------------------------------
 
-# Written out (not imported from services) so that the ordering expression is a constant an expression
-# index can be declared over; test_worklist checks it equals services.OPEN_STATES.
-OPEN = (S.SUBMITTED, S.VERIFYING, S.IN_REVIEW, S.APPROVED, S.FULFILLING, S.ON_HOLD)
-
-# 0 for an open request, 1 for a closed one.
-CLOSED_LAST = Case(When(state__in=OPEN, then=Value(0)), default=Value(1), output_field=IntegerField())
-# An open request's effective due date (the earlier of its two dates: a database constraint); NULL for
-# a closed one, so the closed requests fall back to newest first.
-OPEN_DUE = Case(When(state__in=OPEN, then=F("effective_due_on")), default=None)
+# The ordering expressions live beside the index that serves them (models.CLOSED_LAST, models.OPEN_DUE).
+OPEN = tuple(S(value) for value in OPEN_STATE_VALUES)
 
 # The request list's default order: open requests, earliest due first, then the rest newest first.
-# Every key is an expression of the row's own columns, so one expression index on
-#   (CASE WHEN state IN (...) THEN 0 ELSE 1 END, CASE WHEN state IN (...) THEN effective_due_on END,
-#    received_at DESC, id DESC)
-# declared with these same expressions serves the ordered first page without a sort.
+# Every key is an expression of the row's own columns; the expression index dsr_urgent_first_idx, declared
+# with these same expressions, serves the ordered first page without a sort.
 URGENT_FIRST = (CLOSED_LAST.asc(), OPEN_DUE.asc(), F("received_at").desc(), F("pk").desc())
 NEWEST_FIRST = (F("received_at").desc(), F("pk").desc())
 

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from dsr_requests import deadlines
+from dsr_requests import deadlines, rollup
 from dsr_requests.clock import statutory_clock_stops as _statutory_clock_stops
 from dsr_requests.models import (
     RequestEvent,
@@ -96,9 +96,13 @@ def _event(
     from_state: str | None = None,
     to_state: str | None = None,
 ) -> RequestEvent:
-    """Write one event row; a note without a state change has from_state == to_state."""
+    """Write one event row; a note without a state change has from_state == to_state.
+
+    Every state change (a new request, every transition) is recorded here, so this is where the
+    dashboard's counts follow it (``rollup``).
+    """
     user, kind = _actor_fields(actor)
-    return RequestEvent.objects.create(
+    event = RequestEvent.objects.create(
         request=rights_request,
         from_state=rights_request.state if from_state is None else from_state,
         to_state=to_state or rights_request.state,
@@ -107,6 +111,8 @@ def _event(
         note=str(note),
         public=public,
     )
+    rollup.state_changed(rights_request, from_state=event.from_state, to_state=event.to_state)
+    return event
 
 
 def _transition(

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from dsr_requests import tokens
+from dsr_requests import rollup, tokens
 from dsr_requests.models import RequestState, RequestType, RightsRequest
 from dsr_requests.services import apply_due_dates
 
@@ -56,11 +56,13 @@ class RightsRequestFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
-        """Store the due dates the services would have stored on receipt (unless a test sets them)."""
+        """Store the due dates the services would have stored on receipt (unless a test sets them), and
+        count the request in the dashboard's rollup as the services count one that reaches its state."""
         rights_request = model_class(*args, **kwargs)
         if rights_request.effective_due_on is None:
             apply_due_dates(rights_request)
         rights_request.save(force_insert=True)
+        rollup.state_changed(rights_request, from_state="", to_state=rights_request.state)
         return rights_request
 
 
