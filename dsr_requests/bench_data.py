@@ -30,7 +30,16 @@ S = RequestState
 OPEN = [S.VERIFYING, S.IN_REVIEW, S.IN_REVIEW, S.APPROVED, S.FULFILLING, S.ON_HOLD]
 CLOSED = [S.COMPLETED] * 16 + [S.REJECTED] * 2 + [S.WITHDRAWN, S.CLOSED_UNVERIFIED]
 REGIMES = ["uk_gdpr", "uk_gdpr", "gdpr", "ccpa"]
-ENCRYPTED = ("name", "email", "site_url", "details", "transfer_email", "agent_name", "agent_email")
+ENCRYPTED = (
+    "name",
+    "email",
+    "site_url",
+    "details",
+    "transfer_email",
+    "agent_name",
+    "agent_email",
+    "status_token",
+)
 POOL = 16  # sample values per encrypted field
 BATCH = 5000
 
@@ -45,6 +54,7 @@ def _samples():
         "transfer_email": [""] * POOL,
         "agent_name": [""] * POOL,
         "agent_email": [""] * POOL,
+        "status_token": [""] * POOL,  # bench requests have no status link to email
     }
     return {
         name: [bytes(RightsRequest._meta.get_field(name).fernet.encrypt(value.encode())) for value in texts]
@@ -168,7 +178,8 @@ def _fill_postgresql(start, stop, now, seed):
                 agent_name, agent_email, policy_due_on, email_confirmed_at, account_id, site_client_key,
                 verified_site_url, created_at, updated_at, regime, statutory_due_on, effective_due_on,
                 held_since, hold_reason, hold_working_days, hold_calendar_days, extension_calendar_days,
-                extension_working_days, extension_reason, rejection_reason, rejection_ground, closed_at
+                extension_working_days, extension_reason, rejection_reason, rejection_ground, closed_at,
+                status_token
             )
             SELECT
                 %(prefix)s || lpad(g::text, 7, '0'), t.request_type, t.state,
@@ -185,7 +196,8 @@ def _fill_postgresql(start, stop, now, seed):
                 CASE WHEN t.state = 'rejected' THEN 'Identity not proven.' ELSE '' END,
                 CASE WHEN t.state = 'rejected' THEN 'identity_not_proven' ELSE '' END,
                 CASE WHEN t.state = ANY(%(closed)s)
-                     THEN t.received_at + (1 + random() * 44) * interval '1 day' END
+                     THEN t.received_at + (1 + random() * 44) * interval '1 day' END,
+                (%(status_token)s::bytea[])[1 + g %% {pool}]
             FROM generate_series(%(start)s, %(stop)s - 1) AS g
             CROSS JOIN LATERAL (
                 SELECT r.received_at, r.regime,
