@@ -30,7 +30,7 @@ from dsr_requests.tests.factories import (
 )
 from e2e.browser import _authenticator_code
 from registrations.erasure_ledger import record_erasure
-from registrations.models import UsageCount
+from registrations.models import FitFailureCount, ForgeInstallation, UsageCount
 from registrations.tests.factories import RegistrationFactory
 
 pytestmark = pytest.mark.browser
@@ -98,6 +98,18 @@ def _seed():
     )
     registration = RegistrationFactory()
     UsageCount.objects.create(day=timezone.localdate(), module="identity-proof", count=3)
+    ForgeInstallation.objects.create(
+        installation_id="ari:cloud:ecosystem::installation/seeded",
+        app_id="7d3b1f0e-4c55-4b1e-9a2f-1c0ffee00001",
+        cloud_id="cloud-seeded",
+        site_url=registration.base_url,
+        state=ForgeInstallation.State.INSTALLED,
+        installed_at=timezone.now(),
+        updated_at=timezone.now(),
+        last_event_at=timezone.now(),
+        registration=registration,
+    )
+    FitFailureCount.objects.create(day=timezone.localdate(), reason="expired", count=2)
     record_erasure(client_keys=[registration.client_key], reference="DSR-SEEDED", actor=first)
     # The third-party admins: a failed login as axes records it, and a job in the database queue.
     seen = {"user_agent": "chromium", "ip_address": "127.0.0.1", "username": "someone", "http_accept": "*/*"}
