@@ -36,3 +36,23 @@ def test_no_module_imports_itself_back_through_a_chain_of_imports(graph):
         if graph.chain_exists(importer=imported, imported=importer)
     ]
     assert cycles == []
+
+
+MAX_LINES = 800
+
+
+def test_no_module_outside_tests_and_migrations_is_longer_than_800_lines():
+    """A module that grows past 800 lines is split by concern (docs/architecture.md), as services/ was."""
+    sources = [
+        path
+        for folder in (*PACKAGES[:-1], "bench")
+        for path in (ROOT / folder).rglob("*.py")
+        if not {"tests", "migrations"} & set(path.relative_to(ROOT).parts)
+    ]
+    assert len(sources) > 50  # the walk found the project
+    too_long = {
+        str(path.relative_to(ROOT)): lines
+        for path in sources
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert too_long == {}
