@@ -5,7 +5,6 @@ tier with fernet_fields; lookups go through keyed hashes (``email_hash``, ``stat
 ``code_hash``) so nothing has to be decrypted to find a row. Every write goes through ``services.py``.
 """
 
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, IntegerField, Q, Value, When
