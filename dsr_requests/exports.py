@@ -148,6 +148,8 @@ _dumps = _ENCODER.encode
 # data.json is written to the stream in pieces of about this many characters, not a write per record
 # (each write goes through zipfile's deflate and CRC and the encrypting writer).
 WRITE_CHARS = 256 * 1024
+# CSV rows handed to ``csv.writer.writerows`` at a time.
+CSV_BATCH = 256
 
 
 def _counted(records, counter, progress):
@@ -250,18 +252,42 @@ class CsvSpool:
     text on disk. Memory holds one piece of about ``WRITE_CHARS`` characters.
     """
 
-    def __init__(self, fields):
+    def __init__(self, fields, *, nested=None):
+        """``nested``: if given, the only fields whose values may be lists or dicts; every other value
+        is then text, a number, a boolean or None, which ``csv.writer`` writes as ``_csv_row`` would
+        (None as an empty cell), so only these are converted. Without it every cell is checked."""
         self._fields = tuple(fields)
         self._text = io.StringIO()
         self._writer = csv.writer(self._text)
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close(), used across calls)
         self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
         self._frames = 0
+        self._rows = []
+        self._nested = None if nested is None else [self._fields.index(name) for name in nested]
         self._writer.writerow(self._fields)
 
     def add(self, record):
-        """Append one record as a CSV row."""
-        self._writer.writerow(_csv_row(map(record.get, self._fields)))
+        """Append one record as a CSV row (written a batch of ``CSV_BATCH`` rows at a time)."""
+        if self._nested is None:
+            row = _csv_row(map(record.get, self._fields))
+        else:
+            row = list(map(record.get, self._fields))
+            for position in self._nested:
+                value = row[position]
+                if value is None:
+                    row[position] = ""
+                elif type(value) is list and not value:
+                    row[position] = "[]"
+                else:
+                    row[position] = _csv_cell(value)
+        rows = self._rows
+        rows.append(row)
+        if len(rows) >= CSV_BATCH:
+            self._write_rows()
+
+    def _write_rows(self):
+        self._writer.writerows(self._rows)
+        self._rows = []
         if self._text.tell() >= WRITE_CHARS:
             self._flush()
 
@@ -277,6 +303,7 @@ class CsvSpool:
 
     def copy_to(self, stream):
         """Write the whole CSV to a binary stream (a ZIP member), then forget it."""
+        self._write_rows()
         self._flush()
         self._file.seek(0)
         for frame in range(self._frames):
@@ -290,7 +317,7 @@ class CsvSpool:
 
 def write_provider_csv(stream, *, provider, subject):
     """Write one provider's records as CSV (UTF-8, header row; nested values as JSON)."""
-    spool = CsvSpool(provider.fields)
+    spool = CsvSpool(provider.fields, nested=getattr(provider, "nested_fields", None))
     try:
         for record in provider.export(subject):
             spool.add(record)
@@ -361,7 +388,11 @@ def write_export(file_name, *, kind, rights_request, subject, providers, activit
 
 def _write_zip(writer, *, rights_request, subject, providers, activities, counter, progress):
     counts = {provider.key: provider.find(subject) for provider in providers}
-    spools = {provider.key: CsvSpool(provider.fields) for provider in providers if provider.fields}
+    spools = {
+        provider.key: CsvSpool(provider.fields, nested=getattr(provider, "nested_fields", None))
+        for provider in providers
+        if provider.fields
+    }
     try:
         with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(
