@@ -227,3 +227,19 @@ def test_export_memory_does_not_grow_with_the_record_count(tmp_path):
         tracemalloc.stop()
     # Four times the records, the same chunk size: the peak may not grow by more than 2 MiB.
     assert peaks[6000] - peaks[1500] < 2 * 1024 * 1024, peaks
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.datetimes() | st.dates(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=100)
+@given(value=_JSONISH)
+def test_the_compiled_json_encoder_writes_what_json_dumps_writes(value):
+    import json
+
+    expected = json.dumps(value, default=exports._json_default, ensure_ascii=False, sort_keys=True)
+    assert exports._dumps(value) == expected
