@@ -59,39 +59,49 @@ class BulkDecryptor:
             raise ValueError("at least one key is needed")
 
     def decrypt_many(self, tokens):
-        """The plain bytes of each token, in order; ``None`` stays ``None``. Raises ``InvalidToken``."""
+        """The plain bytes of each token (bytes-like, or ASCII text), in order; ``None`` stays ``None``.
+        Raises ``InvalidToken``.
+
+        The loop below runs once per token (seven per exported record), so it is kept to bound methods
+        in locals and one list per key: about 1.2 µs of its 3 µs per token is the HMAC itself.
+        """
         a2b, table, compare = binascii.a2b_base64, _URLSAFE, hmac.compare_digest
         first = self._keys[0]
-        inner, outer = first.inner, first.outer
-        decoded, signed_by = [], []
-        for token in tokens:
+        inner_copy, outer_copy = first.inner.copy, first.outer.copy
+        # Per key: the decoded tokens it signed, and their positions in ``tokens``.
+        signed = [([], []) for _key in self._keys]
+        first_datas, first_positions = signed[0]
+        nones = 0
+        for position, token in enumerate(tokens):
             if token is None:
-                decoded.append(None)
-                signed_by.append(None)
+                nones += 1
                 continue
-            # Not strict, like base64.urlsafe_b64decode in Fernet.decrypt.
+            # Not strict, like base64.urlsafe_b64decode in Fernet.decrypt. A token may come as text (the
+            # export reads PostgreSQL's bytea columns as text: see export_records.TokenText).
             try:
-                data = a2b(bytes(token).translate(table))
-            except (binascii.Error, ValueError, TypeError):
+                data = a2b((token.encode("ascii") if type(token) is str else bytes(token)).translate(table))
+            except (binascii.Error, ValueError, TypeError):  # UnicodeEncodeError is a ValueError
                 raise InvalidToken from None
             size = len(data)
             if size < _OVERHEAD + _BLOCK or (size - _OVERHEAD) % _BLOCK or data[0] != _VERSION:
                 raise InvalidToken
-            mac = inner.copy()
+            mac = inner_copy()
             mac.update(data[:-32])
-            tag = outer.copy()
+            tag = outer_copy()
             tag.update(mac.digest())
             if compare(tag.digest(), data[-32:]):
-                signed_by.append(0)
+                first_datas.append(data)
+                first_positions.append(position)
             else:
-                signed_by.append(self._other_key(data))
-            decoded.append(data)
-        plain = [None] * len(decoded)
-        for number, key in enumerate(self._keys):
-            positions = [position for position, by in enumerate(signed_by) if by == number]
-            if positions:
-                texts = self._decrypt(key, [decoded[position] for position in positions])
-                for position, text in zip(positions, texts, strict=True):
+                datas, positions = signed[self._other_key(data)]
+                datas.append(data)
+                positions.append(position)
+        if not nones and len(first_datas) == len(tokens):  # the common case: all there, all the first key's
+            return self._decrypt(first, first_datas) if first_datas else []
+        plain = [None] * (len(first_positions) + nones + sum(len(datas) for datas, _ in signed[1:]))
+        for key, (datas, positions) in zip(self._keys, signed, strict=True):
+            if datas:
+                for position, text in zip(positions, self._decrypt(key, datas), strict=True):
                     plain[position] = text
         return plain
 

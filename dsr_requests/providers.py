@@ -35,6 +35,8 @@ class RightsRequestProvider(Provider):
         "erased is listed with what is left of it (reference, type, dates, outcome)."
     )
     fields = export_records.REQUEST_FIELDS
+    # Read by ``exports.CsvSpool``: only these keys need converting for the CSV (see NESTED_FIELDS).
+    nested_fields = export_records.NESTED_FIELDS
     rectifiable_fields = ("name",)
 
     def _queryset(self, subject, *, erased=False):

@@ -23,6 +23,8 @@ def test_bulk_decryption_equals_multifernet_for_any_messages_and_keys(messages):
     assert BulkDecryptor(KEYS).decrypt_many(tokens) == expected
     # The database hands bytea columns back as memoryview on PostgreSQL.
     assert BulkDecryptor(KEYS).decrypt_many([t if t is None else memoryview(t) for t in tokens]) == expected
+    # The export reads them as text there (dsr_requests.export_records.TokenText).
+    assert BulkDecryptor(KEYS).decrypt_many([t if t is None else t.decode() for t in tokens]) == expected
 
 
 @settings(max_examples=60)
@@ -55,3 +57,9 @@ def test_garbage_short_tokens_and_unknown_keys_are_refused(token):
 def test_a_decryptor_needs_a_key():
     with pytest.raises(ValueError):
         BulkDecryptor([])
+
+
+@pytest.mark.parametrize("token", ["gAAAAAé", Fernet(KEYS[0]).encrypt(b"x").decode() + "\u00ff"])
+def test_a_text_token_that_is_not_ascii_is_refused(token):
+    with pytest.raises(InvalidToken):
+        BulkDecryptor(KEYS).decrypt_many([Fernet(KEYS[0]).encrypt(b"fine").decode(), token])

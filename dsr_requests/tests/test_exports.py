@@ -166,6 +166,53 @@ def test_export_queries_grow_by_chunk_not_by_record(tmp_path):
 
 
 @pytest.mark.django_db
+def test_export_query_count_is_the_same_for_any_record_count(tmp_path):
+    """Issue 19: the requests and each related table are read in one ordered query each (the rows come
+    in chunks over the same cursor), so 600, 1,500 and 3,000 records cost the same queries."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _export(tmp_path, *_subject_with(1, prefix="V"))  # content types, cached for the process
+    queries = {}
+    for records, prefix in ((600, "S"), (1500, "T"), (3000, "U")):
+        rights_request, subject = _subject_with(records, prefix=prefix)
+        with CaptureQueriesContext(connection) as captured:
+            _size, _sha, exported = _export(tmp_path, rights_request, subject)
+        assert exported == records + 1
+        queries[records] = len(captured)
+    assert queries[600] == queries[1500] == queries[3000], queries
+
+
+def test_a_csv_row_converts_only_the_nested_fields_and_writes_what_the_full_check_writes():
+    """``CsvSpool(nested=...)`` trusts every other value to be text, a number, a boolean or None; for
+    such records its CSV is byte for byte the CSV of the cell-by-cell conversion."""
+    fields = ("text", "number", "flag", "nothing", "when", "items", "empty", "run", "no_run")
+    records = [
+        {
+            "text": 'say "hi", then\nleave ñ',
+            "number": 7,
+            "flag": True,
+            "nothing": None,
+            "when": "2026-12-06T04:00:00+00:00",
+            "items": [{"at": "2026-12-06", "note": "a, b"}],
+            "empty": [],
+            "run": {"status": "done", "steps": []},
+            "no_run": None,
+        }
+    ] * (exports.CSV_BATCH + 3)  # more than one batch
+    out = {}
+    for nested in (None, ("items", "empty", "run", "no_run")):
+        spool = exports.CsvSpool(fields, nested=nested)
+        for record in records:
+            spool.add(record)
+        stream = io.BytesIO()
+        spool.copy_to(stream)
+        out[nested is None] = stream.getvalue()
+    assert out[True] == out[False]
+    assert out[True].count(b"\r\n") == len(records) + 1  # the header and every row
+
+
+@pytest.mark.django_db
 def test_export_memory_does_not_grow_with_the_record_count(tmp_path):
     import tracemalloc
 
@@ -180,3 +227,19 @@ def test_export_memory_does_not_grow_with_the_record_count(tmp_path):
         tracemalloc.stop()
     # Four times the records, the same chunk size: the peak may not grow by more than 2 MiB.
     assert peaks[6000] - peaks[1500] < 2 * 1024 * 1024, peaks
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.datetimes() | st.dates(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=100)
+@given(value=_JSONISH)
+def test_the_compiled_json_encoder_writes_what_json_dumps_writes(value):
+    import json
+
+    expected = json.dumps(value, default=exports._json_default, ensure_ascii=False, sort_keys=True)
+    assert exports._dumps(value) == expected
