@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._support import free_port, production_env, wait_until_up  # noqa: E402 (after the path set-up)
+from bench._support import free_port, gunicorn, production_env  # noqa: E402 (after the path set-up)
 
 
 def run_wrk(url, *, duration, connections, token=None):
@@ -103,22 +102,6 @@ def main():
         algorithm="HS256",
     )
 
-    gunicorn = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "artemis_portal.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.workers),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(Path(tmp) / "gunicorn.log", "w"),  # noqa: SIM115 (closed with the process)
-    )
     base = f"http://127.0.0.1:{port}"
     pages = {
         "trivial": (f"{base}/bench/trivial/", None),
@@ -128,8 +111,7 @@ def main():
     }
     results = {name: [] for name in pages}
     load_before = f"{os.getloadavg()[0]:.2f}"
-    try:
-        wait_until_up(f"{base}/healthz")
+    with gunicorn(env, port, workers=args.workers, log_path=Path(tmp) / "gunicorn.log", config=False):
         request = urllib.request.Request(pages["JWT-protected"][0], headers={"Authorization": f"JWT {token}"})
         with urllib.request.urlopen(request, timeout=5) as response:
             body = response.read().decode()
@@ -145,13 +127,6 @@ def main():
                 results[name].append(
                     run_wrk(url, duration=args.duration, connections=args.connections, token=page_token)
                 )
-    finally:
-        gunicorn.send_signal(signal.SIGTERM)
-        try:
-            gunicorn.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            gunicorn.kill()
-            gunicorn.wait()
 
     database = "PostgreSQL" if env["DATABASE_URL"].startswith("postgres") else "SQLite"
     print(

@@ -29,7 +29,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._support import free_port, production_env, wait_until_up  # noqa: E402 (after the path set-up)
+from bench._support import free_port, gunicorn, production_env  # noqa: E402 (after the path set-up)
 
 PAGE = "/connect/identity-proof/"
 ACCOUNT_ID = "557058:0e50fccb-239d-4991-a5db-dc850ba3f236"
@@ -181,22 +180,6 @@ def main():
     for tenant in tenants:  # warm the shared cache, as the first minutes of traffic would
         tenant_cache.get(tenant.client_key)
 
-    gunicorn = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "artemis_portal.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.workers),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,  # LOG_LEVEL WARNING: each forged token's 401 writes its log line, as in production
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "gunicorn.log", "w"),  # noqa: SIM115 (closed with the process)
-    )
     url = f"http://127.0.0.1:{port}{PAGE}"
     valid = {name: [] for name in scripts}
     refused = {name: [] for name in scripts}
@@ -204,28 +187,24 @@ def main():
     scans_before = None
     load_before = f"{os.getloadavg()[0]:.2f}"
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/healthz")
-        request = urllib.request.Request(url, headers={"Authorization": f"JWT {tokens[0]}"})
-        with urllib.request.urlopen(request, timeout=5) as response:
-            assert tenants[0].base_url in response.read().decode(), "the page did not render"
-        scans_before = index_scans(connection)
-        for script in scripts.values():  # warm-up: imports, connections, forged keys remembered
-            run_wrk(url, script, duration=2, connections=args.connections)
-        names = list(scripts)
-        for round_number in range(args.rounds):
-            order = names if round_number % 2 == 0 else names[::-1]
-            for name in order:
-                ok, other = run_wrk(url, scripts[name], duration=args.duration, connections=args.connections)
-                valid[name].append(ok)
-                refused[name].append(other)
-                forged_sent += round(other * args.duration)
-    finally:
-        gunicorn.send_signal(signal.SIGTERM)
-        try:
-            gunicorn.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            gunicorn.kill()
-            gunicorn.wait()
+        with gunicorn(env, port, workers=args.workers, log_path=tmp / "gunicorn.log", config=False):
+            request = urllib.request.Request(url, headers={"Authorization": f"JWT {tokens[0]}"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert tenants[0].base_url in response.read().decode(), "the page did not render"
+            scans_before = index_scans(connection)
+            for script in scripts.values():  # warm-up: imports, connections, forged keys remembered
+                run_wrk(url, script, duration=2, connections=args.connections)
+            names = list(scripts)
+            for round_number in range(args.rounds):
+                order = names if round_number % 2 == 0 else names[::-1]
+                for name in order:
+                    ok, other = run_wrk(
+                        url, scripts[name], duration=args.duration, connections=args.connections
+                    )
+                    valid[name].append(ok)
+                    refused[name].append(other)
+                    forged_sent += round(other * args.duration)
+    finally:  # after gunicorn has stopped
         time.sleep(1)  # the workers' database sessions end and report their statistics
         scans = None if scans_before is None else index_scans(connection) - scans_before
         subprocess.run(["redis-cli", "-u", args.cache_url, "flushdb"], check=False, stdout=subprocess.DEVNULL)
