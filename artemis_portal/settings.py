@@ -138,8 +138,11 @@ MIDDLEWARE = [
     "artemis_portal.middleware.RequestIdMiddleware",
     "artemis_portal.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
     "security.middleware.PermissionsPolicyMiddleware",
+    # Before everything else: a Connect token naming no tenant is refused here with its own fixed
+    # headers (registrations/middleware.py, issue 19).
+    "registrations.middleware.ConnectEarlyRefusalMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",

@@ -81,12 +81,26 @@ def main():
         secret,
         algorithm="HS256",
     )
+    # A well-formed token naming a client key that does not exist (issue 19 item 2): after the first
+    # request the key is remembered as missing, as under a flood of forged issuers.
+    forged = pyjwt.encode(
+        {
+            "iss": "forged-" + secrets.token_hex(8),
+            "sub": ACCOUNT_ID,
+            "iat": now,
+            "exp": now + 3600,
+            "qsh": "context-qsh",
+        },
+        secrets.token_urlsafe(32),
+        algorithm="HS256",
+    )
     handler = WSGIHandler()
     factory = RequestFactory()
     pages = {
         "trivial": ("/bench/trivial/", None),
         "bare": ("/bench/bare/", None),
         "JWT-protected": ("/connect/identity-proof/", token),
+        "forged issuer": ("/connect/identity-proof/", forged),
     }
 
     def environ(path, page_token):

@@ -256,6 +256,39 @@ def _check_qsh(claims: dict[str, Any], request: HttpRequest, *, allow_context_qs
         raise ConnectAuthError("qsh", _("The JWT's qsh claim does not match the request."))
 
 
+def _hs256_issuer(request: HttpRequest) -> tuple[str, dict[str, Any], dict[str, Any], str]:
+    """Token, header, unverified claims and client key of a request that claims an HS256 Connect token."""
+    token = token_from_request(request)
+    header, unverified = _unverified(token)
+    if header.get("alg") != "HS256":
+        raise ConnectAuthError("algorithm", _("Only HS256 JWTs are accepted."))
+    client_key = unverified.get("iss")
+    if not isinstance(client_key, str) or not CLIENT_KEY.fullmatch(client_key):
+        raise ConnectAuthError("claims", _("The JWT lacks a valid 'iss' claim."))
+    return token, header, unverified, client_key
+
+
+def _tenant_refused() -> ConnectAuthError:
+    return ConnectAuthError("tenant", _("The site is not installed or not enabled."))
+
+
+def refuse_unknown_issuer(request: HttpRequest) -> JsonResponse | None:
+    """The 401 for an HS256 token whose ``iss`` is no tenant at all; ``None`` in every other case.
+
+    Exactly the response ``authenticate_request`` leads to (same reason, body, headers and log line),
+    but decided from the tenant cache alone, so ``ConnectEarlyRefusalMiddleware`` can answer a forged
+    issuer before the rest of the middleware stack. Anything else (no token, another algorithm, a known
+    tenant in any state) is left to the view's full check, which is the only place a token is accepted.
+    """
+    try:
+        _token, _header, claims, client_key = _hs256_issuer(request)
+    except ConnectAuthError:
+        return None
+    if tenant_cache.exists(client_key):
+        return None
+    return auth_failure(request, _tenant_refused(), claims=claims)
+
+
 def authenticate_request(
     request: HttpRequest, *, allow_context_qsh: bool = False, states: Collection[str] = ACTIVE_STATES
 ) -> ConnectContext:
@@ -265,16 +298,10 @@ def authenticate_request(
     its shared secret is the only key tried and HS256 the only algorithm, so neither ``alg: none`` nor an
     RS256 header can change how the signature is checked.
     """
-    token = token_from_request(request)
-    header, unverified = _unverified(token)
-    if header.get("alg") != "HS256":
-        raise ConnectAuthError("algorithm", _("Only HS256 JWTs are accepted."))
-    client_key = unverified.get("iss")
-    if not isinstance(client_key, str) or not CLIENT_KEY.fullmatch(client_key):
-        raise ConnectAuthError("claims", _("The JWT lacks a valid 'iss' claim."))
+    token, header, unverified, client_key = _hs256_issuer(request)
     tenant = tenant_cache.get(client_key)
     if tenant is None or tenant.state not in states or tenant.blocked_at is not None:
-        raise ConnectAuthError("tenant", _("The site is not installed or not enabled."))
+        raise _tenant_refused()
     claims = _verify_hs256(token, header, unverified, tenant.shared_secret)
     _check_qsh(claims, request, allow_context_qsh=allow_context_qsh)
     account_id = claims.get("sub") or None
@@ -312,12 +339,18 @@ def verify_install_token(request: HttpRequest, *, client_key: str) -> dict[str, 
     return claims
 
 
-def auth_failure(request: HttpRequest, error: ConnectAuthError) -> JsonResponse:
-    """Log a failed authentication (client key and account ID only) and build the 401 response."""
-    try:
-        _header, claims = _unverified(token_from_request(request))
-    except ConnectAuthError:
-        claims = {}
+def auth_failure(
+    request: HttpRequest, error: ConnectAuthError, *, claims: dict[str, Any] | None = None
+) -> JsonResponse:
+    """Log a failed authentication (client key and account ID only) and build the 401 response.
+
+    ``claims`` are the token's unverified claims when the caller already decoded them.
+    """
+    if claims is None:
+        try:
+            _header, claims = _unverified(token_from_request(request))
+        except ConnectAuthError:
+            claims = {}
     logger.warning(
         "connect auth failed reason=%s client_key=%s account_id=%s",
         error.code,
@@ -392,6 +425,7 @@ def connect_jwt_required(
                 return failure
             return _frame_for_tenant(request, view_func(request, *args, **kwargs))
 
+        wrapped.connect_jwt_protected = True  # type: ignore[attr-defined]  # read by the early refusal
         return csrf_exempt(wrapped)
 
     return decorate(view) if view is not None else decorate
@@ -405,8 +439,10 @@ class ConnectJWTRequiredMixin:
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
-        """CSRF-exempt for the same reason as the decorator."""
-        return csrf_exempt(super().as_view(**initkwargs))  # type: ignore[misc]  # a mixin: View comes after
+        """CSRF-exempt for the same reason as the decorator; marked for the early refusal."""
+        view = csrf_exempt(super().as_view(**initkwargs))  # type: ignore[misc]  # a mixin: View comes after
+        view.connect_jwt_protected = True
+        return view
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """Authenticate before any handler runs."""

@@ -126,6 +126,15 @@ def get(client_key):
     return tenant
 
 
+def exists(client_key):
+    """Whether ``client_key`` names a tenant in any state: ``get`` without building the object when this
+    process holds a fresh copy (the early refusal asks first, the view's check builds it right after)."""
+    local = _local.get(client_key)
+    if local is not None and _fresh(local[0], time.time()):
+        return True
+    return get(client_key) is not None
+
+
 @sensitive_variables("tenant")
 def _keep_locally(tenant):
     seconds = settings.CONNECT_TENANT_LOCAL_SECONDS

@@ -10,11 +10,12 @@
 """
 
 import time
+from functools import lru_cache
 
 from django.conf import settings
 from django.contrib.auth import logout
 from django.http import HttpResponseRedirect
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, reverse
 from django.utils.http import urlencode
 
 from security import services
@@ -26,12 +27,19 @@ SEEN_RESOLUTION_SECONDS = 60
 
 def _admin_paths():
     """The admin prefix and the paths open before the second factor; None where no admin is mounted."""
+    return _admin_paths_for(get_urlconf(), get_script_prefix())
+
+
+@lru_cache(maxsize=16)
+def _admin_paths_for(urlconf, script_prefix):
+    """Five ``reverse`` calls cost more than the rest of this middleware on every request (issue 19):
+    computed once per URLconf and script prefix, the only inputs ``reverse`` reads here."""
     try:
         open_paths = frozenset(
-            reverse(name)
+            reverse(name, urlconf)
             for name in ("admin:login", "admin:logout", "security:otp_verify", "security:otp_enrol")
         )
-        return reverse("admin:index"), open_paths
+        return reverse("admin:index", urlconf), open_paths
     except NoReverseMatch:  # a test URLconf without the admin
         return None, frozenset()
 

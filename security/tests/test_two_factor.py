@@ -220,3 +220,22 @@ def test_behind_the_proxy_the_lockout_and_the_audit_use_the_routers_hop(browser,
     assert password_login(browser, staff.username, **other).status_code == 429
     elsewhere = {"HTTP_X_FORWARDED_FOR": "203.0.113.99", "REMOTE_ADDR": "10.0.0.1"}
     assert password_login(browser, staff.username, **elsewhere).status_code == 302
+
+
+def test_the_second_factor_gate_follows_the_script_prefix_the_admin_is_mounted_under(browser, staff):
+    # The gate's admin paths are computed once per URLconf and script prefix (security/middleware.py):
+    # a portal served under /portal must guard /portal/admin/ and send staff to /portal/... pages.
+    # (Django's WSGI handler sets the prefix from SCRIPT_NAME; the test client does not, so we do.)
+    from django.urls import set_script_prefix
+
+    authenticator_for(staff)
+    password_login(browser, staff.username)
+    assert browser.get("/admin/")["Location"].startswith(VERIFY)
+    set_script_prefix("/portal/")
+    try:
+        response = browser.get("/admin/", SCRIPT_NAME="/portal")
+    finally:
+        set_script_prefix("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/portal" + VERIFY)
+    assert browser.get("/admin/")["Location"].startswith(VERIFY)  # and back without the prefix
