@@ -135,6 +135,26 @@ def gunicorn(env, port, *, workers=2, log_path=None, config=True):
             log.close()
 
 
+def tree_cpu_seconds(pid):
+    """User + system CPU seconds used so far by process ``pid`` and its children (Linux ``/proc``).
+
+    For gunicorn: the master and its workers. A worker that exits takes its seconds with it, so read it
+    around runs in which no worker restarts."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        # After the command: state, ppid, ..., utime (12th), stime (13th).
+        if entry.name == str(pid) or fields[1] == str(pid):
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     """Return a redirect as the response instead of following it (a 302 is the form's success)."""
 

@@ -22,6 +22,11 @@ reached the database, next to how many forged tokens were sent. Before the round
 fills the shared cache with every tenant (as the first minutes of traffic would), so both streams start
 warm. Each wrk run starts at a random place in the lists and steps through them by a prime, so every
 run visits tenants all over the list.
+
+Requests per second on two shared cores mostly measure the other jobs when there are any, so each round
+also reads the CPU seconds the server spent (gunicorn's master and workers from ``/proc``, Linux only,
+plus Redis's ``INFO cpu``) and reports valid responses per server CPU-second: the throughput a CPU-bound
+server would reach, compared between the streams the same way.
 """
 
 import argparse
@@ -40,7 +45,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._support import free_port, gunicorn, production_env  # noqa: E402 (after the path set-up)
+from bench._support import (  # noqa: E402 (after the path set-up)
+    free_port,
+    gunicorn,
+    production_env,
+    tree_cpu_seconds,
+)
 
 PAGE = "/connect/identity-proof/"
 ACCOUNT_ID = "557058:0e50fccb-239d-4991-a5db-dc850ba3f236"
@@ -94,6 +104,15 @@ def run_wrk(url, script, *, duration, connections):
     other = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     other = int(other.group(1)) if other else 0
     return (int(total) - other) / seconds, other / seconds
+
+
+def redis_cpu_seconds(cache_url):
+    """Redis's own CPU so far (``INFO cpu``): the cache's share of each request's cost."""
+    output = subprocess.run(
+        ["redis-cli", "-u", cache_url, "info", "cpu"], capture_output=True, text=True, check=True
+    ).stdout
+    values = dict(re.findall(r"^(used_cpu_(?:sys|user)):([\d.]+)", output, re.MULTILINE))
+    return float(values["used_cpu_sys"]) + float(values["used_cpu_user"])
 
 
 def index_scans(connection):
@@ -183,11 +202,15 @@ def main():
     url = f"http://127.0.0.1:{port}{PAGE}"
     valid = {name: [] for name in scripts}
     refused = {name: [] for name in scripts}
+    # Valid responses per CPU-second of the server (gunicorn's processes + Redis) in each round: what a
+    # CPU-bound server would serve, which other jobs on the shared cores do not change the way they
+    # change requests per second.
+    per_cpu = {name: [] for name in scripts}
     forged_sent = 0
     scans_before = None
     load_before = f"{os.getloadavg()[0]:.2f}"
     try:
-        with gunicorn(env, port, workers=args.workers, log_path=tmp / "gunicorn.log", config=False):
+        with gunicorn(env, port, workers=args.workers, log_path=tmp / "gunicorn.log", config=False) as server:
             request = urllib.request.Request(url, headers={"Authorization": f"JWT {tokens[0]}"})
             with urllib.request.urlopen(request, timeout=5) as response:
                 assert tenants[0].base_url in response.read().decode(), "the page did not render"
@@ -198,11 +221,14 @@ def main():
             for round_number in range(args.rounds):
                 order = names if round_number % 2 == 0 else names[::-1]
                 for name in order:
+                    cpu_before = tree_cpu_seconds(server.pid) + redis_cpu_seconds(args.cache_url)
                     ok, other = run_wrk(
                         url, scripts[name], duration=args.duration, connections=args.connections
                     )
+                    cpu = tree_cpu_seconds(server.pid) + redis_cpu_seconds(args.cache_url) - cpu_before
                     valid[name].append(ok)
                     refused[name].append(other)
+                    per_cpu[name].append(ok * args.duration / cpu)
                     forged_sent += round(other * args.duration)
     finally:  # after gunicorn has stopped
         time.sleep(1)  # the workers' database sessions end and report their statistics
@@ -232,6 +258,16 @@ def main():
     print(
         f"mixed / all valid, valid req/s: median of per-round ratios {statistics.median(ratios):.1%}, "
         f"ratio of medians {statistics.median(valid['mixed']) / statistics.median(valid['all valid']):.1%}"
+    )
+    for name in names:
+        rounds = " ".join(f"{value:7.1f}" for value in per_cpu[name])
+        median = statistics.median(per_cpu[name])
+        print(f"{name:9s} valid responses per server CPU-second: {rounds}   median {median:7.1f}")
+    cpu_ratios = sorted(m / v for m, v in zip(per_cpu["mixed"], per_cpu["all valid"], strict=True))
+    print(
+        "mixed / all valid, valid responses per server CPU-second (gunicorn + Redis): median of per-round "
+        f"ratios {statistics.median(cpu_ratios):.1%}, ratio of medians "
+        f"{statistics.median(per_cpu['mixed']) / statistics.median(per_cpu['all valid']):.1%}"
     )
 
 
