@@ -27,11 +27,28 @@ PATH_SEGMENT = re.compile(r"[a-z0-9_]{0,23}")
 MASK = "[redacted]"
 
 
+# Every log line passes through ``redact`` (the access line of every request too), and the two scans that
+# try a pattern at every position cost more than the rest of the line's work together (issue 19). Each is
+# skipped when the text cannot hold what it looks for: EMAIL needs an "@"; LABELLED needs one of its
+# labels, compared after the three characters outside ASCII that ``(?i)`` matches to a label's letter but
+# ``str.lower`` does not turn into it (dotted and dotless i, long s; tests/test_logging.py checks this
+# list against every code point and the whole function against the plain four substitutions).
+LABEL_HINTS = ("authorization", "bearer", "jwt", "secret", "passw", "token", "api", "fernet_keys")
+_CASE_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
+
+
+def _may_hold_label(text):
+    folded = text.translate(_CASE_FOLD).lower()
+    return any(hint in folded for hint in LABEL_HINTS)
+
+
 def redact(text):
     """Return ``text`` with email addresses and anything that looks like a secret replaced."""
-    text = EMAIL.sub("[email]", text)
+    if "@" in text:
+        text = EMAIL.sub("[email]", text)
     text = JWT.sub(MASK, text)
-    text = LABELLED.sub(lambda m: m.group(1) + MASK, text)
+    if _may_hold_label(text):
+        text = LABELLED.sub(lambda m: m.group(1) + MASK, text)
     return LONG_OPAQUE.sub(_mask_unless_path, text)
 
 

@@ -101,3 +101,87 @@ def test_a_secret_in_a_url_path_is_masked_and_the_page_is_still_named():
     token = "0123456789abcdef" * 4
     assert redact(f"GET /requests/status/{token}/ 200 3.1ms") == "GET /requests/status/[redacted]/ 200 3.1ms"
     assert redact(f"GET /requests/transfer/{token}/ 200") == "GET /requests/transfer/[redacted]/ 200"
+
+
+def _plain_redact(text):
+    """The four substitutions with no shortcut: what ``redact`` must always equal."""
+    from artemis_portal.logging import JWT, LABELLED, LONG_OPAQUE, MASK, _mask_unless_path
+
+    text = EMAIL.sub("[email]", text)
+    text = JWT.sub(MASK, text)
+    text = LABELLED.sub(lambda m: m.group(1) + MASK, text)
+    return LONG_OPAQUE.sub(_mask_unless_path, text)
+
+
+def test_the_label_shortcut_knows_every_character_that_matches_a_label_letter_ignoring_case():
+    # (?i) matches a few characters outside ASCII to ASCII letters that str.lower() leaves alone; the
+    # shortcut folds exactly those before looking for a label. Checked against every code point.
+    import re
+
+    from artemis_portal.logging import _CASE_FOLD
+
+    letters = set(
+        "".join(("authorization", "bearer", "jwt", "secret", "passwd", "token", "api", "fernet_keys"))
+    )
+    any_letter = re.compile("(?i)[" + re.escape("".join(sorted(letters))) + "]")
+    for code_point in range(0x80, 0x110000):
+        char = chr(code_point)
+        if any_letter.fullmatch(char) and char.lower() not in letters:
+            assert char.translate(_CASE_FOLD) in letters, hex(code_point)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "ſecret=abcdefgh",
+        "AUTHORİZATION: JWT abcdefgh",
+        "authorızation=abcdefgh",
+        "TOKEN=abcdefgh",
+        "tOkEn abcdefgh",
+    ],
+)
+def test_labels_written_with_look_alike_letters_are_still_redacted(raw):
+    assert "abcdefgh" not in redact(raw)
+
+
+_PIECES = st.sampled_from(
+    [
+        "authorization",
+        "Bearer ",
+        "jwt=",
+        "secret",
+        "sharedSecret",
+        "shared_secret",
+        "password",
+        "passwd",
+        "token",
+        "api_key",
+        "API-KEY",
+        "apikey",
+        "fernet_keys",
+        "secret_key",
+        "ſ",
+        "İ",
+        "ı",
+        "K",
+        "@",
+        "=",
+        ":",
+        " ",
+        '"',
+        "'",
+        "eyJ",
+        ".",
+        "/",
+        "a@b.co",
+        "abcdefgh",
+        "x" * 40,
+        "GET /requests/status/",
+        "\n",
+    ]
+)
+
+
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=12)), max_size=14).map("".join))
+def test_redact_with_its_shortcuts_equals_the_four_plain_substitutions(text):
+    assert redact(text) == _plain_redact(text)
