@@ -125,6 +125,7 @@ def pages():
         ("list, regime = CCPA", changelist, {"regime__exact": "ccpa"}),
         ("list, channel = web", changelist, {"channel__exact": "web"}),
         ("list, overdue", changelist, {"due": "overdue"}),
+        ("list, overdue, newest first", changelist, {"due": "overdue", "order": "newest"}),
         ("list, due within 5 working days", changelist, {"due": "soon"}),
         ("list, assigned to me", changelist, {"assigned": "me"}),
         ("list, unassigned", changelist, {"assigned": "nobody"}),
@@ -165,7 +166,7 @@ def explain(client):
     newest = [
         (f"{label}, newest first", url, {**params, "order": "newest"})
         for label, url, params in listed
-        if label.startswith("list") and params and "order" not in params
+        if label.startswith("list") and params and "order" not in params and params != {"due": "overdue"}
     ]
     for label, url, params in listed + newest:
         client.get(url, params, HTTP_HOST="127.0.0.1")
@@ -216,6 +217,8 @@ def run_worker(url, mode, args):
 def side_by_side(args):
     """Alternate rounds between two databases; medians over all rounds."""
     names = [url.rsplit("/", 1)[-1] for url in args.databases]
+    if names[0] == names[1]:
+        names = [f"{names[0]} (1)", f"{names[1]} (2)"]
     for url, name in zip(args.databases, names, strict=True):
         out = run_worker(url, "prepare", args)
         first, _newline, rest = out.partition("\n")

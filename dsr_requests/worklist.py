@@ -14,7 +14,8 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from dsr_requests import deadlines, tokens
-from dsr_requests.models import OPEN_STATE_VALUES, URGENT_DUE, RequestState, RequestType
+from dsr_requests.list_order import OPEN_STATE_VALUES, URGENT_DUE
+from dsr_requests.models import RequestState, RequestType
 
 S = RequestState
 
@@ -67,7 +68,7 @@ def requester_label(state) -> str:
 
 # --- urgency order --------------------------------------------------------------------------------------
 
-# The ordering expressions live beside the indexes that serve them (models.URGENT_DUE, LIST_ORDER_INDEXES).
+# The ordering expression lives beside the indexes that serve it (list_order.py).
 OPEN = tuple(S(value) for value in OPEN_STATE_VALUES)
 
 # The request list's default order: open requests, earliest due first (those with no due date yet last),

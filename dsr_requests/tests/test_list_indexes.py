@@ -19,7 +19,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dsr_requests import selectors
-from dsr_requests.models import RUNNING_STATE_VALUES, RequestState, RequestType, RightsRequest
+from dsr_requests.list_order import RUNNING_STATE_VALUES
+from dsr_requests.models import RequestState, RequestType, RightsRequest
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -126,7 +127,7 @@ def test_each_filter_has_an_index_of_its_own_in_each_order(planner):
     """Without the unfiltered orders' indexes, a filtered page still needs no sort: the filter's own index
     serves it (read from the unfiltered index, a filter would skip every row of the other values first).
     The deadline filters in the urgent order are the exception by design: the running requests by due date
-    are the first entries of the urgent index itself (see models._list_order_indexes)."""
+    are the first entries of the urgent index itself (see list_order._list_order_indexes)."""
     filters, orders = _offered(planner)
     with connection.cursor() as cursor:
         for name in UNFILTERED_ORDER_INDEXES:
@@ -140,7 +141,7 @@ def test_each_filter_has_an_index_of_its_own_in_each_order(planner):
 
 
 def test_the_urgent_order_is_open_by_due_date_then_without_one_then_closed_newest_first(staff_and_requests):
-    """The one-key urgent order (models.URGENT_DUE) sorts as the two keys it replaced did."""
+    """The one-key urgent order (list_order.URGENT_DUE) sorts as the two keys it replaced did."""
     RightsRequest.objects.all().delete()
     now = timezone.now()
     no_date = RightsRequestFactory(state=S.SUBMITTED, received_at=now)
