@@ -11,7 +11,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsr_requests import bench_data, roles, rollup, selectors, services
+from dsr_requests import bench_data, roles, rollup, selectors, services, tokens
 from dsr_requests.models import RequestCount, RequestState, RequestType, RightsRequest
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
 
@@ -160,6 +160,11 @@ def test_the_bench_seeding_tops_up_to_the_size_asked_with_events_and_a_true_roll
     assert rollup.stored() == rollup.recount()
     needle = RightsRequest.objects.get(reference=f"{bench_data.PREFIX}0000000")
     assert needle.email.endswith("@example.org")  # a real token: the field decrypts
+    # The search's person has the same three requests at every size; the old needle one in a thousand.
+    person = RightsRequest.objects.filter(email_hash=tokens.email_blind_index(bench_data.PERSON))
+    assert sorted(person.values_list("reference", flat=True)) == [
+        f"{bench_data.PREFIX}000000{number}" for number in (1, 2, 3)
+    ]
 
 
 def test_the_bench_seeding_refuses_a_database_not_marked_as_a_bench():
