@@ -178,7 +178,7 @@ class RightsRequestAdmin(SiteErasureAdminMixin, ReadOnlyAdminMixin, admin.ModelA
     list_select_related = ("assignee",)
     list_filter = (OrderFilter, StateFilter, "request_type", "regime", "channel", DueFilter, AssigneeFilter)
     # No date hierarchy: its distinct-years query read every row on each page. Every filter and the order
-    # have an index (migration 0013), and the count stops at 10,000 (CappedCountPaginator).
+    # have an index (list_order.LIST_ORDER_INDEXES), and the count stops at 10,000 (CappedCountPaginator).
     search_fields = ("reference",)
     search_help_text = _(
         "A reference (with or without DSR-), a requester's exact email address, or an Atlassian account ID."

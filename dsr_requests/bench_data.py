@@ -5,7 +5,9 @@ with ``PREFIX`` (those already there are kept, so a bench can measure at 100,000
 table to 1,000,000), each with ``E`` events, then recounts the dashboard's rollup. The mix is the one
 ``bench/dsr_staff.py`` always used: received over the last two years; open (in one of the working
 states) when received in the last 60 days, otherwise closed (80 % completed, 1 to 45 days after receipt);
-regimes 2:1:1 UK GDPR, GDPR, CCPA; every 1,000th request from the address ``NEEDLE`` (for the search).
+regimes 2:1:1 UK GDPR, GDPR, CCPA. For the email search: ``PERSON`` made requests 1 to 3 at every size,
+as a real person makes a few; ``NEEDLE`` made every 1,000th request (1,000 at 1,000,000), a stress case
+no real person reaches, kept so that figures before and after the person was added compare.
 Due dates are approximations with the real relation between them (the earlier one is the effective
 date): 42 days after receipt for ours, 30 (45 under CCPA) for the statutory one.
 
@@ -26,6 +28,8 @@ from dsr_requests.models import RequestEvent, RequestState, RequestType, RightsR
 
 PREFIX = "BEN-"
 NEEDLE = "bench-needle@example.org"
+PERSON = "bench-person@example.org"
+PERSON_NUMBERS = (1, 2, 3)  # the same three requests at every size
 S = RequestState
 OPEN = [S.VERIFYING, S.IN_REVIEW, S.IN_REVIEW, S.APPROVED, S.FULFILLING, S.ON_HOLD]
 CLOSED = [S.COMPLETED] * 16 + [S.REJECTED] * 2 + [S.WITHDRAWN, S.CLOSED_UNVERIFIED]
@@ -72,6 +76,7 @@ def fill(*, requests, events_per_request, now=None, seed=5):
     """Top the bench rows up to ``requests`` requests with ``events_per_request`` events each; returns
     the number of requests added. The rollup is recounted at the end (rows made here bypass the services)."""
     now = now or timezone.now()
+    give_person_their_requests()  # for databases seeded before PERSON existed; new rows get it below
     have = RightsRequest.objects.filter(reference__startswith=PREFIX).count()
     if have >= requests:
         return 0
@@ -90,9 +95,26 @@ def fill(*, requests, events_per_request, now=None, seed=5):
     return requests - have
 
 
+def _reference(number):
+    return f"{PREFIX}{number:07d}"
+
+
+def give_person_their_requests():
+    """Requests ``PERSON_NUMBERS`` belong to ``PERSON`` (an update of at most three rows by reference)."""
+    RightsRequest.objects.filter(reference__in=[_reference(number) for number in PERSON_NUMBERS]).exclude(
+        email_hash=tokens.email_blind_index(PERSON)
+    ).update(email_hash=tokens.email_blind_index(PERSON))
+
+
+def _email_hash(number, needle_hash, person_hash):
+    if number % 1000 == 0:
+        return needle_hash
+    return person_hash if number in PERSON_NUMBERS else f"{number:064x}"
+
+
 def _fill_orm(start, stop, now, seed):
     rng, samples = random.Random(seed + start), _samples()
-    needle_hash = tokens.email_blind_index(NEEDLE)
+    needle_hash, person_hash = tokens.email_blind_index(NEEDLE), tokens.email_blind_index(PERSON)
     batch = []
     for number in range(start, stop):
         received_at = now - timedelta(days=rng.uniform(0, 730))
@@ -101,13 +123,13 @@ def _fill_orm(start, stop, now, seed):
         policy = timezone.localdate(received_at) + timedelta(days=42)
         statutory = timezone.localdate(received_at) + timedelta(days=45 if regime == "ccpa" else 30)
         row = RightsRequest(
-            reference=f"{PREFIX}{number:07d}",
+            reference=_reference(number),
             request_type=rng.choice(RequestType.values),
             state=state,
             held_from_state=S.IN_REVIEW if state == S.ON_HOLD else "",
             held_since=now if state == S.ON_HOLD else None,
             hold_reason="clarification" if state == S.ON_HOLD else "",
-            email_hash=needle_hash if number % 1000 == 0 else f"{number:064x}",
+            email_hash=_email_hash(number, needle_hash, person_hash),
             received_at=received_at,
             regime=regime,
             policy_due_on=policy,
@@ -161,6 +183,8 @@ def _fill_postgresql(start, stop, now, seed):
         "seed": (seed % 1000) / 1000,
         "prefix": PREFIX,
         "needle": tokens.email_blind_index(NEEDLE),
+        "person": tokens.email_blind_index(PERSON),
+        "person_numbers": list(PERSON_NUMBERS),
         "open": [str(state) for state in OPEN],
         "closed": [str(state) for state in CLOSED],
         "regimes": REGIMES,
@@ -185,7 +209,8 @@ def _fill_postgresql(start, stop, now, seed):
                 %(prefix)s || lpad(g::text, 7, '0'), t.request_type, t.state,
                 CASE WHEN t.state = 'on_hold' THEN 'in_review' ELSE '' END,
                 (%(name)s::bytea[])[1 + g %% {pool}], (%(email)s::bytea[])[1 + g %% {pool}],
-                CASE WHEN g %% 1000 = 0 THEN %(needle)s ELSE md5(g::text) || md5((-g)::text) END,
+                CASE WHEN g %% 1000 = 0 THEN %(needle)s WHEN g = ANY(%(person_numbers)s) THEN %(person)s
+                     ELSE md5(g::text) || md5((-g)::text) END,
                 (%(site_url)s::bytea[])[1 + g %% {pool}], '', (%(details)s::bytea[])[1 + g %% {pool}], '',
                 (%(transfer_email)s::bytea[])[1 + g %% {pool}], '', t.received_at, 'web', false,
                 (%(agent_name)s::bytea[])[1 + g %% {pool}], (%(agent_email)s::bytea[])[1 + g %% {pool}],

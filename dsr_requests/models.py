@@ -7,13 +7,14 @@ tier with fernet_fields; lookups go through keyed hashes (``email_hash``, ``stat
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from fernet_fields import EncryptedEmailField, EncryptedTextField
 
 from dsr_requests import deadlines
 from dsr_requests.deadlines import HoldReason, Regime
+from dsr_requests.list_order import LIST_ORDER_INDEXES
 from dsr_requests.rollup_models import RequestCount  # noqa: F401 (a model of this app, kept beside its rollup)
 
 
@@ -56,18 +57,6 @@ class RequestState(models.TextChoices):
     WITHDRAWN = "withdrawn", _("Withdrawn")
     CLOSED_UNVERIFIED = "closed_unverified", _("Closed: email never confirmed")
     ON_HOLD = "on_hold", _("On hold: waiting for you")
-
-
-# The open states written out, so that the ordering expressions below are constants an expression index
-# can be declared over (test_worklist checks they equal states.OPEN_STATES).
-OPEN_STATE_VALUES = ("submitted", "verifying", "in_review", "approved", "fulfilling", "on_hold")
-# The staff list's default order, most urgent first (worklist.URGENT_FIRST; index dsr_urgent_first_idx):
-# 0 for an open request, 1 for a closed one; then an open request's effective due date (the earlier of its
-# two dates, a database constraint), NULL for a closed one, so closed requests fall back to newest first.
-CLOSED_LAST = Case(
-    When(state__in=OPEN_STATE_VALUES, then=Value(0)), default=Value(1), output_field=IntegerField()
-)
-OPEN_DUE = Case(When(state__in=OPEN_STATE_VALUES, then=F("effective_due_on")), default=None)
 
 
 class Concerns(models.TextChoices):
@@ -307,32 +296,13 @@ class RightsRequest(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["state", "received_at"]),
-            models.Index(fields=["received_at"], name="dsr_received_at_idx"),
             models.Index(fields=["state", "effective_due_on"], name="dsr_state_due_idx"),
-            # Open requests are a small, recent slice: the admin's date hierarchy over a deadline filter
-            # (MIN/MAX of received_at) would otherwise walk the whole received_at index.
-            models.Index(
-                fields=["received_at"],
-                condition=Q(
-                    state__in=["submitted", "verifying", "in_review", "approved", "fulfilling", "on_hold"]
-                ),
-                name="dsr_open_received_idx",
-            ),
             models.Index(fields=["request_type", "closed_at"], name="dsr_type_closed_idx"),
-            # Every list filter with the list's order (newest received first), so a filtered page reads
-            # its 50 rows from an index rather than sorting every match (issue 19).
-            models.Index(fields=["request_type", "received_at"], name="dsr_type_received_idx"),
-            models.Index(fields=["regime", "received_at"], name="dsr_regime_received_idx"),
-            models.Index(fields=["channel", "received_at"], name="dsr_channel_received_idx"),
-            models.Index(fields=["assignee", "received_at"], name="dsr_assignee_received_idx"),
             # The search box's account ID (worklist.search: reference OR account ID, each indexed).
             models.Index(fields=["account_id"], condition=~Q(account_id=""), name="dsr_account_id_idx"),
-            # The list's default order (worklist.URGENT_FIRST) with the same expressions: the first page of
-            # "most urgent first" is read from this index without sorting every request.
-            models.Index(
-                CLOSED_LAST, OPEN_DUE, F("received_at").desc(), F("id").desc(), name="dsr_urgent_first_idx"
-            ),
+            # The staff list: each order alone and after each filter's equality (LIST_ORDER_INDEXES), so a
+            # first page reads its 50 rows from an index instead of sorting every match (issue 19).
+            *LIST_ORDER_INDEXES,
         ]
 
     def __str__(self):

@@ -14,7 +14,8 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from dsr_requests import deadlines, tokens
-from dsr_requests.models import CLOSED_LAST, OPEN_DUE, OPEN_STATE_VALUES, RequestState, RequestType
+from dsr_requests.list_order import OPEN_STATE_VALUES, URGENT_DUE
+from dsr_requests.models import RequestState, RequestType
 
 S = RequestState
 
@@ -67,13 +68,14 @@ def requester_label(state) -> str:
 
 # --- urgency order --------------------------------------------------------------------------------------
 
-# The ordering expressions live beside the index that serves them (models.CLOSED_LAST, models.OPEN_DUE).
+# The ordering expression lives beside the indexes that serve it (list_order.py).
 OPEN = tuple(S(value) for value in OPEN_STATE_VALUES)
 
-# The request list's default order: open requests, earliest due first, then the rest newest first.
-# Every key is an expression of the row's own columns; the expression index dsr_urgent_first_idx, declared
-# with these same expressions, serves the ordered first page without a sort.
-URGENT_FIRST = (CLOSED_LAST.asc(), OPEN_DUE.asc(), F("received_at").desc(), F("pk").desc())
+# The request list's default order: open requests, earliest due first (those with no due date yet last),
+# then the rest newest first. Every key is an expression of the row's own columns; the expression indexes
+# declared with these same expressions (dsr_urgent_first_idx, and one per list filter) serve the first
+# page without a sort. NULLS LAST is PostgreSQL's default for the index; SQLite needs it said.
+URGENT_FIRST = (URGENT_DUE.asc(nulls_last=True), F("received_at").desc(), F("pk").desc())
 NEWEST_FIRST = (F("received_at").desc(), F("pk").desc())
 
 

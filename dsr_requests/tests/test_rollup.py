@@ -6,11 +6,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsr_requests import bench_data, roles, rollup, selectors, services
+from dsr_requests import bench_data, roles, rollup, selectors, services, tokens
 from dsr_requests.models import RequestCount, RequestState, RequestType, RightsRequest
 from dsr_requests.tests.factories import RightsRequestFactory, StaffUserFactory
 
@@ -108,7 +109,7 @@ def test_a_refused_transition_leaves_the_counts_as_they_were():
     assert rollup.stored() == before
 
 
-def test_the_dashboard_reads_four_queries_whatever_the_number_of_requests():
+def test_the_dashboard_reads_six_queries_whatever_the_number_of_requests():
     RightsRequestFactory.create_batch(3, state=S.IN_REVIEW)
     with CaptureQueriesContext(connection) as small:
         first = selectors.dashboard()
@@ -116,9 +117,28 @@ def test_the_dashboard_reads_four_queries_whatever_the_number_of_requests():
     RightsRequestFactory.create_batch(20, state=S.ON_HOLD, held_from_state=S.IN_REVIEW)
     with CaptureQueriesContext(connection) as large:
         second = selectors.dashboard()
-    assert len(small) == len(large) == 4
+    assert len(small) == len(large) == 6
     assert (first["open_total"], second["open_total"]) == (3, 23)
     assert second["months"][-1]["completed"] == 40
+
+
+def test_the_dashboard_counts_overdue_and_due_soon_up_to_the_cap_and_says_more_than(client, monkeypatch):
+    monkeypatch.setattr(selectors, "CAP", 2)
+    yesterday = timezone.localdate() - timedelta(days=1)
+    for _ in range(3):
+        late = RightsRequestFactory(state=S.IN_REVIEW)
+        late.policy_due_on = late.statutory_due_on = late.effective_due_on = yesterday
+        late.save()
+    data = selectors.dashboard()
+    assert (data["overdue"], data["overdue_capped"], data["due_soon"], data["due_soon_capped"]) == (
+        2,
+        True,
+        2,
+        True,
+    )
+    client.force_login(StaffUserFactory(roles=[roles.REVIEWER]))
+    body = client.get(reverse("admin:dsr_requests_rightsrequest_dashboard")).content.decode()
+    assert body.count("more than 2") == 2
 
 
 def test_dsr_rollup_check_finds_a_drifted_count_and_a_recount_fixes_it():
@@ -140,6 +160,11 @@ def test_the_bench_seeding_tops_up_to_the_size_asked_with_events_and_a_true_roll
     assert rollup.stored() == rollup.recount()
     needle = RightsRequest.objects.get(reference=f"{bench_data.PREFIX}0000000")
     assert needle.email.endswith("@example.org")  # a real token: the field decrypts
+    # The search's person has the same three requests at every size; the old needle one in a thousand.
+    person = RightsRequest.objects.filter(email_hash=tokens.email_blind_index(bench_data.PERSON))
+    assert sorted(person.values_list("reference", flat=True)) == [
+        f"{bench_data.PREFIX}000000{number}" for number in (1, 2, 3)
+    ]
 
 
 def test_the_bench_seeding_refuses_a_database_not_marked_as_a_bench():
