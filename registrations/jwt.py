@@ -257,7 +257,13 @@ def _check_qsh(claims: dict[str, Any], request: HttpRequest, *, allow_context_qs
 
 
 def _hs256_issuer(request: HttpRequest) -> tuple[str, dict[str, Any], dict[str, Any], str]:
-    """Token, header, unverified claims and client key of a request that claims an HS256 Connect token."""
+    """Token, header, unverified claims and client key of a request that claims an HS256 Connect token.
+
+    Kept on the request once parsed: the early refusal parses first, the view's check reuses it.
+    """
+    parsed = getattr(request, "_connect_hs256_issuer", None)
+    if parsed is not None:
+        return parsed
     token = token_from_request(request)
     header, unverified = _unverified(token)
     if header.get("alg") != "HS256":
@@ -265,7 +271,8 @@ def _hs256_issuer(request: HttpRequest) -> tuple[str, dict[str, Any], dict[str, 
     client_key = unverified.get("iss")
     if not isinstance(client_key, str) or not CLIENT_KEY.fullmatch(client_key):
         raise ConnectAuthError("claims", _("The JWT lacks a valid 'iss' claim."))
-    return token, header, unverified, client_key
+    request._connect_hs256_issuer = parsed = (token, header, unverified, client_key)  # type: ignore[attr-defined]
+    return parsed
 
 
 def _tenant_refused() -> ConnectAuthError:
