@@ -104,6 +104,18 @@ class _Helper:
             raise ExportHelperFailed(f"an export helper process failed: {name}")
 
 
+    def failure(self):
+        """Once the helper stopped taking work: what it reported before it ended, if anything."""
+        try:
+            while True:
+                head = self.results.recv_bytes()
+                if head[:1] == _FAILED:
+                    name = head[1:80].decode("ascii", "replace")
+                    return ExportHelperFailed(f"an export helper process failed: {name}")
+        except (EOFError, OSError):
+            return ExportHelperFailed("an export helper process ended before its work was done")
+
+
 def _parallel_batches(requests, *, encoder, fields, redact):
     helpers = _start(
         settings.EXPORT_PROCESSES,
@@ -123,7 +135,10 @@ def _parallel_batches(requests, *, encoder, fields, redact):
         def hand_out(helper):
             chunk = list(islice(ids, RANGE_RECORDS))
             if chunk:
-                helper.tasks.send_bytes(array("q", chunk).tobytes())
+                try:
+                    helper.tasks.send_bytes(array("q", chunk).tobytes())
+                except OSError:  # it stopped taking work: it failed or was killed
+                    raise helper.failure() from None
                 queue.append(helper)
 
         for _round in range(AHEAD):
@@ -134,7 +149,10 @@ def _parallel_batches(requests, *, encoder, fields, redact):
             yield from helper.receive()
             hand_out(helper)
         for helper in helpers:
-            helper.tasks.send_bytes(b"")  # done: the helper closes its connection and exits
+            try:
+                helper.tasks.send_bytes(b"")  # done: the helper closes its connection and exits
+            except OSError:
+                raise helper.failure() from None
         for helper in helpers:
             _pid, status = os.waitpid(helper.pid, 0)
             helper.pid = None
