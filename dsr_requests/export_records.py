@@ -344,6 +344,14 @@ class AnyOf(Func):
         return f"{sql} = ANY(%s::{self.cast})", (*params, self.literal)
 
 
+def _rows(queryset, ids, chunk):
+    """The rows of ``queryset``: a chunk per round trip (a server-side cursor on PostgreSQL), or, for a
+    range of ``ids``, all at once: for a server-side cursor PostgreSQL plans for the first rows and would
+    walk the whole ``received_at`` index rather than look up a range's keys (measured: 0.56 s instead of
+    0.07 s for 2,000 requests)."""
+    return iter(queryset) if ids is not None else queryset.iterator(chunk_size=chunk)
+
+
 def _of_requests(requests, ids, path):
     """The filter of rows whose ``path`` (a request id) is one of ``requests``: a subquery, or with ``ids``
     (the requests' ids, PostgreSQL) the ids directly, so the database looks up only these keys."""
@@ -359,7 +367,7 @@ def _related_stream(requests, ids, model, path, order, columns):
         .order_by(f"{path}__received_at", request_id, *order)
         .values_list(f"{path}__received_at", request_id, *columns)
     )
-    return _Stream(rows.iterator(chunk_size=RELATED_CHUNK))
+    return _Stream(_rows(rows, ids, RELATED_CHUNK))
 
 
 def _staff_access_streams(requests, ids):
@@ -394,9 +402,13 @@ def _staff_access_streams(requests, ids):
     )
     return [
         _Stream(
-            events.order_by("request_received", "request_key", "created_at", "id")
-            .values_list("request_received", "request_key", *columns)
-            .iterator(chunk_size=RELATED_CHUNK)
+            _rows(
+                events.order_by("request_received", "request_key", "created_at", "id").values_list(
+                    "request_received", "request_key", *columns
+                ),
+                ids,
+                RELATED_CHUNK,
+            )
         )
         for events in (about_requests, about_corrections)
     ]
@@ -462,11 +474,7 @@ def export_requests(requests, *, fields, redact, ids=None):
     expressions, encrypted, links, texts, dates = _columns(own)
     received = own.index("received_at")
     decrypt = BulkDecryptor(RightsRequest._meta.get_field("name").fernet_keys).decrypt_many
-    rows = (
-        requests.order_by("received_at", "pk")
-        .values_list(*expressions.values(), "pk")
-        .iterator(chunk_size=CHUNK)
-    )
+    rows = _rows(requests.order_by("received_at", "pk").values_list(*expressions.values(), "pk"), ids, CHUNK)
     streams = {name: _related_stream(requests, ids, *RELATED[name]) for name in RELATED}
     access = _staff_access_streams(requests, ids)
     timeline, checks, documents, account_codes, questions, emails, corrections, exports_, runs = (

@@ -6,7 +6,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from dsr_requests import export_encoding, exports, providers, services, tokens
+from dsr_requests import export_encoding, providers, services, tokens
 from dsr_requests.models import RequestState
 from dsr_requests.tests.factories import RightsRequestFactory
 
