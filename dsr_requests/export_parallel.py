@@ -119,12 +119,15 @@ class _Helper:
 
 
 def _parallel_batches(requests, *, encoder, fields, redact):
+    # Which related tables hold anything about the subject, asked once here rather than by every range.
+    tables = export_records.tables_with_rows(requests)
     helpers = _start(
         settings.EXPORT_PROCESSES,
         requests=requests,
         encoder=encoder,
         fields=fields,
         redact=redact,
+        tables=tables,
     )
     try:
         ids = (
@@ -165,7 +168,8 @@ def _parallel_batches(requests, *, encoder, fields, redact):
         while queue:
             owner, own = queue.popleft()
             if owner is None:
-                yield from encoder.batches(_range_records(requests, own, fields=fields, redact=redact))
+                records = _range_records(requests, own, fields=fields, redact=redact, tables=tables)
+                yield from encoder.batches(records)
             else:
                 yield from helpers[owner].receive()
                 outstanding[owner] -= 1
@@ -254,12 +258,12 @@ def _detach_connections():
             connection.connection = None
 
 
-def _serve(tasks, results, *, requests, encoder, fields, redact):  # pragma: no cover (in the helper)
+def _serve(tasks, results, *, requests, encoder, fields, redact, tables):  # pragma: no cover (in the helper)
     """Encode each range of ids the parent sends, whole, then send its batches; until told to stop."""
     while message := tasks.recv_bytes():
         ids = array("q")
         ids.frombytes(message)
-        records = _range_records(requests, ids.tolist(), fields=fields, redact=redact)
+        records = _range_records(requests, ids.tolist(), fields=fields, redact=redact, tables=tables)
         batches = list(encoder.batches(records))
         for batch in batches:
             results.send_bytes(_BATCH + batch.count.to_bytes(4, "big") + len(batch.json).to_bytes(8, "big"))
@@ -268,14 +272,15 @@ def _serve(tasks, results, *, requests, encoder, fields, redact):  # pragma: no 
         results.send_bytes(_END)
 
 
-def _range_records(requests, ids, *, fields, redact):
+def _range_records(requests, ids, *, fields, redact, tables):
     """The export records of the requests ``ids`` (a range, in export order), read by their keys alone.
 
     Not the subject's filter again: the parent read the ids from it a moment ago, and with it PostgreSQL
     would scan all the subject's requests for each range instead of looking up the range's keys.
     """
-    in_range = requests.model.objects.filter(export_records.AnyOf(F("pk"), ids))
-    return export_records.export_requests(in_range, fields=fields, redact=redact, ids=ids)
+    literal = export_records.id_array(ids)
+    in_range = requests.model.objects.filter(export_records.AnyOf(F("pk"), literal))
+    return export_records.export_requests(in_range, fields=fields, redact=redact, ids=literal, tables=tables)
 
 
 def _stop(helpers):

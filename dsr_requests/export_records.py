@@ -336,12 +336,17 @@ class AnyOf(Func):
 
     def __init__(self, expression, ids, *, text=False):
         super().__init__(expression)
-        self.literal = "{" + ",".join(str(int(value)) for value in ids) + "}"
+        self.literal = ids if isinstance(ids, str) else id_array(ids)
         self.cast = "varchar[]" if text else "bigint[]"
 
     def as_sql(self, compiler, connection, **extra_context):
         sql, params = compiler.compile(self.source_expressions[0])
         return f"{sql} = ANY(%s::{self.cast})", (*params, self.literal)
+
+
+def id_array(ids):
+    """Integer ids as a PostgreSQL array literal, ``{1,2,3}`` (built once per range, used by every query)."""
+    return "{" + ",".join(map(str, map(int, ids))) + "}"
 
 
 def _rows(queryset, ids, chunk):
@@ -461,22 +466,52 @@ def _next_key(streams):
     return min(keys) if keys else None
 
 
-def export_requests(requests, *, fields, redact, ids=None):
+def tables_with_rows(requests):
+    """The names of the related streams (``RELATED``'s, and ``"staff_access"``) that hold any row about
+    ``requests``: ``export_parallel`` reads only these for each range (one query each, once per export,
+    rather than one per range for a table with nothing about the subject)."""
+    names = {
+        name
+        for name, (model, path, _order, _columns) in RELATED.items()
+        if model.objects.filter(**{f"{path}__in": requests.values("pk")}).exists()
+    }
+    if any(stream.head is not None for stream in _staff_access_streams(requests, None)):
+        names.add("staff_access")
+    return names
+
+
+_EMPTY = ()
+
+
+def export_requests(requests, *, fields, redact, ids=None, tables=None):
     """Yield the export record of each request in ``requests`` (a queryset; keys in ``fields`` order),
     oldest first, reading 500 requests per round trip and each related table in one ordered query.
 
     ``ids``: the ids of ``requests``, on PostgreSQL, when they are few (a helper's range in
     ``export_parallel``): the related tables are then read by these keys rather than through a subquery.
+    ``tables``: if given, the related streams that may hold rows (``tables_with_rows``); the others are
+    not read.
     """
     own = [name for name in fields if name not in RELATED and name not in ("staff_access",)]
     related_names = [name for name in fields if name not in own]
     names = own + related_names  # what the records hold, in this order
     expressions, encrypted, links, texts, dates = _columns(own)
+    if ids is not None and not isinstance(ids, str):
+        ids = id_array(ids)
     received = own.index("received_at")
     decrypt = BulkDecryptor(RightsRequest._meta.get_field("name").fernet_keys).decrypt_many
     rows = _rows(requests.order_by("received_at", "pk").values_list(*expressions.values(), "pk"), ids, CHUNK)
-    streams = {name: _related_stream(requests, ids, *RELATED[name]) for name in RELATED}
-    access = _staff_access_streams(requests, ids)
+    streams = {
+        name: _related_stream(requests, ids, *RELATED[name])
+        if tables is None or name in tables
+        else _Stream(_EMPTY)
+        for name in RELATED
+    }
+    access = (
+        _staff_access_streams(requests, ids)
+        if tables is None or "staff_access" in tables
+        else [_Stream(_EMPTY), _Stream(_EMPTY)]
+    )
     timeline, checks, documents, account_codes, questions, emails, corrections, exports_, runs = (
         streams[name]
         for name in (
