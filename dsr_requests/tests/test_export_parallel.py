@@ -29,10 +29,12 @@ pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def helpers(settings, monkeypatch):
-    """Helpers for any record count, with small ranges so that a test's records span several of them."""
+    """Helpers for any record count, with small ranges so that a test's records span several of them,
+    and new helpers every 6 ranges (a segment; the fifth range of each is the parent's own)."""
     settings.EXPORT_PROCESSES = 2
     settings.EXPORT_PARALLEL_MIN_RECORDS = 1
     monkeypatch.setattr(export_parallel, "RANGE_RECORDS", 150)
+    monkeypatch.setattr(export_parallel, "SEGMENT_RECORDS", 900)
 
 
 def _add_requests(count, *, email=EMAIL, prefix="P"):
@@ -209,10 +211,10 @@ def test_the_parent_of_a_parallel_export_runs_a_fixed_number_of_queries_plus_its
     staff_member, helpers, settings
 ):
     """The parent reads the ids (one query, whatever the count) and encodes one range in every
-    ``2 * PARENT_EVERY + 1`` itself, at the helpers' cost of one set of queries per range."""
+    ``2 * PARENT_EVERY + 1`` of a segment itself (at most one in 5 here), at one set of queries a range."""
     counts, own = {}, {}
     slots = settings.EXPORT_PROCESSES * export_parallel.PARENT_EVERY + 1
-    for count, prefix in ((300, "A"), (1500, "B")):  # 2 ranges of 150 (none the parent's), 10 (2 its own)
+    for count, prefix in ((300, "A"), (1500, "B")):  # 2 ranges of 150 (none the parent's); 10 (some)
         email = f"parallel{count}@example.org"
         _add_requests(count, email=email, prefix=prefix)
         rights_request = RightsRequest.objects.filter(email_hash=tokens.email_blind_index(email)).first()
