@@ -7,6 +7,7 @@ and need PostgreSQL; on SQLite the export always runs in one process.
 import io
 import os
 import signal
+import time
 import zipfile
 from pathlib import Path
 
@@ -225,3 +226,46 @@ def test_the_parent_of_a_parallel_export_runs_a_fixed_number_of_queries_plus_its
         own[count] = -(-count // export_parallel.RANGE_RECORDS) // slots
     assert own == {300: 0, 1500: 2}
     assert counts[1500] - counts[300] <= 16 * own[1500], counts
+
+
+def _state(pid):
+    """A process's state letter (``Z``: ended, not yet reaped), or None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def test_a_helper_whose_worker_is_killed_ends_too(staff_member, helpers, monkeypatch):
+    """The worker killed mid-export (SIGKILL: nothing of it runs afterwards): its helper sees its task
+    pipe end and exits; none is left running."""
+    rights_request, _earlier, _facts = _history(staff_member, request_type=RequestType.COPY, country="GB")
+    _add_requests(600)
+    read_end, write_end = os.pipe()
+
+    def waiting(tasks, results, **work):  # a helper that says who it is, then waits for work forever
+        os.write(write_end, f"{os.getpid()}\n".encode())
+        while tasks.recv_bytes():
+            pass
+
+    monkeypatch.setattr(export_parallel, "_serve", waiting)
+    worker = os.fork()
+    if worker == 0:  # pragma: no cover (the stand-in worker: exports until it is killed)
+        try:
+            os.close(read_end)
+            export_parallel._detach_connections()
+            _export_files(rights_request)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as announced:
+            helper = int(announced.readline())
+        assert _state(helper) not in (None, "Z")
+    finally:
+        os.kill(worker, signal.SIGKILL)
+        os.waitpid(worker, 0)
+    deadline = time.monotonic() + 20
+    while _state(helper) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _state(helper) in (None, "Z")
