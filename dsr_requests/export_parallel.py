@@ -1,19 +1,22 @@
 """A large export's rights-request records read, decrypted and encoded by helper processes, in order.
 
-Why (issue 19, item 4, third round): after two rounds the export spent about 80 µs a record on one core
-(fetching and typing a 45-column row, seven HMAC checks and decryptions, building the record, JSON and
-CSV), while the machine, like production dynos, has two. Here the worker process (the parent) forks
-``EXPORT_PROCESSES`` helpers that do that work for ranges of records while the parent writes the ZIP.
+Why (issue 19, item 4, third round): the export's per-record work (fetching and typing a 45-column row,
+seven HMAC checks and decryptions, building the record, its JSON and CSV) ran on one core, while the
+machine, like production dynos, has two. Here the worker process (the parent) forks ``EXPORT_PROCESSES``
+helpers that do that work for ranges of records while the parent writes the ZIP; the CPU is the same in
+all, only spread (docs/benchmarks.md, "Issue 19, item 4, third round").
 
-How: the helpers are forked before the parent reads anything. The parent reads the ids of the subject's
-requests in export order (``received_at``, id), ``RANGE_RECORDS`` at a time, and hands each range to the
-helpers in turn, ``AHEAD`` ranges queued per helper. A helper opens a database connection of its own
-(the parent's is never used after the fork: see ``_detach_connections``), reads its range with
-``export_records.export_requests`` restricted to those ids (the same code as the single-process path:
-the same record for the same rows), encodes it with ``export_encoding`` as the single-process path does,
-and sends the range's batches back through a pipe once the whole range is encoded (so it does not wait
-for the parent before starting the next). The parent takes the ranges in order, so the export is byte
-for byte what the single-process path writes for the same data (tested).
+How: the parent asks once which related tables hold anything about the subject, then reads the ids of
+the subject's requests in export order (``received_at``, id), ``SEGMENT_RECORDS`` at a time; for each
+such segment it forks the helpers (anew: see ``SEGMENT_RECORDS``) and hands out the segment's ranges of
+``RANGE_RECORDS`` ids: ``PARENT_EVERY`` to each helper in turn, then one it encodes itself, at most
+``AHEAD`` queued per helper. A helper opens a database connection of its own (the parent's is never used
+after the fork: see ``_detach_connections``), reads its range with ``export_records.export_requests``
+restricted to those ids (the same code as the single-process path: the same record for the same rows),
+encodes it with ``export_encoding`` as the single-process path does, and sends the range's batches back
+through a pipe once the whole range is encoded (so it does not wait for the parent before starting the
+next). The parent takes the ranges in order, so the export is byte for byte what the single-process
+path writes for the same data (tested).
 
 Personal data crosses between the processes only through pipes (memory), never a file. A helper that
 fails sends the name of the exception (never its message, which could quote data) and exits; one that
