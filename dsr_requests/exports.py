@@ -4,7 +4,7 @@ A copy/review export is a ZIP (``README.txt``, ``data.json``, one CSV per provid
 the same ``data.json`` alone (schema: docs/dsr-export.schema.json). Neither exists in plain text on
 disk: the ZIP is written through ``EncryptingWriter``, which cuts the byte stream into frames of at most
 ``FRAME_BYTES`` and stores each as a Fernet token, in the framing of registrations/backups.py. Memory
-holds one frame and one provider record at a time, whatever the subject's record count.
+holds one frame and one batch of encoded records at a time, whatever the subject's record count.
 
 Key: a dedicated key derived from each ``FERNET_KEYS`` entry by HKDF-SHA256 with the purpose label
 ``artemis.dsr.export.v1``, so an export key is never a field key, and rotating FERNET_KEYS rotates it
