@@ -575,6 +575,11 @@ try:
     EXPORT_STORAGE_OPTIONS = storage_options("EXPORT_STORAGE_OPTIONS")
 except ConfigError as exc:
     sys.exit(f"Configuration error: {exc}")
+# Helper processes that read, decrypt and encode a large export's rights-request records while the
+# worker writes the ZIP (dsr_requests/export_parallel.py; PostgreSQL only), and the record count from
+# which they are used. 0: always in the worker's own process.
+EXPORT_PROCESSES = env_number("EXPORT_PROCESSES", 1)
+EXPORT_PARALLEL_MIN_RECORDS = env_number("EXPORT_PARALLEL_MIN_RECORDS", 10000)
 # How long a copy or transfer stays downloadable.
 DSR_EXPORT_VALID_DAYS = env_number("DSR_EXPORT_VALID_DAYS", 7, minimum=1)
 DSR_DOWNLOAD_CODE_TTL_MINUTES = env_number("DSR_DOWNLOAD_CODE_TTL_MINUTES", 15, minimum=1)

@@ -9,7 +9,8 @@ Creates a scratch database ``artemis_bench_export_profile_<pid>`` on the server 
 fills it as ``bench/fulfilment_export.py`` does (that many earlier requests of one person, fields
 encrypted as in production, plus an approved copy request), then builds the export once to warm up
 (imports, content types) and once measured: wall time and records per second without the profiler,
-then once more under cProfile, printing the top entries by own time and by cumulative time. The
+then once more under cProfile (in one process: ``EXPORT_PROCESSES=0``, as cProfile sees one process),
+printing the top entries by own time and by cumulative time. The
 scratch database is dropped at the end. ``bench/fulfilment_export.py`` measures the same export end to
 end through a real worker (time from queuing, and the worker's memory).
 
@@ -76,6 +77,11 @@ def child(records, top, profile, *, label="", seed_only=False, timed_only=False)
     )
     if not profile:
         return
+    # cProfile sees one process: the profiled run reads, decrypts and encodes in this process
+    # (EXPORT_PROCESSES=0), so the per-record work shows up; the timed run above used the settings.
+    from django.conf import settings
+
+    settings.EXPORT_PROCESSES = 0
     profiler = cProfile.Profile()
     profiler.enable()
     export_once(request_id)

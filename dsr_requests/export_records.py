@@ -25,11 +25,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import (
     BigIntegerField,
+    BooleanField,
     CharField,
     DateField,
     F,
     Func,
     OuterRef,
+    Q,
     Subquery,
     TextField,
 )
@@ -324,30 +326,72 @@ class _Stream:
         return taken
 
 
-def _related_stream(requests, model, path, order, columns):
+class AnyOf(Func):
+    """``expression = ANY(%s::bigint[])`` (PostgreSQL) with integer ids as one array literal ``{1,2,...}``:
+    a range's 2,000 ids cost the database one constant to parse, not 2,000 (``export_parallel``;
+    measured: 7 ms a query with the ids as an ``ARRAY[...]`` of parameters, most of it for an empty
+    table). ``text=True`` compares with the ids as text (the access audit's ``object_id``)."""
+
+    output_field = BooleanField()
+
+    def __init__(self, expression, ids, *, text=False):
+        super().__init__(expression)
+        self.literal = ids if isinstance(ids, str) else id_array(ids)
+        self.cast = "varchar[]" if text else "bigint[]"
+
+    def as_sql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"{sql} = ANY(%s::{self.cast})", (*params, self.literal)
+
+
+def id_array(ids):
+    """Integer ids as a PostgreSQL array literal, ``{1,2,3}`` (built once per range, used by every query)."""
+    return "{" + ",".join(map(str, map(int, ids))) + "}"
+
+
+def _rows(queryset, ids, chunk):
+    """The rows of ``queryset``: a chunk per round trip (a server-side cursor on PostgreSQL), or, for a
+    range of ``ids``, all at once: for a server-side cursor PostgreSQL plans for the first rows and would
+    walk the whole ``received_at`` index rather than look up a range's keys (measured: 0.56 s instead of
+    0.07 s for 2,000 requests)."""
+    return iter(queryset) if ids is not None else queryset.iterator(chunk_size=chunk)
+
+
+def _of_requests(requests, ids, path):
+    """The filter of rows whose ``path`` (a request id) is one of ``requests``: a subquery, or with ``ids``
+    (the requests' ids, PostgreSQL) the ids directly, so the database looks up only these keys."""
+    if ids is not None:
+        return AnyOf(F(path), ids)
+    return Q(**{f"{path}__in": requests.values("pk")})
+
+
+def _related_stream(requests, ids, model, path, order, columns):
+    request_id = f"{path}_id" if path == "request" else f"{path}__id"
     rows = (
-        model.objects.filter(**{f"{path}__in": requests.values("pk")})
-        .order_by(f"{path}__received_at", f"{path}_id" if path == "request" else f"{path}__id", *order)
-        .values_list(f"{path}__received_at", f"{path}_id" if path == "request" else f"{path}__id", *columns)
+        model.objects.filter(_of_requests(requests, ids, request_id))
+        .order_by(f"{path}__received_at", request_id, *order)
+        .values_list(f"{path}__received_at", request_id, *columns)
     )
-    return _Stream(rows.iterator(chunk_size=RELATED_CHUNK))
+    return _Stream(_rows(rows, ids, RELATED_CHUNK))
 
 
-def _staff_access_streams(requests):
+def _staff_access_streams(requests, ids):
     """The access audit's entries about these requests, and about their corrections (two streams of
     ``(received_at, request id, created_at, id, action, detail, succeeded)``)."""
     types = ContentType.objects.get_for_models(RightsRequest, Rectification)
     columns = ("created_at", "id", "action", "detail", "succeeded")
     received = RightsRequest.objects.filter(pk=OuterRef("request_key")).values("received_at")
     about_requests = (
-        AccessEvent.objects.filter(
-            content_type=types[RightsRequest],
-            object_id__in=requests.annotate(key=Cast("pk", CharField())).values("key"),
+        AccessEvent.objects.filter(content_type=types[RightsRequest])
+        .filter(
+            Q(object_id__in=requests.annotate(key=Cast("pk", CharField())).values("key"))
+            if ids is None
+            else AnyOf(F("object_id"), ids, text=True)  # the audit's object_id is text
         )
         .annotate(request_key=Cast("object_id", BigIntegerField()))
         .annotate(request_received=Subquery(received))
     )
-    corrections = Rectification.objects.filter(request__in=requests.values("pk"))
+    corrections = Rectification.objects.filter(_of_requests(requests, ids, "request_id"))
     about_corrections = (
         AccessEvent.objects.filter(
             content_type=types[Rectification],
@@ -363,9 +407,13 @@ def _staff_access_streams(requests):
     )
     return [
         _Stream(
-            events.order_by("request_received", "request_key", "created_at", "id")
-            .values_list("request_received", "request_key", *columns)
-            .iterator(chunk_size=RELATED_CHUNK)
+            _rows(
+                events.order_by("request_received", "request_key", "created_at", "id").values_list(
+                    "request_received", "request_key", *columns
+                ),
+                ids,
+                RELATED_CHUNK,
+            )
         )
         for events in (about_requests, about_corrections)
     ]
@@ -418,22 +466,52 @@ def _next_key(streams):
     return min(keys) if keys else None
 
 
-def export_requests(requests, *, fields, redact):
+def tables_with_rows(requests):
+    """The names of the related streams (``RELATED``'s, and ``"staff_access"``) that hold any row about
+    ``requests``: ``export_parallel`` reads only these for each range (one query each, once per export,
+    rather than one per range for a table with nothing about the subject)."""
+    names = {
+        name
+        for name, (model, path, _order, _columns) in RELATED.items()
+        if model.objects.filter(**{f"{path}__in": requests.values("pk")}).exists()
+    }
+    if any(stream.head is not None for stream in _staff_access_streams(requests, None)):
+        names.add("staff_access")
+    return names
+
+
+_EMPTY = ()
+
+
+def export_requests(requests, *, fields, redact, ids=None, tables=None):
     """Yield the export record of each request in ``requests`` (a queryset; keys in ``fields`` order),
-    oldest first, reading 500 requests per round trip and each related table in one ordered query."""
+    oldest first, reading 500 requests per round trip and each related table in one ordered query.
+
+    ``ids``: the ids of ``requests``, on PostgreSQL, when they are few (a helper's range in
+    ``export_parallel``): the related tables are then read by these keys rather than through a subquery.
+    ``tables``: if given, the related streams that may hold rows (``tables_with_rows``); the others are
+    not read.
+    """
     own = [name for name in fields if name not in RELATED and name not in ("staff_access",)]
     related_names = [name for name in fields if name not in own]
     names = own + related_names  # what the records hold, in this order
     expressions, encrypted, links, texts, dates = _columns(own)
+    if ids is not None and not isinstance(ids, str):
+        ids = id_array(ids)
     received = own.index("received_at")
     decrypt = BulkDecryptor(RightsRequest._meta.get_field("name").fernet_keys).decrypt_many
-    rows = (
-        requests.order_by("received_at", "pk")
-        .values_list(*expressions.values(), "pk")
-        .iterator(chunk_size=CHUNK)
+    rows = _rows(requests.order_by("received_at", "pk").values_list(*expressions.values(), "pk"), ids, CHUNK)
+    streams = {
+        name: _related_stream(requests, ids, *RELATED[name])
+        if tables is None or name in tables
+        else _Stream(_EMPTY)
+        for name in RELATED
+    }
+    access = (
+        _staff_access_streams(requests, ids)
+        if tables is None or "staff_access" in tables
+        else [_Stream(_EMPTY), _Stream(_EMPTY)]
     )
-    streams = {name: _related_stream(requests, *RELATED[name]) for name in RELATED}
-    access = _staff_access_streams(requests)
     timeline, checks, documents, account_codes, questions, emails, corrections, exports_, runs = (
         streams[name]
         for name in (

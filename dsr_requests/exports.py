@@ -4,7 +4,7 @@ A copy/review export is a ZIP (``README.txt``, ``data.json``, one CSV per provid
 the same ``data.json`` alone (schema: docs/dsr-export.schema.json). Neither exists in plain text on
 disk: the ZIP is written through ``EncryptingWriter``, which cuts the byte stream into frames of at most
 ``FRAME_BYTES`` and stores each as a Fernet token, in the framing of registrations/backups.py. Memory
-holds one frame and one provider record at a time, whatever the subject's record count.
+holds one frame and one batch of encoded records at a time, whatever the subject's record count.
 
 Key: a dedicated key derived from each ``FERNET_KEYS`` entry by HKDF-SHA256 with the purpose label
 ``artemis.dsr.export.v1``, so an export key is never a field key, and rotating FERNET_KEYS rotates it
@@ -18,8 +18,7 @@ File layout::
 """
 
 import base64
-import csv
-import datetime as dt
+import contextlib
 import hashlib
 import io
 import json
@@ -35,6 +34,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from artemis_portal import storage as shared_storage
+from dsr_requests import export_encoding
 from registrations.backups import BackupError, fernet_for, read_frames, write_frame
 
 HEADER = b"ARTEMIS-DSR-EXPORT v1\n"
@@ -135,56 +135,34 @@ class EncryptingWriter(io.RawIOBase):
         super().close()
 
 
-def _json_default(value):
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    raise TypeError(f"cannot serialize {type(value).__name__}")
+# data.json is written to the stream in pieces of about this many bytes, not a write per batch (each
+# write goes through zipfile's deflate and CRC and the encrypting writer).
+WRITE_BYTES = 256 * 1024
 
 
-# What ``json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)`` builds on every
-# call, built once: the same bytes, without constructing an encoder per record.
-_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False, sort_keys=True)
+def _count(counter, count, progress):
+    """Add a batch's records to the count; report progress each time it passes a multiple of
+    ``PROGRESS_EVERY``."""
+    before = counter["records"]
+    counter["records"] = after = before + count
+    if progress and after // PROGRESS_EVERY > before // PROGRESS_EVERY:
+        progress(after)
 
 
-def _compiled_dumps():
-    """``_ENCODER.encode`` without the per-call set-up: ``JSONEncoder.encode`` builds a new C encoder
-    (and a dict for cycle checks) on every call, about a third of its time for one record. This builds
-    the same C encoder once, with the same default, string escaping (not ASCII-only), separators and
-    key order, so the text is the same; without the cycle check, which export records (fresh dicts and
-    lists from database rows) cannot trigger. Falls back to ``_ENCODER.encode`` without the C speedups.
+def provider_batches(provider, subject, *, with_csv):
+    """A provider's records for the export, encoded (``export_encoding.Batch``es, in order).
+
+    A provider with an ``export_batches(subject, with_csv=...)`` method encodes its own (the rights
+    requests: in helper processes when there are many, see ``export_parallel``); the records of any other
+    provider's ``export`` are encoded here.
     """
-    make = json.encoder.c_make_encoder
-    if make is None:  # pragma: no cover (CPython has it)
-        return _ENCODER.encode
-    iterencode = make(
-        None,  # no cycle check
-        _json_default,
-        json.encoder.encode_basestring,  # ensure_ascii=False
-        None,  # no indent
-        _ENCODER.key_separator,
-        _ENCODER.item_separator,
-        True,  # sort_keys
-        False,  # skipkeys
-        True,  # allow_nan
+    own = getattr(provider, "export_batches", None)
+    if own is not None:
+        return own(subject, with_csv=with_csv)
+    encoder = export_encoding.RecordEncoder(
+        provider.fields, nested=getattr(provider, "nested_fields", None), with_csv=with_csv
     )
-    join = "".join
-    return lambda value: join(iterencode(value, 0))
-
-
-_dumps = _compiled_dumps()
-# data.json is written to the stream in pieces of about this many characters, not a write per record
-# (each write goes through zipfile's deflate and CRC and the encrypting writer).
-WRITE_CHARS = 256 * 1024
-# CSV rows handed to ``csv.writer.writerows`` at a time.
-CSV_BATCH = 256
-
-
-def _counted(records, counter, progress):
-    for record in records:
-        counter["records"] += 1
-        if progress and counter["records"] % PROGRESS_EVERY == 0:
-            progress(counter["records"])
-        yield record
+    return encoder.batches(provider.export(subject))
 
 
 def withheld_items(*, subject, providers):
@@ -203,19 +181,21 @@ def withheld_items(*, subject, providers):
 
 
 def write_data_json(stream, *, rights_request, subject, providers, counter, progress=None, csv_spools=None):
-    """Write the export's ``data.json`` to a binary stream, one record at a time.
+    """Write the export's ``data.json`` to a binary stream, a batch of records at a time.
 
     The shape is documented by docs/dsr-export.schema.json; ``counter["records"]`` counts what was written.
     After the providers' records comes ``withheld``: what they left out, and why. ``csv_spools`` (provider
-    key -> ``CsvSpool``) also gets each record, so the ZIP's CSVs come from the same single read.
+    key -> ``CsvSpool``) also gets each batch's CSV rows, so the ZIP's CSVs come from the same single read.
+    JSON text as ``export_encoding`` writes it (orjson: sorted keys, no whitespace).
     """
+    dumps = export_encoding.dumps
     head = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "generated_at": timezone.now(),
         "request": {"reference": rights_request.reference, "type": rights_request.request_type},
     }
-    pieces = [_dumps(head)[:-1], ', "providers": [']
+    pieces = [dumps(head)[:-1], b',"providers":[']
     size = 0
     for index, provider in enumerate(providers):
         meta = {
@@ -225,49 +205,32 @@ def write_data_json(stream, *, rights_request, subject, providers, counter, prog
             "holds_personal_data": provider.holds_personal_data,
             "fields": list(provider.fields),
         }
-        pieces.append((", " if index else "") + _dumps(meta)[:-1] + ', "records": [')
+        pieces.append((b"," if index else b"") + dumps(meta)[:-1] + b',"records":[')
         spool = (csv_spools or {}).get(provider.key)
-        for number, record in enumerate(_counted(provider.export(subject), counter, progress)):
-            text = (", " if number else "") + _dumps(record)
-            pieces.append(text)
-            size += len(text)
-            if spool is not None:
-                spool.add(record)
-            if size >= WRITE_CHARS:
-                stream.write("".join(pieces).encode())
-                pieces, size = [], 0
-        pieces.append("]}")
+        written = 0
+        # closing: a failure here stops the provider's helper processes at once, not when collected.
+        with contextlib.closing(provider_batches(provider, subject, with_csv=spool is not None)) as batches:
+            for batch in batches:
+                if not batch.count:
+                    continue
+                if written:
+                    pieces.append(b",")
+                pieces.append(batch.json)
+                written += batch.count
+                size += len(batch.json)
+                if spool is not None:
+                    spool.add(batch.csv)
+                _count(counter, batch.count, progress)
+                if size >= WRITE_BYTES:
+                    stream.write(b"".join(pieces))
+                    pieces, size = [], 0
+        pieces.append(b"]}")
     withheld = [
         {key: item[key] for key in ("provider", "what", "reason")}
         for item in withheld_items(subject=subject, providers=providers)
     ]
-    pieces.append('], "withheld": ' + _dumps(withheld) + "}\n")
-    stream.write("".join(pieces).encode())
-
-
-def _csv_cell(value):
-    if isinstance(value, list | dict):
-        return _dumps(value)
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return "" if value is None else value
-
-
-def _csv_row(values):
-    """``[_csv_cell(value) for value in values]``, with the common cells (text, numbers, nothing, an
-    empty list) decided without a call: an export has millions of them."""
-    row = []
-    for value in values:
-        kind = type(value)
-        if kind is str or kind is int or kind is bool:
-            row.append(value)
-        elif value is None:
-            row.append("")
-        elif kind is list and not value:
-            row.append("[]")
-        else:
-            row.append(_csv_cell(value))
-    return row
+    pieces.append(b'],"withheld":' + dumps(withheld) + b"}\n")
+    stream.write(b"".join(pieces))
 
 
 class CsvSpool:
@@ -276,52 +239,26 @@ class CsvSpool:
 
     The CSV waits in an anonymous temporary file (gone when closed, or when the process dies), encrypted
     with AES-GCM under a key that exists only in this object: like the export itself, it is never plain
-    text on disk. Memory holds one piece of about ``WRITE_CHARS`` characters.
+    text on disk. Memory holds one piece of about ``WRITE_BYTES`` bytes (or one batch, if larger).
     """
 
-    def __init__(self, fields, *, nested=None):
-        """``nested``: if given, the only fields whose values may be lists or dicts; every other value
-        is then text, a number, a boolean or None, which ``csv.writer`` writes as ``_csv_row`` would
-        (None as an empty cell), so only these are converted. Without it every cell is checked."""
-        self._fields = tuple(fields)
-        self._text = io.StringIO()
-        self._writer = csv.writer(self._text)
+    def __init__(self, fields):
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close(), used across calls)
         self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
         self._frames = 0
-        self._rows = []
-        self._nested = None if nested is None else [self._fields.index(name) for name in nested]
-        self._writer.writerow(self._fields)
+        self._pending = [export_encoding.csv_header(fields)]
+        self._size = len(self._pending[0])
 
-    def add(self, record):
-        """Append one record as a CSV row (written a batch of ``CSV_BATCH`` rows at a time)."""
-        if self._nested is None:
-            row = _csv_row(map(record.get, self._fields))
-        else:
-            row = list(map(record.get, self._fields))
-            for position in self._nested:
-                value = row[position]
-                if value is None:
-                    row[position] = ""
-                elif type(value) is list and not value:
-                    row[position] = "[]"
-                else:
-                    row[position] = _csv_cell(value)
-        rows = self._rows
-        rows.append(row)
-        if len(rows) >= CSV_BATCH:
-            self._write_rows()
-
-    def _write_rows(self):
-        self._writer.writerows(self._rows)
-        self._rows = []
-        if self._text.tell() >= WRITE_CHARS:
+    def add(self, rows):
+        """Append CSV rows (UTF-8 bytes, whole lines: an ``export_encoding.Batch``'s ``csv``)."""
+        self._pending.append(rows)
+        self._size += len(rows)
+        if self._size >= WRITE_BYTES:
             self._flush()
 
     def _flush(self):
-        plain = self._text.getvalue().encode()
-        self._text.seek(0)
-        self._text.truncate()
+        plain = b"".join(self._pending)
+        self._pending, self._size = [], 0
         if plain:
             nonce = self._frames.to_bytes(12, "big")
             sealed = self._aead.encrypt(nonce, plain, None)
@@ -330,7 +267,6 @@ class CsvSpool:
 
     def copy_to(self, stream):
         """Write the whole CSV to a binary stream (a ZIP member), then forget it."""
-        self._write_rows()
         self._flush()
         self._file.seek(0)
         for frame in range(self._frames):
@@ -340,17 +276,6 @@ class CsvSpool:
 
     def close(self):
         self._file.close()
-
-
-def write_provider_csv(stream, *, provider, subject):
-    """Write one provider's records as CSV (UTF-8, header row; nested values as JSON)."""
-    spool = CsvSpool(provider.fields, nested=getattr(provider, "nested_fields", None))
-    try:
-        for record in provider.export(subject):
-            spool.add(record)
-        spool.copy_to(stream)
-    finally:
-        spool.close()
 
 
 def readme_text(*, rights_request, providers, counts, activities, withheld=()):
@@ -415,11 +340,7 @@ def write_export(file_name, *, kind, rights_request, subject, providers, activit
 
 def _write_zip(writer, *, rights_request, subject, providers, activities, counter, progress):
     counts = {provider.key: provider.find(subject) for provider in providers}
-    spools = {
-        provider.key: CsvSpool(provider.fields, nested=getattr(provider, "nested_fields", None))
-        for provider in providers
-        if provider.fields
-    }
+    spools = {provider.key: CsvSpool(provider.fields) for provider in providers if provider.fields}
     try:
         with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(

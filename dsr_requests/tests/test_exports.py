@@ -1,13 +1,15 @@
 """The export file format: encrypted frames, streaming, tamper-evident, never a readable ZIP at rest."""
 
+import csv
 import io
+import json
 import zipfile
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsr_requests import exports
+from dsr_requests import export_encoding, exports
 
 
 def encrypt(data):
@@ -184,8 +186,8 @@ def test_export_query_count_is_the_same_for_any_record_count(tmp_path):
 
 
 def test_a_csv_row_converts_only_the_nested_fields_and_writes_what_the_full_check_writes():
-    """``CsvSpool(nested=...)`` trusts every other value to be text, a number, a boolean or None; for
-    such records its CSV is byte for byte the CSV of the cell-by-cell conversion."""
+    """``RecordEncoder(nested=...)`` trusts every other value to be text, a number, a boolean or None; for
+    such records its CSV is byte for byte the CSV of the cell-by-cell conversion, through the spool too."""
     fields = ("text", "number", "flag", "nothing", "when", "items", "empty", "run", "no_run")
     records = [
         {
@@ -199,17 +201,20 @@ def test_a_csv_row_converts_only_the_nested_fields_and_writes_what_the_full_chec
             "run": {"status": "done", "steps": []},
             "no_run": None,
         }
-    ] * (exports.CSV_BATCH + 3)  # more than one batch
+    ] * (export_encoding.BATCH_RECORDS + 3)  # more than one batch
     out = {}
     for nested in (None, ("items", "empty", "run", "no_run")):
-        spool = exports.CsvSpool(fields, nested=nested)
-        for record in records:
-            spool.add(record)
+        spool = exports.CsvSpool(fields)
+        for batch in export_encoding.RecordEncoder(fields, nested=nested).batches(records):
+            spool.add(batch.csv)
         stream = io.BytesIO()
         spool.copy_to(stream)
         out[nested is None] = stream.getvalue()
     assert out[True] == out[False]
     assert out[True].count(b"\r\n") == len(records) + 1  # the header and every row
+    rows = list(csv.reader(io.StringIO(out[True].decode())))
+    assert rows[1][:5] == ['say "hi", then\nleave ñ', "7", "True", "", "2026-12-06T04:00:00+00:00"]
+    assert json.loads(rows[1][5]) == [{"at": "2026-12-06", "note": "a, b"}] and rows[1][6] == "[]"
 
 
 @pytest.mark.django_db
@@ -229,17 +234,41 @@ def test_export_memory_does_not_grow_with_the_record_count(tmp_path):
     assert peaks[6000] - peaks[1500] < 2 * 1024 * 1024, peaks
 
 
+# What export records hold: nothing, booleans, integers (database columns), text, dates and times (aware,
+# in any time zone, or naive), and lists and dicts of them. No floats: no exported column is one.
 _JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.datetimes() | st.dates(),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.text()
+    | st.datetimes(timezones=st.none() | st.timezones())
+    | st.dates(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
 
 
-@settings(max_examples=100)
-@given(value=_JSONISH)
-def test_the_compiled_json_encoder_writes_what_json_dumps_writes(value):
-    import json
+def _isoformat(value):
+    return value.isoformat()
 
-    expected = json.dumps(value, default=exports._json_default, ensure_ascii=False, sort_keys=True)
-    assert exports._dumps(value) == expected
+
+@settings(max_examples=300)
+@given(value=_JSONISH)
+def test_the_export_json_parses_to_what_the_standard_encoder_wrote_in_the_same_key_order(value):
+    """Issue 19, item 4: data.json is written by orjson. What it writes parses to what ``json.dumps``
+    (sorted keys, not ASCII-only, dates and times by ``isoformat``) wrote before, with the keys in the
+    same order and every string's text the same; the bytes are those of ``json.dumps`` without the spaces
+    after ``,`` and ``:``."""
+    old = json.dumps(value, default=_isoformat, ensure_ascii=False, sort_keys=True)
+    new = export_encoding.dumps(value)
+    assert json.loads(new, object_pairs_hook=list) == json.loads(old, object_pairs_hook=list)
+    compact = json.dumps(value, default=_isoformat, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    assert new == compact.encode()
+
+
+@settings(max_examples=50)
+@given(records=st.lists(st.dictionaries(st.sampled_from("abcdef"), _JSONISH, max_size=6), max_size=8))
+def test_a_batch_of_records_is_their_json_objects_joined_by_commas(records):
+    batch = export_encoding.RecordEncoder(("a", "b"), with_csv=False).encode(records)
+    assert json.loads(b"[" + batch.json + b"]") == json.loads(json.dumps(records, default=_isoformat))
+    assert batch.count == len(records) and batch.csv == b""
