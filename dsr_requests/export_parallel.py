@@ -25,8 +25,9 @@ published (``storage.publish``), the job's failure path counts it, and every hel
 (``_stop``) before the exception leaves this module. A helper whose parent dies gets a broken pipe or
 the end of its task pipe and exits.
 
-When: on PostgreSQL, outside a transaction (a helper's connection would not see the parent's uncommitted
-rows), with ``EXPORT_PROCESSES`` at least 1 and at least ``EXPORT_PARALLEL_MIN_RECORDS`` records.
+When: in a single-threaded process (the worker), on PostgreSQL, outside a transaction (a helper's
+connection would not see the parent's uncommitted rows), with ``EXPORT_PROCESSES`` at least 1 and at
+least ``EXPORT_PARALLEL_MIN_RECORDS`` records.
 Otherwise, and always on SQLite (the default development database, where an in-memory test database
 cannot be opened by a second process), the records are read and encoded in the worker's own process.
 """
@@ -35,6 +36,7 @@ import contextlib
 import gc
 import os
 import signal
+import threading
 from array import array
 from collections import deque
 from itertools import islice
@@ -71,6 +73,10 @@ def use_helpers(requests):
     connection = connections[requests.db]
     return bool(
         settings.EXPORT_PROCESSES
+        # Forking copies only the calling thread: a lock another thread holds (logging, a connection
+        # pool) would stay held forever in the helper. The worker (``db_worker``) is single-threaded;
+        # an export run inline by a threaded server (the development task backend) stays in-process.
+        and threading.active_count() == 1
         and connection.vendor == "postgresql"
         and not connection.in_atomic_block
         and requests.count() >= settings.EXPORT_PARALLEL_MIN_RECORDS

@@ -129,6 +129,25 @@ def test_the_export_uses_helpers_only_on_postgresql_outside_a_transaction_from_t
     assert not export_parallel.use_helpers(requests)
 
 
+def test_an_export_run_while_other_threads_live_stays_in_its_own_process(staff_member, settings):
+    # Forking copies only the calling thread (a lock another thread holds would stay held in the helper):
+    # an export run inline by a threaded server never forks.
+    import threading
+
+    rights_request, _earlier, _facts = _history(staff_member, request_type=RequestType.COPY, country="GB")
+    requests = providers.get("rights_requests")._queryset(services.subject_for(rights_request), erased=True)
+    settings.EXPORT_PARALLEL_MIN_RECORDS = 2
+    assert export_parallel.use_helpers(requests)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not export_parallel.use_helpers(requests)
+    finally:
+        release.set()
+        other.join()
+
+
 @pytest.mark.parametrize("how", ["killed", "raises"])
 def test_a_helper_that_dies_fails_the_export_with_no_file_and_no_process_left(
     staff_member, helpers, monkeypatch, settings, how
