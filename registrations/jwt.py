@@ -28,6 +28,7 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.utils.cache import add_never_cache_headers
 from django.utils.encoding import escape_uri_path
+from django.utils.http import http_date
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
@@ -346,6 +347,23 @@ def verify_install_token(request: HttpRequest, *, client_key: str) -> dict[str, 
     return claims
 
 
+# What ``add_never_cache_headers`` writes on a response with no caching headers yet.
+NEVER_CACHE = "max-age=0, no-cache, no-store, must-revalidate, private"
+
+
+def never_cache(response: HttpResponseBase) -> None:
+    """Django's ``add_never_cache_headers``, without parsing and re-joining when nothing is set yet.
+
+    Every Connect page and refusal calls it; Django's general version costs about as much as the HS256
+    check (issue 19). A response that already has a ``Cache-Control`` or ``Expires`` gets Django's.
+    """
+    if "Cache-Control" in response or "Expires" in response:
+        add_never_cache_headers(response)
+        return
+    response.headers["Expires"] = http_date(time.time())
+    response.headers["Cache-Control"] = NEVER_CACHE
+
+
 def auth_failure(
     request: HttpRequest, error: ConnectAuthError, *, claims: dict[str, Any] | None = None
 ) -> JsonResponse:
@@ -366,7 +384,7 @@ def auth_failure(
     )
     response = JsonResponse({"error": str(error.message)}, status=error.status)
     response["WWW-Authenticate"] = "JWT"
-    add_never_cache_headers(response)
+    never_cache(response)
     return response
 
 
@@ -400,7 +418,7 @@ def _frame_for_tenant(request: Any, response: Any) -> Any:
     origin = base_urls.origin(request.connect.tenant.base_url)
     response.xframe_options_exempt = True
     # A page for one tenant and one account: no shared or browser cache may keep it (item 6).
-    add_never_cache_headers(response)
+    never_cache(response)
     # The site-wide policy (django-csp) with two changes: frame-ancestors is the tenant's site instead
     # of 'none', and Atlassian's iframe bridge (all.js) may load.
     response._csp_replace = {

@@ -180,3 +180,22 @@ def test_any_authorization_header_or_query_on_a_protected_view_is_a_401_never_a_
     for kwargs in ({"HTTP_AUTHORIZATION": header}, {"QUERY_STRING": "jwt=" + quote(query)}):
         response = client.get("/api/bare", **kwargs)
         assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Cache-Control": "public, max-age=600"}, {"Expires": "Thu, 01 Jan 2037 00:00:00 GMT"}],
+    ids=["fresh response", "with cache-control", "with expires"],
+)
+def test_never_cache_writes_exactly_what_djangos_add_never_cache_headers_writes(headers):
+    import time_machine
+    from django.http import HttpResponse
+    from django.utils.cache import add_never_cache_headers
+
+    from registrations.jwt import never_cache
+
+    with time_machine.travel(1_800_000_000, tick=False):
+        ours, djangos = HttpResponse(headers=headers), HttpResponse(headers=headers)
+        never_cache(ours)
+        add_never_cache_headers(djangos)
+    assert dict(ours.headers) == dict(djangos.headers)
