@@ -16,6 +16,7 @@ UTC offset such as +05:30:15.
 import csv
 import datetime as dt
 import io
+from operator import itemgetter
 from typing import NamedTuple
 
 import orjson
@@ -90,11 +91,22 @@ class RecordEncoder:
         self._fields = tuple(fields)
         self._nested = None if nested is None else [self._fields.index(name) for name in nested]
         self._with_csv = with_csv and bool(self._fields)
+        # All the fields' values in one call (a record holds every field; ``_cells`` if one does not).
+        self._values = itemgetter(*self._fields) if len(self._fields) > 1 else None
+
+    def _cells(self, record):
+        """The record's values in field order, a missing field as None."""
+        if self._values is None:
+            return list(map(record.get, self._fields))
+        try:
+            return list(self._values(record))
+        except KeyError:
+            return list(map(record.get, self._fields))
 
     def _row(self, record):
         if self._nested is None:
-            return _csv_row(map(record.get, self._fields))
-        row = list(map(record.get, self._fields))
+            return _csv_row(self._cells(record))
+        row = self._cells(record)
         for position in self._nested:
             value = row[position]
             if value is None:

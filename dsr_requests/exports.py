@@ -138,6 +138,11 @@ class EncryptingWriter(io.RawIOBase):
 # data.json is written to the stream in pieces of about this many bytes, not a write per batch (each
 # write goes through zipfile's deflate and CRC and the encrypting writer).
 WRITE_BYTES = 256 * 1024
+# Deflate level of the ZIP's members. Level 1 rather than zlib's default 6 (issue 19, item 4, fourth
+# round): on the benchmark's 31 MB of JSON and CSV it deflates 2.7 times as fast (55 against 146 ms for
+# 20,000 records, a sixth of the worker's share of a parallel export) for an archive about 30 % larger
+# (0.9 against 0.7 MB); the files inside are the same bytes.
+ZIP_LEVEL = 1
 
 
 def _count(counter, count, progress):
@@ -342,7 +347,8 @@ def _write_zip(writer, *, rights_request, subject, providers, activities, counte
     counts = {provider.key: provider.find(subject) for provider in providers}
     spools = {provider.key: CsvSpool(provider.fields) for provider in providers if provider.fields}
     try:
-        with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        deflated = {"compression": zipfile.ZIP_DEFLATED, "compresslevel": ZIP_LEVEL}
+        with zipfile.ZipFile(writer, "w", **deflated) as archive:
             archive.writestr(
                 "README.txt",
                 readme_text(

@@ -5,7 +5,9 @@ and need PostgreSQL; on SQLite the export always runs in one process.
 """
 
 import io
+import logging
 import os
+import re
 import signal
 import time
 import zipfile
@@ -31,7 +33,7 @@ pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def helpers(settings, monkeypatch):
     """Helpers for any record count, with small ranges so that a test's records span several of them,
-    and new helpers every 6 ranges (a segment; the fifth range of each is the parent's own)."""
+    and new helpers every 6 ranges (a segment)."""
     settings.EXPORT_PROCESSES = 2
     settings.EXPORT_PARALLEL_MIN_RECORDS = 1
     monkeypatch.setattr(export_parallel, "RANGE_RECORDS", 150)
@@ -227,24 +229,64 @@ def test_a_helpers_range_costs_the_same_queries_whatever_its_size(staff_member):
     assert counts[100] == counts[900] <= 16, counts
 
 
-def test_the_parent_of_a_parallel_export_runs_a_fixed_number_of_queries_plus_its_own_ranges(
-    staff_member, helpers, settings
+def _tally(caplog):
+    """What the last parallel export logged: ``(ranges, of them the worker's own, helpers)``."""
+    (line,) = [record for record in caplog.records if record.name == "dsr_requests.export_parallel"][-1:]
+    return tuple(int(word) for word in re.findall(r"\d+", line.getMessage()))
+
+
+def test_the_parent_of_a_parallel_export_runs_a_fixed_number_of_queries_plus_one_set_per_own_range(
+    staff_member, helpers, caplog
 ):
-    """The parent reads the ids (one query, whatever the count) and encodes one range in every
-    ``2 * PARENT_EVERY + 1`` of a segment itself (at most one in 5 here), at one set of queries a range."""
+    """The parent reads the ids (one query, whatever the count) and whichever ranges it encodes itself at
+    one set of queries a range (at most 16); its log line says how the ranges were shared."""
     counts, own = {}, {}
-    slots = settings.EXPORT_PROCESSES * export_parallel.PARENT_EVERY + 1
-    for count, prefix in ((300, "A"), (1500, "B")):  # 2 ranges of 150 (none the parent's); 10 (some)
+    for count, prefix in ((300, "A"), (1500, "B")):  # 2 ranges of 150; 10
         email = f"parallel{count}@example.org"
         _add_requests(count, email=email, prefix=prefix)
         rights_request = RightsRequest.objects.filter(email_hash=tokens.email_blind_index(email)).first()
-        with CaptureQueriesContext(connection) as captured:
+        caplog.clear()
+        logged = caplog.at_level(logging.INFO, logger="dsr_requests.export_parallel")
+        with logged, CaptureQueriesContext(connection) as captured:
             records, _files = _export_files(rights_request)
         assert records == count
         counts[count] = len(captured)
-        own[count] = -(-count // export_parallel.RANGE_RECORDS) // slots
-    assert own == {300: 0, 1500: 2}
-    assert counts[1500] - counts[300] <= 16 * own[1500], counts
+        ranges, own[count], processes = _tally(caplog)
+        assert ranges == -(-count // export_parallel.RANGE_RECORDS) and processes == 2
+    # Two helpers hold AHEAD ranges each first, so 2 ranges are never the parent's own.
+    assert own[300] == 0
+    assert 0 <= counts[1500] - counts[300] <= 16 * own[1500], (counts, own)
+
+
+def test_the_parent_encodes_ranges_itself_while_a_slow_helper_works_and_writes_the_same_bytes(
+    staff_member, helpers, settings, monkeypatch, caplog
+):
+    """A helper much slower than the parent (another job on its core): rather than wait, the parent
+    encodes ``OWN_AHEAD`` ranges of each segment itself while the helper works on its first, and the export
+    is still byte for byte the one-process export."""
+    rights_request, _earlier, _facts = _history(staff_member, request_type=RequestType.COPY, country="GB")
+    _add_requests(1400)
+    serve = export_parallel._serve
+
+    def slow(tasks, results, **work):
+        class Slow:
+            def recv_bytes(self):
+                time.sleep(0.3)
+                return tasks.recv_bytes()
+
+        serve(Slow(), results, **work)
+
+    monkeypatch.setattr(export_parallel, "_serve", slow)
+    files = {}
+    with time_machine.travel(timezone.now(), tick=False):
+        for processes in (0, 1):
+            settings.EXPORT_PROCESSES = processes
+            with caplog.at_level(logging.INFO, logger="dsr_requests.export_parallel"):
+                files[processes] = _export_files(rights_request)
+    assert files[1] == files[0]
+    ranges, own, _processes = _tally(caplog)
+    # 1,402 records: ranges of 150 in two segments (6 and 4 ranges).
+    assert ranges == 10 and own >= 2 * export_parallel.OWN_AHEAD
 
 
 def _state(pid):
