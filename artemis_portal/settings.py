@@ -142,7 +142,8 @@ MIDDLEWARE = [
     # Before everything else: a Connect token naming no tenant is refused here with its own fixed
     # headers (registrations/middleware.py, issue 19).
     "registrations.middleware.ConnectEarlyRefusalMiddleware",
-    "csp.middleware.CSPMiddleware",
+    # django-csp's, sending a response's own whole policy (a Connect page's) without rebuilding it.
+    "security.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",

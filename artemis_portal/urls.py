@@ -19,6 +19,8 @@ urlpatterns = [
     # The second-factor pages sit under the admin, before it, so its session rules cover them.
     path("admin/2fa/", include("security.urls")),
     path("admin/", admin.site.urls),
-    path("", include("registrations.urls")),
+    # The Connect and Forge pages (dsr_requests) are the busiest paths: tried before the lifecycle
+    # callbacks (no path is in both; Django tries patterns in order).
     path("", include("dsr_requests.urls")),
+    path("", include("registrations.urls")),
 ]

@@ -42,8 +42,8 @@ def unprotected(request):
     if not _tenant:
         _tenant.append(Registration.objects.filter(base_url=SITE_URL).latest("installed_at"))
     request.connect = jwt.ConnectContext(tenant=_tenant[0], account_id=ACCOUNT_ID, claims={})
-    services.record_usage(module="bench-unprotected")
-    return jwt._frame_for_tenant(request, _page_body(request))
+    with services.usage_counted(module="bench-unprotected"):
+        return jwt._frame_for_tenant(request, _page_body(request))
 
 
 urlpatterns = [

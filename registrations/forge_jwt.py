@@ -259,14 +259,14 @@ def fit_required(view=None, *, module=None):
             except forge_keys.KeyServiceUnavailable as error:
                 return keys_unavailable(error)
             name = module or _url_name(request)
-            services.record_usage(module=f"forge:{name}"[:100])
-            logger.info(
-                "forge call module=%s installation=%s account_id=%s",
-                name,
-                log_value(request.forge.installation_id.rsplit("/", 1)[-1]),
-                log_value(request.forge.account_id),
-            )
-            return view_func(request, *args, **kwargs)
+            with services.usage_counted(module=f"forge:{name}"[:100]):
+                logger.info(
+                    "forge call module=%s installation=%s account_id=%s",
+                    name,
+                    log_value(request.forge.installation_id.rsplit("/", 1)[-1]),
+                    log_value(request.forge.account_id),
+                )
+                return view_func(request, *args, **kwargs)
 
         return csrf_exempt(wrapped)
 

@@ -19,12 +19,15 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import jwt as pyjwt
+from csp.constants import HEADER as CSP_HEADER
+from csp.utils import build_policy
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.http import JsonResponse
 from django.utils.cache import add_never_cache_headers
 from django.utils.encoding import escape_uri_path
@@ -388,14 +391,19 @@ def auth_failure(
     return response
 
 
-def _authenticate_view(request: Any, *, allow_context_qsh: bool, module: str | None) -> JsonResponse | None:
+def _authenticate_view(request: Any, *, allow_context_qsh: bool) -> JsonResponse | None:
     """Shared body of the decorator and the mixin: ``None`` on success (``request.connect`` set)."""
     try:
         request.connect = authenticate_request(request, allow_context_qsh=allow_context_qsh)
     except ConnectAuthError as error:
         return auth_failure(request, error)
-    services.record_usage(module=module or _module_for(request))
     return None
+
+
+def _serve_counted(request: Any, module: str | None, serve: Callable[[], HttpResponseBase]) -> Any:
+    """An authenticated request's page, framed for its tenant, its use counted while it renders."""
+    with services.usage_counted(module=module or _module_for(request)):
+        return _frame_for_tenant(request, serve())
 
 
 def _module_for(request: HttpRequest) -> str:
@@ -415,18 +423,51 @@ def _frame_for_tenant(request: Any, response: Any) -> Any:
     stored string: a ``baseUrl`` with ``;``, spaces or user info cannot add directives to the header. A
     stored URL that no longer passes (an install before the check existed) gets ``'none'``.
     """
-    origin = base_urls.origin(request.connect.tenant.base_url)
     response.xframe_options_exempt = True
     # A page for one tenant and one account: no shared or browser cache may keep it (item 6).
     never_cache(response)
-    # The site-wide policy (django-csp) with two changes: frame-ancestors is the tenant's site instead
-    # of 'none', and Atlassian's iframe bridge (all.js) may load.
+    base_url = request.connect.tenant.base_url
+    if not _own_policy(request, response):
+        # The whole policy, built once per tenant site rather than by django-csp on every response
+        # (issue 19, item 1); security.middleware.CSPMiddleware leaves a response's own policy alone.
+        response[CSP_HEADER] = connect_policy(base_url)
+        return response
+    # A view that asked for its own policy changes: the same two changes on top of them.
     response._csp_replace = {
         **(getattr(response, "_csp_replace", None) or {}),
-        "frame-ancestors": [origin or "'none'"],
+        "frame-ancestors": [base_urls.origin(base_url) or "'none'"],
     }
     response._csp_update = {**(getattr(response, "_csp_update", None) or {}), "script-src": [CONNECT_CDN]}
     return response
+
+
+def _own_policy(request: Any, response: Any) -> bool:
+    """Whether the view changed the page's policy itself, or its page used a CSP nonce."""
+    return (
+        CSP_HEADER in response
+        or getattr(request, "_csp_nonce", None) is not None
+        or any(getattr(response, name, None) for name in ("_csp_config", "_csp_update", "_csp_replace"))
+    )
+
+
+@lru_cache(maxsize=4096)
+def connect_policy(base_url: str) -> str:
+    """A Connect page's Content-Security-Policy for the tenant at ``base_url``: the site-wide policy
+    (django-csp's ``build_policy``, the same text) with two changes: ``frame-ancestors`` is the tenant's
+    site instead of ``'none'``, and Atlassian's iframe bridge (all.js) may load."""
+    return build_policy(
+        update={"script-src": [CONNECT_CDN]},
+        replace={"frame-ancestors": [base_urls.origin(base_url) or "'none'"]},
+    )
+
+
+def _policy_changed(*, setting: str, **_kwargs: Any) -> None:
+    """Built policies follow the settings they were built from (tests override them)."""
+    if setting.startswith("CONTENT_SECURITY_POLICY"):
+        connect_policy.cache_clear()
+
+
+setting_changed.connect(_policy_changed, dispatch_uid="registrations.jwt.connect_policy")
 
 
 def connect_jwt_required(
@@ -445,10 +486,10 @@ def connect_jwt_required(
     def decorate(view_func: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
         @wraps(view_func)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            failure = _authenticate_view(request, allow_context_qsh=allow_context_qsh, module=module)
+            failure = _authenticate_view(request, allow_context_qsh=allow_context_qsh)
             if failure is not None:
                 return failure
-            return _frame_for_tenant(request, view_func(request, *args, **kwargs))
+            return _serve_counted(request, module, lambda: view_func(request, *args, **kwargs))
 
         wrapped.connect_jwt_protected = True  # type: ignore[attr-defined]  # read by the early refusal
         return csrf_exempt(wrapped)
@@ -471,12 +512,11 @@ class ConnectJWTRequiredMixin:
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """Authenticate before any handler runs."""
-        failure = _authenticate_view(
-            request, allow_context_qsh=self.allow_context_qsh, module=self.connect_module
-        )
+        failure = _authenticate_view(request, allow_context_qsh=self.allow_context_qsh)
         if failure is not None:
             return failure
-        return _frame_for_tenant(request, super().dispatch(request, *args, **kwargs))  # type: ignore[misc]
+        dispatch = super().dispatch  # type: ignore[misc]  # a mixin: View comes after
+        return _serve_counted(request, self.connect_module, lambda: dispatch(request, *args, **kwargs))
 
 
 # --- outbound -----------------------------------------------------------------------------------------

@@ -220,6 +220,13 @@ def record_usage(*, module, day=None):
     usage_counts.record(module=module, day=day)
 
 
+def usage_counted(*, module):
+    """A context manager counting one use of ``module`` around a view: ``record_usage``, but the count is
+    sent to Redis as the block starts and its reply read as it ends, so the page renders meanwhile
+    instead of waiting for the round trip (``usage_counts.counting``)."""
+    return usage_counts.counting(module=module)
+
+
 def flush_usage_counts(*, actor):
     """Move the uses buffered in Redis into the daily ``UsageCount`` rows; returns a ``FlushResult``."""
     return usage_counts.flush(actor=_actor_label(actor))

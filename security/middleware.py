@@ -1,4 +1,4 @@
-"""Admin session rules and the Permissions-Policy header.
+"""Admin session rules, the Permissions-Policy header and the Content-Security-Policy middleware.
 
 ``AdminSessionMiddleware`` guards every path under the admin:
 
@@ -12,6 +12,8 @@
 import time
 from functools import lru_cache
 
+import csp.middleware
+from csp.constants import HEADER as CSP_HEADER
 from django.conf import settings
 from django.contrib.auth import logout
 from django.http import HttpResponseRedirect
@@ -101,3 +103,21 @@ class PermissionsPolicyMiddleware:
         if settings.PERMISSIONS_POLICY:
             response.headers.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY)
         return response
+
+
+class CSPMiddleware(csp.middleware.CSPMiddleware):
+    """django-csp's middleware, except that a response which already carries its whole policy is sent as
+    it is without building the site-wide one first (django-csp builds it, then keeps the response's).
+
+    Why (issue 19, item 1): a Connect page brings its own policy (``registrations.jwt.connect_policy``,
+    built once per tenant site), and building the site-wide policy and the report-only one on every
+    response cost more than verifying the page's token. When a report-only policy is configured,
+    django-csp still adds it as before.
+    """
+
+    def process_response(self, request, response):
+        if CSP_HEADER in response and not getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None):
+            if getattr(request, "_csp_nonce", None) is None:  # as django-csp: no nonce after the header
+                request.csp_nonce = csp.middleware.CheckableLazyObject(self._csp_nonce_post_response)
+            return response
+        return super().process_response(request, response)

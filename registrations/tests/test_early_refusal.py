@@ -38,7 +38,7 @@ def test_the_early_refusal_sits_before_sessions_authentication_and_the_csp_middl
     stack = settings.MIDDLEWARE
     position = stack.index(EARLY)
     for later in (
-        "csp.middleware.CSPMiddleware",
+        "security.middleware.CSPMiddleware",
         "django.contrib.sessions.middleware.SessionMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "axes.middleware.AxesMiddleware",

@@ -115,6 +115,70 @@ def test_a_dropped_redis_connection_loses_no_use_and_is_reopened(redis_cache):
     assert counts() == {(DAY, "page"): 3}
 
 
+def _wait_for(check, seconds=5):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return check()
+
+
+def test_a_counted_page_sends_its_use_first_and_reads_the_reply_when_it_ends(redis_cache):
+    """Issue 19, item 1: the page renders while Redis applies the count, rather than after a round trip;
+    the reply is read before the response leaves."""
+    from django.core.cache import cache
+
+    key = cache.make_key(usage_counts.DAY_KEY + timezone.localdate().isoformat())
+    other = redis.Redis.from_url(REDIS_URL)
+    with services.usage_counted(module="page"):
+        assert usage_counts._held.pending is not None  # sent, its reply not read yet
+        assert _wait_for(lambda: other.hget(key, "page") == b"1")  # Redis has it meanwhile
+    assert usage_counts._held.pending is None
+
+
+def test_a_page_that_fails_still_counts_its_use_and_reads_the_reply(redis_cache):
+    with pytest.raises(RuntimeError), services.usage_counted(module="page"):
+        raise RuntimeError("the view failed")
+    assert usage_counts._held.pending is None
+    services.record_usage(module="page")  # the same connection, the next reply: still in step
+    services.flush_usage_counts(actor="test")
+    assert counts() == {(timezone.localdate(), "page"): 2}
+
+
+def test_a_counted_page_whose_reply_never_comes_writes_its_use_to_the_database(redis_cache, caplog):
+    services.record_usage(module="page", day=DAY)
+    host, port = usage_counts._held.connection._sock.getsockname()[:2]
+    assert redis.Redis.from_url(REDIS_URL).client_kill(f"{host}:{port}")
+    with services.usage_counted(module="page"):
+        pass  # the command went to a closed connection: no reply
+    assert counts() == {(timezone.localdate(), "page"): 1}
+    assert "redis unavailable" in caplog.text
+    with services.usage_counted(module="page"):  # a new connection
+        pass
+    services.flush_usage_counts(actor="test")
+    assert counts() == {(DAY, "page"): 1, (timezone.localdate(), "page"): 2}
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Pacific/Kiritimati"])
+def test_the_counted_day_is_the_local_date_across_midnight_and_when_the_clock_goes_back(settings, zone):
+    """``today()`` keeps the local date until its day ends rather than working it out on every use."""
+    import time_machine
+
+    settings.TIME_ZONE = zone
+    local = timezone.get_default_timezone()
+    midnight = datetime.datetime(2026, 12, 7, tzinfo=local)
+    for moment in (
+        midnight - datetime.timedelta(microseconds=1),
+        midnight,
+        midnight + datetime.timedelta(hours=23, minutes=59),
+        midnight - datetime.timedelta(days=3),  # a clock set back
+        midnight + datetime.timedelta(days=1),
+    ):
+        with time_machine.travel(moment, tick=False):
+            assert usage_counts.today() == timezone.localdate() == moment.astimezone(local).date()
+
+
 # --- the flush -----------------------------------------------------------------------------------------
 
 

@@ -97,3 +97,35 @@ def test_no_served_template_has_inline_script_or_style_or_event_handlers():
         if re.search(r"\son[a-z]+=", text) or "javascript:" in text:
             offenders.append(str(template.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_a_connect_pages_policy_is_the_site_policy_with_its_two_changes_built_once(client, settings):
+    """Issue 19, item 1: the Connect page's whole policy is built once per tenant site and sent as it is
+    (``security.middleware.CSPMiddleware`` does not rebuild it); it is the text django-csp would build
+    from the same changes, and follows the settings when they change."""
+    from csp.utils import build_policy
+
+    from registrations import jwt
+
+    tenant = RegistrationFactory(base_url="https://acme.atlassian.net/wiki")
+    token = page_token(tenant, sub="557058:abc")
+    expected = build_policy(
+        update={"script-src": [jwt.CONNECT_CDN]}, replace={"frame-ancestors": ["https://acme.atlassian.net"]}
+    )
+    assert client.get(f"/connect/identity-proof/?jwt={token}", secure=True)["Content-Security-Policy"] == (
+        expected
+    )
+    settings.CONTENT_SECURITY_POLICY = {
+        "DIRECTIVES": {**settings.CONTENT_SECURITY_POLICY["DIRECTIVES"], "img-src": ["'self'"]}
+    }
+    assert policy(client.get(f"/connect/identity-proof/?jwt={token}", secure=True))["img-src"] == "'self'"
+
+
+def test_a_report_only_policy_is_still_added_to_a_page_that_brings_its_own(client, settings):
+    tenant = RegistrationFactory(base_url="https://acme.atlassian.net/wiki")
+    token = page_token(tenant, sub="557058:abc")
+    settings.CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": {"default-src": ["'none'"]}}
+    response = client.get(f"/connect/identity-proof/?jwt={token}", secure=True)
+    assert response["Content-Security-Policy-Report-Only"] == "default-src 'none'"
+    assert policy(response)["frame-ancestors"] == "https://acme.atlassian.net"
+    assert client.get("/", secure=True)["Content-Security-Policy-Report-Only"] == "default-src 'none'"
