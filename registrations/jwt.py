@@ -428,7 +428,7 @@ def _frame_for_tenant(request: Any, response: Any) -> Any:
     never_cache(response)
     base_url = request.connect.tenant.base_url
     if not _own_policy(request, response):
-        # The whole policy, built once per tenant site rather than by django-csp on every response
+        # The whole policy, built once and filled in with the site, not by django-csp on every response
         # (issue 19, item 1); security.middleware.CSPMiddleware leaves a response's own policy alone.
         response[CSP_HEADER] = connect_policy(base_url)
         return response
@@ -450,21 +450,41 @@ def _own_policy(request: Any, response: Any) -> bool:
     )
 
 
-@lru_cache(maxsize=4096)
 def connect_policy(base_url: str) -> str:
     """A Connect page's Content-Security-Policy for the tenant at ``base_url``: the site-wide policy
     (django-csp's ``build_policy``, the same text) with two changes: ``frame-ancestors`` is the tenant's
-    site instead of ``'none'``, and Atlassian's iframe bridge (all.js) may load."""
-    return build_policy(
-        update={"script-src": [CONNECT_CDN]},
-        replace={"frame-ancestors": [base_urls.origin(base_url) or "'none'"]},
-    )
+    site instead of ``'none'``, and Atlassian's iframe bridge (all.js) may load.
+
+    Built once with a stand-in site and filled in per request, rather than once per tenant: with
+    thousands of tenants a per-tenant cache would miss as often as it hit.
+    """
+    ancestor = base_urls.origin(base_url) or "'none'"
+    parts = _connect_policy_parts()
+    if parts is None:
+        return _build_connect_policy(ancestor)
+    head, tail = parts
+    return head + ancestor + tail
+
+
+# A site no policy names (``.invalid``: RFC 2606), standing in for the tenant's while the policy is built.
+_STAND_IN = "https://frame-ancestor.invalid"
+
+
+def _build_connect_policy(ancestor: str) -> str:
+    return build_policy(update={"script-src": [CONNECT_CDN]}, replace={"frame-ancestors": [ancestor]})
+
+
+@lru_cache(maxsize=1)
+def _connect_policy_parts() -> tuple[str, str] | None:
+    """The Connect policy before and after the tenant's site; None if the stand-in is not there once."""
+    head, found, tail = _build_connect_policy(_STAND_IN).partition(_STAND_IN)
+    return (head, tail) if found and _STAND_IN not in tail else None
 
 
 def _policy_changed(*, setting: str, **_kwargs: Any) -> None:
-    """Built policies follow the settings they were built from (tests override them)."""
+    """The built policy follows the settings it was built from (tests override them)."""
     if setting.startswith("CONTENT_SECURITY_POLICY"):
-        connect_policy.cache_clear()
+        _connect_policy_parts.cache_clear()
 
 
 setting_changed.connect(_policy_changed, dispatch_uid="registrations.jwt.connect_policy")

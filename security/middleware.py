@@ -110,7 +110,7 @@ class CSPMiddleware(csp.middleware.CSPMiddleware):
     it is without building the site-wide one first (django-csp builds it, then keeps the response's).
 
     Why (issue 19, item 1): a Connect page brings its own policy (``registrations.jwt.connect_policy``,
-    built once per tenant site), and building the site-wide policy and the report-only one on every
+    built once and filled in per site), and building the site-wide policy and the report-only one on every
     response cost more than verifying the page's token. When a report-only policy is configured,
     django-csp still adds it as before.
     """

@@ -5,6 +5,7 @@ import re
 
 import pytest
 from hypothesis import given
+from hypothesis import settings as examples
 from hypothesis import strategies as st
 
 from dsr_requests.tests.test_journey import page_token
@@ -144,3 +145,22 @@ def test_connect_pages_and_their_refusals_are_never_cached(client):
     assert page.status_code == 200 and refused.status_code == 401
     for response in (page, refused):
         assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]
+
+
+@examples(max_examples=200)
+@given(
+    base_url=st.text(max_size=60)
+    | st.from_regex(r"https://[a-z0-9-]{1,12}\.atlassian\.net(/wiki)?", fullmatch=True)
+)
+def test_a_connect_pages_policy_filled_in_per_site_is_the_one_django_csp_builds_for_it(base_url):
+    """Issue 19, item 1: the Connect policy is built once with a stand-in site and filled in per request;
+    for any stored base URL (valid or not) it is exactly what django-csp builds for that site's origin
+    (``'none'`` for a URL that does not pass)."""
+    from csp.utils import build_policy
+
+    from registrations import jwt
+
+    ancestor = base_urls.origin(base_url) or "'none'"
+    assert jwt.connect_policy(base_url) == build_policy(
+        update={"script-src": [jwt.CONNECT_CDN]}, replace={"frame-ancestors": [ancestor]}
+    )

@@ -100,7 +100,7 @@ def test_no_served_template_has_inline_script_or_style_or_event_handlers():
 
 
 def test_a_connect_pages_policy_is_the_site_policy_with_its_two_changes_built_once(client, settings):
-    """Issue 19, item 1: the Connect page's whole policy is built once per tenant site and sent as it is
+    """Issue 19, item 1: the Connect page's whole policy is built once, filled in per site and sent as it is
     (``security.middleware.CSPMiddleware`` does not rebuild it); it is the text django-csp would build
     from the same changes, and follows the settings when they change."""
     from csp.utils import build_policy
