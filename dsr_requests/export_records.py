@@ -420,7 +420,22 @@ def _staff_access_streams(requests, ids):
     ]
 
 
-class TokenText(Func):
+class _TextOnPostgreSQL(Func):
+    """A column as text PostgreSQL writes (``postgresql``, the column's SQL in ``{}``); elsewhere the column
+    as stored."""
+
+    output_field = TextField()
+    postgresql = "{}"
+
+    def as_sql(self, compiler, connection, **extra_context):
+        return compiler.compile(self.source_expressions[0])
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return self.postgresql.format(sql), params
+
+
+class TokenText(_TextOnPostgreSQL):
     """An encrypted column's stored Fernet token, undecrypted: on PostgreSQL as text, elsewhere as stored.
 
     Why: psycopg2 receives a ``bytea`` column in hex (two characters a byte) and unescapes it into a
@@ -430,17 +445,10 @@ class TokenText(Func):
     ASCII) and fails the HMAC check as it would have as bytes. ``BulkDecryptor`` takes either form.
     """
 
-    output_field = TextField()
-
-    def as_sql(self, compiler, connection, **extra_context):
-        return compiler.compile(self.source_expressions[0])
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        sql, params = compiler.compile(self.source_expressions[0])
-        return f"encode({sql}, 'escape')", params
+    postgresql = "encode({}, 'escape')"
 
 
-class DateText(Func):
+class DateText(_TextOnPostgreSQL):
     """A date or time column as PostgreSQL's own text for it (``::text``); elsewhere the column as stored.
 
     Why (issue 19, item 4, fourth round): PostgreSQL sends every value as text anyway; letting psycopg2
@@ -449,14 +457,7 @@ class DateText(Func):
     into exactly what ``isoformat()`` wrote (tested against it with Hypothesis).
     """
 
-    output_field = TextField()
-
-    def as_sql(self, compiler, connection, **extra_context):
-        return compiler.compile(self.source_expressions[0])
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        sql, params = compiler.compile(self.source_expressions[0])
-        return f"({sql})::text", params
+    postgresql = "({})::text"
 
 
 def iso_text(value):
